@@ -1,0 +1,824 @@
+//! `pairbeat config import`: Heartbeat's ha.cf + haresources + authkeys → pairbeat.toml.
+//!
+//! The translation is faithful where pairbeat has the same notion (timing, media,
+//! nodes, failback, the resource group, the keys) and loud where it does not: every
+//! directive or token that cannot be carried over is reported with its file:line,
+//! and every value the Heartbeat files do not contain (a ucast link's own address,
+//! an `IPaddr::` without address) is written as a `<PLACEHOLDER>` that
+//! `pairbeat config check` refuses until it is filled in. Nothing is dropped silently.
+//!
+//! Parsing follows Heartbeat 3.0.6: ha.cf values are split on space, tab or comma
+//! (media lines on whitespace), a bare time is seconds, `ms`/`us` are accepted;
+//! haresources lines continue with `\`, the owner is compared case-insensitively,
+//! `Type::a::b` gives positional args and a bare dotted quad means `IPaddr::`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::authkeys;
+use super::diag::{Diagnostics, Location, SourceFile};
+use super::{format_duration, AuthMethod, Timing, DEFAULT_UDP_PORT};
+
+/// The files to import and what the caller knows about them.
+#[derive(Debug, Clone)]
+pub struct ImportInput {
+    pub ha_cf: PathBuf,
+    pub haresources: Option<PathBuf>,
+    pub authkeys: Option<PathBuf>,
+    /// The node these files come from; ucast lines in its ha.cf point at the peer.
+    pub from_node: Option<String>,
+}
+
+/// A translated configuration and what the operator must look at.
+#[derive(Debug)]
+pub struct Imported {
+    pub toml: String,
+    /// Warnings: things not translated, or placeholders to fill in. Errors: bad input.
+    pub notes: Diagnostics,
+    /// The placeholders in `toml`, each with what belongs there.
+    pub placeholders: Vec<(String, String)>,
+}
+
+/// Reads the files and translates them; `Err` only when ha.cf itself cannot be read.
+pub fn import(input: &ImportInput) -> Result<Imported, Diagnostics> {
+    let read = |p: &Path| -> Result<SourceFile, Diagnostics> {
+        std::fs::read_to_string(p).map(|t| SourceFile::new(p, t)).map_err(|e| {
+            let mut d = Diagnostics::default();
+            d.error(Location::file(p), format!("cannot read: {e}"), None);
+            d
+        })
+    };
+    let ha_cf = read(&input.ha_cf)?;
+    let haresources = input.haresources.as_deref().map(read).transpose()?;
+    let mut notes = Diagnostics::default();
+    let hacf = parse_ha_cf(&ha_cf, &mut notes);
+    let group = haresources.as_ref().map(|f| parse_haresources(f, &hacf.nodes, &mut notes));
+    let auth = input.authkeys.as_deref().map(|p| {
+        let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        let mut sub = Diagnostics::default();
+        let keys = authkeys::load(&abs, &mut sub);
+        notes.extend(sub);
+        (abs, keys)
+    });
+    let mut out = Emitter::default();
+    out.emit(input, &hacf, group.as_ref(), auth.as_ref(), &mut notes);
+    Ok(Imported {
+        toml: out.text,
+        notes: notes.sorted(),
+        placeholders: out.placeholders,
+    })
+}
+
+// ---------------------------------------------------------------------------------
+// ha.cf
+
+#[derive(Debug, Default)]
+struct HaCf {
+    cluster: Option<String>,
+    nodes: Vec<String>,
+    keepalive: Option<Duration>,
+    deadtime: Option<Duration>,
+    warntime: Option<Duration>,
+    initdead: Option<Duration>,
+    media: Vec<Medium>,
+    /// `on`, `off` or `legacy`, with its line.
+    auto_failback: Option<(String, usize)>,
+    log: Option<String>,
+    debug: bool,
+}
+
+#[derive(Debug)]
+enum Medium {
+    Bcast { interface: String, port: u16 },
+    Ucast { interface: String, ip: String, port: u16, line: usize },
+    Mcast { interface: String, group: String, port: u16, ttl: u8, loopback: bool },
+}
+
+/// Directives Heartbeat knows that pairbeat does not need, with why.
+const NO_EQUIVALENT: &[(&str, &str)] = &[
+    ("conn_logd_time", "pairbeat has no separate logging daemon"),
+    ("syslogmsgfmt", "pairbeat formats its own log lines"),
+    ("compression", "pairbeat messages are small and never compressed"),
+    ("compression_threshold", "pairbeat messages are small and never compressed"),
+    ("traditional_compression", "pairbeat messages are small and never compressed"),
+    ("msgfmt", "pairbeat always sends Heartbeat's netstring format, as Heartbeat 3.0.6 does"),
+    ("uuidfrom", "pairbeat identifies nodes by name"),
+    ("hbgenmethod", "pairbeat keeps its generation in a file, as `hbgenmethod file` does"),
+    ("hopfudge", "two nodes need no packet forwarding"),
+    ("max_rexmit_delay", "pairbeat does not retransmit keepalives"),
+    ("coredumps", "set core dump limits in the systemd unit instead"),
+    ("coreroot", "set core dump limits in the systemd unit instead"),
+    ("memreserve", "pairbeat does not pre-reserve memory"),
+    ("quorum_server", "a two-node cluster has no quorum server"),
+    ("env", "set the environment in the systemd unit instead"),
+    ("log_badpack", "pairbeat always counts bad packets and logs them rate-limited"),
+    ("use_apphbd", "not used by pairbeat"),
+    ("normalpoll", "not used by pairbeat"),
+    ("record_config_changes", "Pacemaker-only"),
+    ("record_pengine_inputs", "Pacemaker-only"),
+    ("enable_config_writes", "Pacemaker-only"),
+    ("crm_daemon_dir", "Pacemaker-only"),
+    ("crmd_spawns_pengine", "Pacemaker-only"),
+    ("apiauth", "pairbeat has no client API; the control socket is limited by [daemon] socket_group"),
+    ("baud", "serial links are not supported"),
+];
+
+/// Directives that have (or will have) a pairbeat meaning but are not translated yet.
+const NOT_YET: &[(&str, &str)] = &[
+    ("ping", "ping tie-break targets are not in pairbeat.toml yet; keep this list for the split-brain settings"),
+    ("ping_group", "ping tie-break targets are not in pairbeat.toml yet"),
+    ("deadping", "ping tie-break targets are not in pairbeat.toml yet"),
+    ("hbaping", "FC HBA ping nodes are not supported"),
+    ("respawn", "pairbeat does not run helper processes; ipfail's job belongs to the ping tie-break"),
+    ("failfast", "pairbeat does not run helper processes"),
+    ("stonith", "fencing devices are not in pairbeat.toml yet"),
+    ("stonith_host", "fencing devices are not in pairbeat.toml yet"),
+    ("watchdog", "a hardware watchdog is not supported; under systemd, WatchdogSec does this job"),
+    ("realtime", "realtime scheduling is not in pairbeat.toml yet"),
+    ("rtprio", "realtime scheduling is not in pairbeat.toml yet"),
+    ("autojoin", "a pairbeat cluster has exactly the two nodes in [[node]]"),
+    ("serial", "serial links are not supported; use a second network link"),
+    ("mcast6", "IPv6 multicast links are not supported; use ucast with IPv6 addresses"),
+    ("ucast6", "write an IPv6 ucast link by hand: kind = \"ucast\" with IPv6 address.<node>"),
+];
+
+fn parse_ha_cf(file: &SourceFile, notes: &mut Diagnostics) -> HaCf {
+    let mut cf = HaCf::default();
+    let mut port = DEFAULT_UDP_PORT;
+    let mut logfile: Option<(String, usize)> = None;
+    let mut facility: Option<(String, usize)> = None;
+    for n in 1..=file.text.lines().count() {
+        let content = file.line_text(n).split('#').next().unwrap_or("").trim();
+        if content.is_empty() {
+            continue;
+        }
+        let here = Location::at(file, file.line_span(n));
+        let (directive, rest) = content.split_once(char::is_whitespace).unwrap_or((content, ""));
+        let rest = rest.trim();
+        // Media and whole-line directives take whitespace-separated words; the rest also split on commas.
+        let words: Vec<&str> = rest.split_whitespace().collect();
+        let values: Vec<&str> = rest.split([' ', '\t', ',']).filter(|w| !w.is_empty()).collect();
+        let mut warn = |msg: String, help: Option<String>| notes.warning(here.clone(), msg, help);
+        match directive {
+            "keepalive" | "deadtime" | "warntime" | "initdead" => {
+                let Some(v) = values.first() else {
+                    notes.error(here, format!("`{directive}` has no value"), None);
+                    continue;
+                };
+                match heartbeat_time(v) {
+                    Ok(d) => {
+                        let slot = match directive {
+                            "keepalive" => &mut cf.keepalive,
+                            "deadtime" => &mut cf.deadtime,
+                            "warntime" => &mut cf.warntime,
+                            _ => &mut cf.initdead,
+                        };
+                        *slot = Some(d);
+                    }
+                    Err(e) => notes.error(here, format!("{directive} {v}: {e}"), None),
+                }
+            }
+            "udpport" => match values.first().and_then(|v| v.parse::<u16>().ok()) {
+                Some(p) if p > 0 => port = p,
+                _ => notes.error(here, format!("`{content}` is not a valid UDP port"), None),
+            },
+            "bcast" => {
+                if words.is_empty() {
+                    notes.error(here, "`bcast` names no interface", None);
+                }
+                for w in words {
+                    cf.media.push(Medium::Bcast { interface: w.to_string(), port });
+                }
+            }
+            "ucast" => match words.as_slice() {
+                [iface, ip] => cf.media.push(Medium::Ucast {
+                    interface: iface.to_string(),
+                    ip: ip.to_string(),
+                    port,
+                    line: n,
+                }),
+                _ => notes.error(here, format!("`{content}` is not `ucast INTERFACE PEER-IP`"), None),
+            },
+            "mcast" => match words.as_slice() {
+                [iface, group, p, ttl, lp] => match (p.parse::<u16>(), ttl.parse::<u8>(), *lp) {
+                    (Ok(p), Ok(ttl), "0" | "1") if ttl > 0 => cf.media.push(Medium::Mcast {
+                        interface: iface.to_string(),
+                        group: group.to_string(),
+                        port: p,
+                        ttl,
+                        loopback: *lp == "1",
+                    }),
+                    _ => notes.error(here, format!("`{content}`: port, ttl (1-255) or loop (0/1) is invalid"), None),
+                },
+                _ => notes.error(here, format!("`{content}` is not `mcast INTERFACE GROUP PORT TTL LOOP`"), None),
+            },
+            "node" => cf.nodes.extend(values.iter().map(|v| v.to_string())),
+            "cluster" => cf.cluster = values.first().map(|v| v.to_string()),
+            "auto_failback" => match values.first().map(|v| v.to_ascii_lowercase()) {
+                Some(v) if ["on", "off", "legacy"].contains(&v.as_str()) || boolean(&v).is_some() => {
+                    let v = match boolean(&v) {
+                        Some(true) => "on".to_string(),
+                        Some(false) => "off".to_string(),
+                        None => v,
+                    };
+                    cf.auto_failback = Some((v, n));
+                }
+                _ => notes.error(here, format!("`{content}`: auto_failback is on, off or legacy"), None),
+            },
+            "nice_failback" => match values.first().and_then(|v| boolean(v)) {
+                Some(true) => {
+                    warn(
+                        "nice_failback is obsolete in Heartbeat; translated as auto_failback off, its intended meaning".into(),
+                        None,
+                    );
+                    cf.auto_failback.get_or_insert(("off".into(), n));
+                }
+                Some(false) => {
+                    cf.auto_failback.get_or_insert(("on".into(), n));
+                }
+                None => notes.error(here, format!("`{content}` is not on or off"), None),
+            },
+            "logfile" => logfile = values.first().map(|v| (v.to_string(), n)),
+            "logfacility" => facility = values.first().map(|v| (v.to_string(), n)),
+            "use_logd" => {
+                if values.first().and_then(|v| boolean(v)) == Some(true) {
+                    facility.get_or_insert(("daemon".into(), n));
+                    warn("use_logd: pairbeat logs to syslog directly".into(), None);
+                }
+            }
+            "debugfile" => warn(
+                "debugfile is not translated: pairbeat writes debug messages to its one log".into(),
+                Some("set [daemon] log_level = \"debug\" to get them".into()),
+            ),
+            "debug" => cf.debug = values.first().and_then(|v| v.parse::<u32>().ok()).unwrap_or(0) > 0,
+            "crm" | "pacemaker" => {
+                let on = values.first().map(|v| v.eq_ignore_ascii_case("respawn") || boolean(v) == Some(true));
+                if on == Some(true) {
+                    warn(
+                        format!("`{content}`: with Pacemaker on, Heartbeat ignored haresources; pairbeat runs the haresources group itself"),
+                        Some("check that the [group] below is what this cluster should run; Pacemaker's CIB is not imported".into()),
+                    );
+                }
+            }
+            _ => {
+                if let Some((_, why)) = NOT_YET.iter().find(|(d, _)| *d == directive) {
+                    warn(format!("`{content}` is not translated: {why}"), None);
+                } else if let Some((_, why)) = NO_EQUIVALENT.iter().find(|(d, _)| *d == directive) {
+                    warn(format!("`{directive}` is not needed: {why}"), None);
+                } else {
+                    notes.error(here, format!("`{directive}` is not a Heartbeat directive"), Some("Heartbeat refuses it too (\"Illegal directive\"); remove it or fix its spelling".into()));
+                }
+            }
+        }
+    }
+    // One log target: a file wins over syslog only when no facility was asked for.
+    cf.log = match (facility, logfile) {
+        (Some((f, _)), Some((path, line))) if f != "none" => {
+            notes.warning(
+                Location::at(file, file.line_span(line)),
+                format!("logfile {path} is not translated: pairbeat logs to one place and ha.cf also asks for syslog ({f})"),
+                Some("set [daemon] log to the file instead of \"syslog\" if you prefer it".into()),
+            );
+            Some("syslog".into())
+        }
+        (Some((f, _)), None) if f != "none" => Some("syslog".into()),
+        (_, Some((path, line))) => {
+            if !path.starts_with('/') || path.contains('$') {
+                notes.warning(
+                    Location::at(file, file.line_span(line)),
+                    format!("logfile {path} is not an absolute path; pairbeat does not expand variables"),
+                    None,
+                );
+                None
+            } else {
+                Some(path)
+            }
+        }
+        _ => None,
+    };
+    if let Some((f, line)) = &cf.log.as_ref().and(facility_line(file)) {
+        if f != "daemon" {
+            notes.warning(
+                Location::at(file, file.line_span(*line)),
+                format!("pairbeat logs to syslog with facility daemon, not {f}"),
+                None,
+            );
+        }
+    }
+    cf
+}
+
+/// The facility named by `logfacility`, if any, for the facility warning.
+fn facility_line(file: &SourceFile) -> Option<(String, usize)> {
+    (1..=file.text.lines().count()).find_map(|n| {
+        let content = file.line_text(n).split('#').next().unwrap_or("").trim().to_string();
+        let mut w = content.split_whitespace();
+        (w.next() == Some("logfacility")).then(|| (w.next().unwrap_or("").to_string(), n))
+    })
+}
+
+/// Heartbeat's `cl_get_msec`: a bare number is seconds; `ms` and `us` are accepted.
+/// Heartbeat refuses an `s` suffix; pairbeat reads it as meant.
+fn heartbeat_time(v: &str) -> Result<Duration, String> {
+    let split = v.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("`{v}` is not a number"))?;
+    let ms = match unit {
+        "" | "s" => n * 1000.0,
+        "ms" => n,
+        "us" | "usec" => n / 1000.0,
+        _ => return Err(format!("unit `{unit}` is not one Heartbeat knows (none = seconds, ms, us)")),
+    };
+    Ok(Duration::from_millis(ms.round() as u64))
+}
+
+/// Heartbeat's `cl_str_to_boolean`.
+fn boolean(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "on" | "yes" | "y" | "1" => Some(true),
+        "false" | "off" | "no" | "n" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// haresources
+
+#[derive(Debug)]
+struct HaGroup {
+    owner: Option<String>,
+    resources: Vec<HaResource>,
+}
+
+#[derive(Debug)]
+struct HaResource {
+    /// The token as written, and its line, for comments and notes.
+    token: String,
+    line: usize,
+    agent: String,
+    params: Vec<(String, String)>,
+    args: Vec<String>,
+}
+
+fn parse_haresources(file: &SourceFile, nodes: &[String], notes: &mut Diagnostics) -> HaGroup {
+    // Join `\`-continued lines, remembering where each logical line started.
+    let mut lines: Vec<(usize, String)> = Vec::new();
+    let mut pending: Option<(usize, String)> = None;
+    for n in 1..=file.text.lines().count() {
+        let content = file.line_text(n).split('#').next().unwrap_or("").to_string();
+        let (start, mut acc) = pending.take().unwrap_or((n, String::new()));
+        if let Some(head) = content.trim_end().strip_suffix('\\') {
+            acc.push_str(head);
+            acc.push(' ');
+            pending = Some((start, acc));
+        } else {
+            acc.push_str(&content);
+            if !acc.trim().is_empty() {
+                lines.push((start, acc));
+            }
+        }
+    }
+    if let Some(p) = pending {
+        lines.push(p);
+    }
+    let mut group = HaGroup { owner: None, resources: Vec::new() };
+    let Some((first_line, first)) = lines.first() else {
+        notes.warning(Location::file(&file.path), "haresources defines no group", Some("add [[group.resource]] tables by hand".into()));
+        return group;
+    };
+    for (n, _) in lines.iter().skip(1) {
+        notes.warning(
+            Location::at(file, file.line_span(*n)),
+            "a second resource group is not translated: pairbeat runs one group per cluster",
+            Some("merge its resources into the first group, or run a second pairbeat cluster".into()),
+        );
+    }
+    let mut tokens = first.split_whitespace();
+    let owner = tokens.next().unwrap_or_default();
+    group.owner = match nodes.iter().find(|n| n.eq_ignore_ascii_case(owner)) {
+        Some(n) => Some(n.clone()),
+        None => {
+            notes.warning(
+                Location::at(file, file.line_span(*first_line)),
+                format!("the group's owner `{owner}` is not a node in ha.cf; preferred_node is left out"),
+                None,
+            );
+            None
+        }
+    };
+    for token in tokens {
+        group.resources.push(translate_token(token, *first_line, file, notes));
+    }
+    group
+}
+
+/// One haresources token → agent, params and args, as ResourceManager and hto-mapfuncs read it.
+fn translate_token(token: &str, line: usize, file: &SourceFile, notes: &mut Diagnostics) -> HaResource {
+    let here = Location::at(file, file.line_span(line));
+    // ResourceManager's canonname: a bare dotted quad is shorthand for IPaddr::it.
+    let looks_ip = token.split('.').count() == 4 && token.chars().all(|c| c.is_ascii_digit() || c == '.' || c == '/');
+    let canon = if looks_ip { format!("IPaddr::{token}") } else { token.to_string() };
+    let mut parts = canon.split("::");
+    let name = parts.next().unwrap_or_default().to_string();
+    let args: Vec<String> = parts.map(str::to_string).collect();
+    let mut res = HaResource { token: token.to_string(), line, agent: String::new(), params: Vec::new(), args: Vec::new() };
+    let need = |what: &str, notes: &mut Diagnostics| -> String {
+        notes.warning(here.clone(), format!("`{token}` gives no {what}"), Some(format!("fill in <{}> in the generated [[group.resource]]", what.to_uppercase())));
+        format!("<{}>", what.to_uppercase())
+    };
+    match name.as_str() {
+        "IPaddr" | "IPaddr2" => {
+            res.agent = format!("ocf:heartbeat:{name}");
+            let spec = args.first().cloned().unwrap_or_default();
+            let mut fields = spec.split('/');
+            let ip = fields.next().unwrap_or_default();
+            let ip = if ip.is_empty() { need("virtual ip", notes) } else { ip.to_string() };
+            res.params.push(("ip".into(), ip));
+            let rest: Vec<&str> = fields.collect();
+            if let Some(cidr) = rest.first() {
+                res.params.push(("cidr_netmask".into(), cidr.to_string()));
+            }
+            // IPaddr::ip/cidr/nic/broadcast; a dotted third field is the broadcast address.
+            match rest.get(1) {
+                Some(f) if f.contains('.') => res.params.push(("broadcast".into(), f.to_string())),
+                Some(f) => res.params.push(("nic".into(), f.to_string())),
+                None => {}
+            }
+            if let Some(b) = rest.get(2) {
+                res.params.push(("broadcast".into(), b.to_string()));
+            }
+            if args.len() > 1 {
+                notes.warning(here.clone(), format!("`{token}`: arguments after the address are not translated"), None);
+            }
+        }
+        "Filesystem" => {
+            res.agent = "ocf:heartbeat:Filesystem".into();
+            let keys = ["device", "directory", "fstype", "options"];
+            for (i, key) in keys.iter().enumerate() {
+                match args.get(i).filter(|a| !a.is_empty()) {
+                    Some(v) => res.params.push((key.to_string(), v.clone())),
+                    None if i < 2 => {
+                        let v = need(key, notes);
+                        res.params.push((key.to_string(), v));
+                    }
+                    None => {}
+                }
+            }
+            if args.len() > keys.len() {
+                notes.warning(here.clone(), format!("`{token}`: arguments after the mount options are not translated"), None);
+            }
+        }
+        _ => {
+            res.agent = format!("heartbeat:{name}");
+            res.args = args;
+        }
+    }
+    res
+}
+
+// ---------------------------------------------------------------------------------
+// TOML output
+
+#[derive(Default)]
+struct Emitter {
+    text: String,
+    placeholders: Vec<(String, String)>,
+}
+
+/// A TOML basic string, escaped.
+fn q(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+impl Emitter {
+    fn line(&mut self, s: impl AsRef<str>) {
+        self.text.push_str(s.as_ref());
+        self.text.push('\n');
+    }
+
+    fn placeholder(&mut self, name: &str, what: String) -> String {
+        let p = format!("<{name}>");
+        if !self.placeholders.iter().any(|(n, _)| *n == p) {
+            self.placeholders.push((p.clone(), what));
+        }
+        p
+    }
+
+    fn emit(
+        &mut self,
+        input: &ImportInput,
+        cf: &HaCf,
+        group: Option<&HaGroup>,
+        auth: Option<&(PathBuf, Option<super::Auth>)>,
+        notes: &mut Diagnostics,
+    ) {
+        self.line("# pairbeat.toml imported from Heartbeat by `pairbeat config import`.");
+        self.line("# Values in <ANGLE BRACKETS> were not in the Heartbeat files: fill them in;");
+        self.line("# `pairbeat config check` refuses the file until then.");
+        self.line("");
+        self.line("[cluster]");
+        match &cf.cluster {
+            Some(c) => self.line(format!("name = {}", q(c))),
+            None => self.line("name = \"linux-ha\"  # Heartbeat's default cluster name"),
+        }
+
+        let nodes = self.nodes(input, cf, notes);
+        self.links(input, cf, &nodes, notes);
+        self.timing(cf);
+
+        self.line("");
+        self.line("[auth]");
+        match auth {
+            Some((path, keys)) => {
+                self.line(format!("authkeys = {}", q(&path.to_string_lossy())));
+                if let Some(a) = keys {
+                    if a.signing_key().method == AuthMethod::Crc {
+                        self.line("# crc is a checksum, not authentication: consider `1 sha1 <secret>` in authkeys");
+                        notes.warning(
+                            Location::file(path),
+                            "this authkeys signs with crc, which anyone on the link can forge",
+                            Some("switch to sha1 (Heartbeat-compatible) or sha256".into()),
+                        );
+                    }
+                }
+            }
+            None => {
+                let p = self.placeholder("AUTHKEYS FILE", "the path of the authkeys file (or give --authkeys)".into());
+                self.line(format!("authkeys = {}", q(&p)));
+            }
+        }
+
+        self.line("");
+        self.line("[failover]");
+        if let Some(owner) = group.and_then(|g| g.owner.as_ref()) {
+            self.line(format!("preferred_node = {}  # the group's owner in haresources", q(owner)));
+        }
+        match &cf.auto_failback {
+            Some((v, _)) if v == "off" => self.line("auto_failback = false"),
+            Some((v, _)) if v == "on" => self.line("auto_failback = true"),
+            Some((_, line)) => {
+                self.line("auto_failback = true  # from `legacy`: the group returns to its owner");
+                let _ = line;
+            }
+            None => self.line("auto_failback = true  # Heartbeat's default (legacy) returns the group to its owner"),
+        }
+
+        self.line("");
+        self.line("[group]");
+        self.line("id = \"group\"");
+        if let Some(g) = group {
+            self.resources(g);
+        }
+
+        let mut daemon = String::new();
+        if let Some(log) = &cf.log {
+            let _ = writeln!(daemon, "log = {}", q(log));
+        }
+        if cf.debug {
+            daemon.push_str("log_level = \"debug\"  # from `debug` in ha.cf\n");
+        }
+        if !daemon.is_empty() {
+            self.line("");
+            self.line("[daemon]");
+            self.text.push_str(&daemon);
+        }
+    }
+
+    fn nodes(&mut self, input: &ImportInput, cf: &HaCf, notes: &mut Diagnostics) -> Vec<String> {
+        let mut nodes = cf.nodes.clone();
+        if nodes.len() > 2 {
+            notes.error(
+                Location::file(&input.ha_cf),
+                format!("ha.cf names {} nodes; pairbeat runs on exactly two", nodes.len()),
+                Some(format!("keep two of: {}", nodes.join(", "))),
+            );
+        }
+        while nodes.len() < 2 {
+            let i = nodes.len() + 1;
+            notes.warning(Location::file(&input.ha_cf), format!("ha.cf names {} node(s); pairbeat needs two", cf.nodes.len()), None);
+            let p = self.placeholder(&format!("NODE {i} NAME"), format!("the `uname -n` of node {i}"));
+            nodes.push(p);
+        }
+        for n in &nodes {
+            self.line("");
+            self.line("[[node]]");
+            self.line(format!("name = {}", q(n)));
+        }
+        nodes
+    }
+
+    fn links(&mut self, input: &ImportInput, cf: &HaCf, nodes: &[String], notes: &mut Diagnostics) {
+        if cf.media.is_empty() {
+            notes.warning(
+                Location::file(&input.ha_cf),
+                "ha.cf has no bcast, mcast or ucast line: the nodes would have no link",
+                Some("fill in the placeholder [[link]] (better: two links on separate NICs)".into()),
+            );
+            self.line("");
+            self.line("[[link]]");
+            self.line("kind = \"ucast\"");
+            let i = self.placeholder("INTERFACE", "the NIC the nodes talk over".into());
+            self.line(format!("interface = {}", q(&i)));
+            for n in nodes.iter().take(2) {
+                let p = self.placeholder(&format!("ADDRESS OF {n}"), format!("{n}'s IP address on that NIC"));
+                self.line(format!("address.{} = {}", key(n), q(&p)));
+            }
+            return;
+        }
+        // Heartbeat lists one ucast line per peer address; gather them per interface.
+        let mut ucast: BTreeMap<&str, Vec<(&str, u16, usize)>> = BTreeMap::new();
+        for m in &cf.media {
+            match m {
+                Medium::Bcast { interface, port } => {
+                    self.line("");
+                    self.line("[[link]]");
+                    self.line("kind = \"bcast\"");
+                    self.line(format!("interface = {}", q(interface)));
+                    self.line(format!("port = {port}"));
+                }
+                Medium::Mcast { interface, group, port, ttl, loopback } => {
+                    self.line("");
+                    self.line("[[link]]");
+                    self.line("kind = \"mcast\"");
+                    self.line(format!("interface = {}", q(interface)));
+                    self.line(format!("group = {}", q(group)));
+                    self.line(format!("port = {port}"));
+                    self.line(format!("ttl = {ttl}"));
+                    self.line(format!("loop = {loopback}"));
+                }
+                Medium::Ucast { interface, ip, port, line } => {
+                    ucast.entry(interface).or_default().push((ip, *port, *line));
+                }
+            }
+        }
+        let from = input.from_node.as_ref().filter(|f| nodes.contains(f));
+        for (iface, entries) in ucast {
+            self.line("");
+            self.line("[[link]]");
+            self.line("kind = \"ucast\"");
+            self.line(format!("interface = {}", q(iface)));
+            self.line(format!("port = {}", entries[0].1));
+            let lines: Vec<String> = entries.iter().map(|e| e.2.to_string()).collect();
+            match (from, entries.as_slice()) {
+                (Some(me), [(ip, _, line)]) => {
+                    // This node's ha.cf: the one ucast address is the peer's.
+                    let peer = nodes.iter().find(|n| *n != me).cloned().unwrap_or_default();
+                    let p = self.placeholder(&format!("ADDRESS OF {me} ON {iface}"), format!("{me}'s own IP address on {iface}"));
+                    self.line(format!("address.{} = {}  # ha.cf gives only the peer's address", key(me), q(&p)));
+                    self.line(format!("address.{} = {}  # ha.cf line {line}", key(&peer), q(ip)));
+                }
+                _ => {
+                    let ips: Vec<&str> = entries.iter().map(|e| e.0).collect();
+                    notes.warning(
+                        Location::file(&input.ha_cf),
+                        format!("ucast on {iface} (line {}) lists {}: which node owns which address is not in ha.cf", lines.join(", "), ips.join(", ")),
+                        Some("fill in address.<node> for both nodes, or import again with --node NAME (the host these files come from)".into()),
+                    );
+                    for n in nodes.iter().take(2) {
+                        let p = self.placeholder(&format!("ADDRESS OF {n} ON {iface}"), format!("{n}'s own IP address on {iface} (one of {})", ips.join(", ")));
+                        self.line(format!("address.{} = {}", key(n), q(&p)));
+                    }
+                }
+            }
+        }
+    }
+
+    fn timing(&mut self, cf: &HaCf) {
+        // Heartbeat's defaults differ from pairbeat's; write them out so behaviour is unchanged.
+        let ka = cf.keepalive.unwrap_or(Duration::from_secs(1));
+        let dt = cf.deadtime.unwrap_or(Duration::from_secs(30));
+        let id = cf.initdead.unwrap_or_else(|| Timing::default_initdead(dt));
+        let note = |given: bool| if given { "" } else { "  # Heartbeat's default" };
+        self.line("");
+        self.line("[timing]");
+        self.line(format!("keepalive = {}{}", q(&format_duration(ka)), note(cf.keepalive.is_some())));
+        if let Some(w) = cf.warntime {
+            self.line(format!("warntime = {}", q(&format_duration(w))));
+        }
+        self.line(format!("deadtime = {}{}", q(&format_duration(dt)), note(cf.deadtime.is_some())));
+        self.line(format!("initdead = {}{}", q(&format_duration(id)), note(cf.initdead.is_some())));
+    }
+
+    fn resources(&mut self, g: &HaGroup) {
+        let mut used: BTreeMap<String, usize> = BTreeMap::new();
+        for r in &g.resources {
+            let base = resource_id(&r.agent);
+            let count = used.entry(base.clone()).or_insert(0);
+            *count += 1;
+            let id = if *count == 1 { base } else { format!("{base}-{count}") };
+            for (_, v) in r.params.iter().filter(|(_, v)| super::parse::is_placeholder(v)) {
+                self.placeholder(&v[1..v.len() - 1], format!("a value for resource {id} (haresources line {})", r.line));
+            }
+            self.line("");
+            self.line(format!("# haresources line {}: {}", r.line, r.token));
+            self.line("[[group.resource]]");
+            self.line(format!("id = {}", q(&id)));
+            self.line(format!("agent = {}", q(&r.agent)));
+            if !r.params.is_empty() {
+                let kv: Vec<String> = r.params.iter().map(|(k, v)| format!("{k} = {}", q(v))).collect();
+                self.line(format!("params = {{ {} }}", kv.join(", ")));
+            }
+            if !r.args.is_empty() {
+                let a: Vec<String> = r.args.iter().map(|a| q(a)).collect();
+                self.line(format!("args = [{}]", a.join(", ")));
+            }
+        }
+        if !g.resources.is_empty() {
+            self.line("# Heartbeat v1 did not monitor resources. To have pairbeat watch one, add e.g.");
+            self.line("# op = [{ name = \"monitor\", interval = \"10s\", timeout = \"20s\" }]");
+        }
+    }
+}
+
+/// A readable, unique-able id from an agent: "ocf:heartbeat:IPaddr" → "ipaddr".
+fn resource_id(agent: &str) -> String {
+    let name = agent.rsplit(':').next().unwrap_or(agent);
+    let id: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c.to_ascii_lowercase() } else { '-' })
+        .collect();
+    if id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric()) {
+        id
+    } else {
+        format!("r{id}")
+    }
+}
+
+/// A node name as a TOML key (quoted when it is not a bare key).
+fn key(name: &str) -> String {
+    if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        name.to_string()
+    } else {
+        q(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeat_time_syntax() {
+        assert_eq!(heartbeat_time("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(heartbeat_time("1500ms").unwrap(), Duration::from_millis(1500));
+        assert_eq!(heartbeat_time("0.5").unwrap(), Duration::from_millis(500));
+        assert_eq!(heartbeat_time("2s").unwrap(), Duration::from_secs(2));
+        assert!(heartbeat_time("2min").is_err());
+        assert!(heartbeat_time("fast").is_err());
+    }
+
+    fn token(t: &str) -> (HaResource, String) {
+        let f = SourceFile::new("haresources", format!("a {t}\n"));
+        let mut d = Diagnostics::default();
+        let r = translate_token(t, 1, &f, &mut d);
+        (r, d.to_string())
+    }
+
+    #[test]
+    fn ipaddr_fields_map_to_ocf_params() {
+        let (r, _) = token("IPaddr::10.0.0.1/24/eth0");
+        assert_eq!(r.agent, "ocf:heartbeat:IPaddr");
+        assert_eq!(r.params, vec![("ip".into(), "10.0.0.1".into()), ("cidr_netmask".into(), "24".into()), ("nic".into(), "eth0".into())]);
+        let (r, _) = token("192.168.1.5");
+        assert_eq!(r.params[0], ("ip".into(), "192.168.1.5".into()));
+    }
+
+    #[test]
+    fn empty_ipaddr_is_named_not_dropped() {
+        let (r, notes) = token("IPaddr::");
+        assert_eq!(r.params[0], ("ip".into(), "<VIRTUAL IP>".into()));
+        assert!(notes.contains("haresources:1:1: warning: `IPaddr::` gives no virtual ip"), "{notes}");
+    }
+
+    #[test]
+    fn other_scripts_keep_positional_args() {
+        let (r, _) = token("drbddisk::r0");
+        assert_eq!((r.agent.as_str(), r.args.as_slice()), ("heartbeat:drbddisk", &["r0".to_string()][..]));
+        let (r, _) = token("Filesystem::/dev/drbd0::/data::ext4");
+        assert_eq!(r.params.len(), 3);
+    }
+
+    #[test]
+    fn unknown_and_untranslatable_directives_are_reported_with_line() {
+        let f = SourceFile::new("ha.cf", "keepalive 1\nstonith_host * baytech 10.0.0.3 mylogin mysecretpassword\nfrobnicate yes\nkeepalive 2min\n");
+        let mut d = Diagnostics::default();
+        parse_ha_cf(&f, &mut d);
+        let t = d.to_string();
+        assert!(t.contains("ha.cf:2:1: warning: `stonith_host * baytech"), "{t}");
+        assert!(t.contains("ha.cf:3:1: error: `frobnicate` is not a Heartbeat directive"), "{t}");
+        assert!(t.contains("ha.cf:4:1: error: keepalive 2min"), "{t}");
+    }
+
+    #[test]
+    fn values_split_on_commas_and_continuations_join() {
+        let f = SourceFile::new("ha.cf", "node alpha,bravo\n");
+        let mut d = Diagnostics::default();
+        assert_eq!(parse_ha_cf(&f, &mut d).nodes, vec!["alpha", "bravo"]);
+        let h = SourceFile::new("haresources", "ALPHA 10.0.0.9 \\\n  Filesystem::/dev/sdb1::/mnt\n");
+        let g = parse_haresources(&h, &["alpha".into(), "bravo".into()], &mut d);
+        assert_eq!(g.owner.as_deref(), Some("alpha"));
+        assert_eq!(g.resources.len(), 2);
+    }
+}

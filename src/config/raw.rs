@@ -1,0 +1,121 @@
+//! Phase one of configuration loading: the shape of pairbeat.toml as serde structs.
+//!
+//! Everything here is exactly what the file says, with the byte span of each value,
+//! and nothing is checked beyond TOML types and key names (`deny_unknown_fields`).
+//! Values that have a vocabulary (`kind = "ucast"`, durations, agents) stay strings
+//! here so that `validate` can report every bad one at once, with its position.
+//! Every field is optional for the same reason: a missing required key is reported
+//! by `validate`, next to the others, instead of aborting deserialization.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub type S<T> = Option<Spanned<T>>;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub cluster: S<RawCluster>,
+    pub node: S<Vec<Spanned<RawNode>>>,
+    pub link: S<Vec<Spanned<RawLink>>>,
+    pub timing: S<RawTiming>,
+    pub auth: S<RawAuth>,
+    pub failover: S<RawFailover>,
+    pub group: S<RawGroup>,
+    pub daemon: S<RawDaemon>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub name: S<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNode {
+    pub name: S<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLink {
+    pub name: S<String>,
+    pub kind: S<String>,
+    pub interface: S<String>,
+    pub port: S<i64>,
+    /// ucast: each node's own address on this link, by node name.
+    pub address: S<BTreeMap<Spanned<String>, Spanned<String>>>,
+    /// mcast: group address, ttl, loopback.
+    pub group: S<String>,
+    pub ttl: S<i64>,
+    #[serde(rename = "loop")]
+    pub loop_: S<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTiming {
+    pub keepalive: S<toml::Value>,
+    pub warntime: S<toml::Value>,
+    pub deadtime: S<toml::Value>,
+    pub initdead: S<toml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    pub authkeys: S<String>,
+    pub method: S<String>,
+    pub key: S<String>,
+    pub key_index: S<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFailover {
+    pub preferred_node: S<String>,
+    pub auto_failback: S<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGroup {
+    pub id: S<String>,
+    pub resource: S<Vec<Spanned<RawResource>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResource {
+    pub id: S<String>,
+    pub agent: S<String>,
+    pub params: S<BTreeMap<Spanned<String>, Spanned<toml::Value>>>,
+    pub args: S<Vec<Spanned<String>>>,
+    pub promotable: S<bool>,
+    pub migration_threshold: S<i64>,
+    pub failure_timeout: S<toml::Value>,
+    pub op: S<Vec<Spanned<RawOp>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOp {
+    pub name: S<String>,
+    pub interval: S<toml::Value>,
+    pub timeout: S<toml::Value>,
+    pub on_fail: S<String>,
+    pub check_level: S<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDaemon {
+    pub socket: S<String>,
+    pub socket_group: S<String>,
+    pub state_dir: S<String>,
+    pub log: S<String>,
+    pub log_level: S<String>,
+}
