@@ -1,1 +1,135 @@
-fn main(){}
+//! `pairbeat`: the operator's command — status, configuration check and import.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use pairbeat::config::{self, import, DEFAULT_CONFIG_PATH, DEFAULT_SOCKET_PATH};
+use pairbeat::control::{client, render, Request};
+
+#[derive(Parser)]
+#[command(name = "pairbeat", version, about = "Operate a pairbeat two-node cluster")]
+struct Cli {
+    /// Control socket of the local pairbeatd.
+    #[arg(short = 's', long = "socket", global = true, env = "PAIRBEAT_SOCKET", default_value = DEFAULT_SOCKET_PATH)]
+    socket: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show the cluster: nodes, links, the resource group (like crm_mon -1).
+    #[command(visible_alias = "mon")]
+    Status {
+        /// Output format.
+        #[arg(long = "output-as", value_enum, default_value_t = Format::Text)]
+        output_as: Format,
+    },
+    /// Check or import configuration files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Check a pairbeat.toml; exit 0 when valid (warnings allowed), 1 otherwise.
+    Check {
+        /// The file to check.
+        #[arg(default_value = DEFAULT_CONFIG_PATH)]
+        file: PathBuf,
+        /// Check as this node (default: the hostname).
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// Translate Heartbeat's ha.cf, haresources and authkeys into a pairbeat.toml on stdout.
+    Import {
+        #[arg(long = "ha-cf", value_name = "FILE")]
+        ha_cf: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        haresources: Option<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        authkeys: Option<PathBuf>,
+        /// The node these files come from (default: the hostname); places ucast addresses.
+        #[arg(long)]
+        node: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Status { output_as } => status(&cli.socket, output_as),
+        Command::Config { command: ConfigCommand::Check { file, node } } => check(&file, node.as_deref()),
+        Command::Config { command: ConfigCommand::Import { ha_cf, haresources, authkeys, node } } => {
+            let from_node = node.or_else(|| Some(config::hostname()));
+            run_import(import::ImportInput { ha_cf, haresources, authkeys, from_node })
+        }
+    }
+}
+
+fn status(socket: &std::path::Path, format: Format) -> ExitCode {
+    match client::request(socket, &Request::Status) {
+        Ok(resp) => {
+            let Some(status) = resp.status else {
+                eprintln!("pairbeat: the daemon answered without a status");
+                return ExitCode::FAILURE;
+            };
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&status).expect("status serializes")),
+                Format::Text => print!("{}", render::text(&status)),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pairbeat: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(file: &std::path::Path, node: Option<&str>) -> ExitCode {
+    match config::load(file, node) {
+        Ok((_, warnings)) => {
+            print!("{}", warnings.report(file));
+            ExitCode::SUCCESS
+        }
+        Err(diags) => {
+            eprint!("{}", diags.report(file));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_import(input: import::ImportInput) -> ExitCode {
+    match import::import(&input) {
+        Ok(done) => {
+            print!("{}", done.toml);
+            eprint!("{}", done.notes);
+            if !done.placeholders.is_empty() {
+                eprintln!("pairbeat: fill in these values before `pairbeat config check` accepts the file:");
+                for (p, what) in &done.placeholders {
+                    eprintln!("  {p}: {what}");
+                }
+            }
+            if done.notes.has_errors() {
+                eprintln!("pairbeat: the Heartbeat files have errors (above); the translation may be incomplete");
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(diags) => {
+            eprint!("{diags}");
+            ExitCode::FAILURE
+        }
+    }
+}

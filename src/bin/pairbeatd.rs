@@ -1,1 +1,55 @@
-fn main(){}
+//! `pairbeatd`: the pairbeat daemon. Runs in the foreground; systemd or the SysV
+//! script puts it in the background.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use pairbeat::config::{self, DEFAULT_CONFIG_PATH};
+use pairbeat::daemon::{self, Options};
+
+#[derive(Parser)]
+#[command(name = "pairbeatd", version, about = "pairbeat two-node high-availability daemon")]
+struct Args {
+    /// Configuration file.
+    #[arg(short = 'c', long = "config", default_value = DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+    /// This node's name in the configuration (default: the hostname, as `uname -n`).
+    #[arg(long)]
+    node: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let (config, warnings) = match config::load(&args.config, args.node.as_deref()) {
+        Ok(ok) => ok,
+        Err(diags) => {
+            // The same report as `pairbeat config check`, so one can be checked against the other.
+            eprint!("{}", diags.report(&args.config));
+            return ExitCode::FAILURE;
+        }
+    };
+    if !warnings.items.is_empty() {
+        eprint!("{warnings}");
+    }
+    if let Err(e) = pairbeat::logging::init(&config.daemon.log, config.daemon.log_level, "pairbeatd") {
+        eprintln!("pairbeatd: {e}");
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("pairbeatd: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let opts = Options { config_path: args.config, node: args.node };
+    match runtime.block_on(daemon::run(opts, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            eprintln!("pairbeatd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

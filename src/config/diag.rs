@@ -201,6 +201,26 @@ impl fmt::Display for Diagnostics {
     }
 }
 
+impl Diagnostics {
+    /// The report both `pairbeat config check` and a refused `pairbeatd` print:
+    /// every finding, then one summary line.
+    pub fn report(&self, path: &Path) -> String {
+        let warnings = self.items.len() - self.error_count();
+        let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
+        let summary = if self.has_errors() {
+            format!(
+                "{}: {} and {}; the configuration was refused",
+                path.display(),
+                plural(self.error_count(), "error"),
+                plural(warnings, "warning")
+            )
+        } else {
+            format!("{}: valid ({})", path.display(), plural(warnings, "warning"))
+        };
+        format!("{self}{summary}\n")
+    }
+}
+
 /// The closest candidate to `word`, if it is close enough to be a plausible typo.
 pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates

@@ -479,6 +479,10 @@ fn timing(cx: &mut Ctx, raw: S<RawTiming>) -> Option<Timing> {
     let (Ok(keepalive), Ok(deadtime), Ok(warntime), Ok(initdead)) = (keepalive, deadtime, warntime, initdead) else {
         return None;
     };
+    // A malformed key was cut in phase one; checking relations against a default would mislead.
+    if ["keepalive", "deadtime", "warntime", "initdead"].iter().any(|k| cx.was_cut(&span, k)) {
+        return None;
+    }
     let fmt = format_duration;
     let (ka, _) = keepalive.unwrap_or((Duration::from_secs(1), span.clone()));
     let (dt, dt_span) = deadtime.unwrap_or((Duration::from_secs(10), span.clone()));
@@ -667,28 +671,28 @@ fn group(cx: &mut Ctx, raw: S<RawGroup>) -> Option<Group> {
             None
         }
     };
-    let mut resources = Vec::new();
+    let mut resources: Vec<Resource> = Vec::new();
     let mut ok = true;
+    let mut first_line: BTreeMap<String, usize> = BTreeMap::new();
     for r in raw.resource.map(Spanned::into_inner).unwrap_or_default() {
         let span = r.span();
-        match resource(cx, r.into_inner(), span) {
-            Some(res) => resources.push(res),
-            None => ok = false,
-        }
-    }
-    // Duplicate ids: report at the second occurrence, pointing back to the first.
-    let mut first: BTreeMap<&str, usize> = BTreeMap::new();
-    for (i, r) in resources.iter().enumerate() {
-        if let Some(&j) = first.get(r.id.as_str()) {
-            cx.diags.error(
-                Location::file(&cx.file.path),
-                format!("resource id `{}` is used by resources {} and {} of the group", r.id, j + 1, i + 1),
-                Some("give every [[group.resource]] its own id".into()),
+        let raw = r.into_inner();
+        let id_span = raw.id.as_ref().map(|i| i.span()).unwrap_or(span.clone());
+        let Some(res) = resource(cx, raw, span) else {
+            ok = false;
+            continue;
+        };
+        if let Some(line) = first_line.get(&res.id) {
+            cx.error(
+                id_span,
+                format!("resource id `{}` is already used at line {line}", res.id),
+                "give every [[group.resource]] its own id",
             );
             ok = false;
         } else {
-            first.insert(&r.id, i);
+            first_line.insert(res.id.clone(), cx.file.line_col(id_span.start).0);
         }
+        resources.push(res);
     }
     if ok && resources.is_empty() {
         cx.warning(whole(cx.file), "the group has no resources: pairbeat will only watch membership", "add [[group.resource]] tables");

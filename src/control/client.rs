@@ -1,0 +1,45 @@
+//! A blocking client for the control socket; the CLI needs one request, not a runtime.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use super::{Request, Response};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no pairbeatd answers on {path} ({source}); is the daemon running?")]
+    Connect { path: String, source: std::io::Error },
+    #[error("lost the connection to pairbeatd on {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("pairbeatd on {path} sent an answer this pairbeat cannot read ({detail}); are the daemon and the CLI the same version?")]
+    Garbled { path: String, detail: String },
+    #[error("pairbeatd refused: {0}")]
+    Refused(String),
+}
+
+/// How long the CLI waits for the daemon before giving up: status must never hang a shell.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sends one request and returns the daemon's answer.
+pub fn request(socket: &Path, req: &Request) -> Result<Response, ClientError> {
+    let path = socket.display().to_string();
+    let io = |source| ClientError::Io { path: path.clone(), source };
+    let stream = UnixStream::connect(socket).map_err(|source| ClientError::Connect { path: path.clone(), source })?;
+    stream.set_read_timeout(Some(TIMEOUT)).map_err(io)?;
+    stream.set_write_timeout(Some(TIMEOUT)).map_err(io)?;
+    let mut line = serde_json::to_string(req).expect("requests always serialize");
+    line.push('\n');
+    (&stream).write_all(line.as_bytes()).map_err(io)?;
+    let mut answer = String::new();
+    BufReader::new(&stream).read_line(&mut answer).map_err(io)?;
+    if answer.is_empty() {
+        return Err(ClientError::Garbled { path, detail: "empty answer".into() });
+    }
+    let resp: Response = serde_json::from_str(&answer).map_err(|e| ClientError::Garbled { path: path.clone(), detail: e.to_string() })?;
+    if !resp.ok {
+        return Err(ClientError::Refused(resp.error.unwrap_or_else(|| "no reason given".into())));
+    }
+    Ok(resp)
+}

@@ -1,0 +1,72 @@
+//! The control socket between `pairbeat` (the CLI) and `pairbeatd`.
+//!
+//! Newline-delimited JSON over a unix stream socket: one [`Request`] per line in,
+//! one [`Response`] per line out, any number per connection. The daemon checks the
+//! peer's credentials (root, the daemon's own user, or `[daemon] socket_group`)
+//! before it answers anything. The status model is in [`status`]; the text view
+//! of it in [`render`]; a blocking client for the CLI in [`client`].
+
+pub mod client;
+pub mod render;
+pub mod status;
+
+use serde::{Deserialize, Serialize};
+
+pub use status::Status;
+
+/// Longest request line the daemon reads; anything longer is refused.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// What the CLI asks. Serialized as `{"command":"status"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// The daemon's whole view: nodes, links, the group.
+    Status,
+}
+
+/// The daemon's answer: `{"ok":true,"status":{…}}` or `{"ok":false,"error":"…"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+}
+
+impl Response {
+    pub fn status(status: Status) -> Self {
+        Response { ok: true, error: None, status: Some(status) }
+    }
+
+    pub fn error(message: impl Into<String>) -> Self {
+        Response { ok: false, error: Some(message.into()), status: None }
+    }
+}
+
+/// Parses one request line, with an error an operator (or a script author) can act on.
+pub fn parse_request(line: &str) -> Result<Request, String> {
+    serde_json::from_str(line.trim()).map_err(|e| {
+        format!("bad request ({e}); send one JSON object per line, e.g. {{\"command\":\"status\"}}")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_wire_form_is_stable() {
+        assert_eq!(serde_json::to_string(&Request::Status).unwrap(), r#"{"command":"status"}"#);
+        assert_eq!(parse_request("{\"command\":\"status\"}\n").unwrap(), Request::Status);
+    }
+
+    #[test]
+    fn bad_requests_get_a_usable_error() {
+        for bad in ["", "status", "{\"command\":\"reboot\"}", "{\"command\":\"status\",\"x\":1}", "[1,2]"] {
+            let e = parse_request(bad).unwrap_err();
+            assert!(e.contains("{\"command\":\"status\"}"), "{bad}: {e}");
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! Text view of a [`Status`], laid out like `crm_mon -1` so Pacemaker users read it at a glance.
+
+use std::fmt::Write as _;
+
+use super::status::{LinkState, NodeState, ResourceState, Status};
+
+pub fn text(s: &Status) -> String {
+    let mut out = String::new();
+    let owner = s.group.owner.as_deref().unwrap_or("unknown");
+    let _ = writeln!(out, "Cluster Summary:");
+    let _ = writeln!(out, "  * Stack: {}", s.stack);
+    let _ = writeln!(out, "  * Cluster: {}", s.cluster);
+    let _ = writeln!(out, "  * Current owner of group {}: {owner}", s.group.id);
+    let _ = writeln!(out, "  * Local node: {} (pairbeatd pid {})", s.local_node, s.daemon.pid);
+    let _ = writeln!(out, "  * {} nodes configured", s.nodes.len());
+    let _ = writeln!(out, "  * {} resource instances configured", s.group.resources.len());
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Node List:");
+    for n in &s.nodes {
+        let state = match n.state {
+            NodeState::Unknown => "UNKNOWN",
+            NodeState::Online => "online",
+            NodeState::Offline => "OFFLINE",
+            NodeState::Standby => "standby",
+        };
+        let _ = writeln!(out, "  * Node {}: {state}", n.name);
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Links:");
+    for l in &s.links {
+        let state = match l.state {
+            LinkState::Unknown => "unknown",
+            LinkState::Up => "up",
+            LinkState::Late => "late",
+            LinkState::Dead => "DEAD",
+        };
+        let _ = writeln!(out, "  * {} ({} on {}, port {}) to {}: {state}", l.name, l.kind, l.interface, l.port, l.peer);
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Full List of Resources:");
+    if s.group.resources.is_empty() {
+        let _ = writeln!(out, "  * No resources");
+    } else {
+        let _ = writeln!(out, "  * Resource Group: {}:", s.group.id);
+        for r in &s.group.resources {
+            let on = r.node.as_deref().unwrap_or("");
+            let state = match r.state {
+                ResourceState::Unknown => "Unknown".to_string(),
+                ResourceState::Stopped => "Stopped".to_string(),
+                ResourceState::Starting => format!("Starting {on}"),
+                ResourceState::Started => format!("Started {on}"),
+                ResourceState::Promoted => format!("Promoted {on}"),
+                ResourceState::Stopping => format!("Stopping {on}"),
+                ResourceState::Failed => format!("FAILED {on}"),
+                ResourceState::Blocked => format!("FAILED {on} (blocked)"),
+            };
+            let _ = writeln!(out, "    * {}\t({}):\t {}", r.id, r.agent, state.trim_end());
+        }
+    }
+    out
+}

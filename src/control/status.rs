@@ -1,0 +1,163 @@
+//! The status model: what `pairbeat status` shows, as one serializable value.
+//!
+//! This is the schema of `pairbeat status --output-as=json` (documented in the
+//! README). States a subsystem does not know yet are `unknown`, never guessed.
+//! `schema` is bumped when a field changes meaning; new fields may be added
+//! without a bump, so readers must ignore fields they do not know.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+
+/// Version of this JSON layout.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub schema: u32,
+    /// "pairbeat 0.1.0"
+    pub stack: String,
+    pub cluster: String,
+    pub local_node: String,
+    pub daemon: DaemonInfo,
+    pub nodes: Vec<NodeStatus>,
+    pub links: Vec<LinkStatus>,
+    pub group: GroupStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DaemonInfo {
+    pub pid: u32,
+    /// The configuration file the daemon runs with.
+    pub config: String,
+    /// Seconds since the Unix epoch when the daemon started.
+    pub started_at: u64,
+    pub uptime_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    Unknown,
+    /// Heard on at least one link (for the local node: running).
+    Online,
+    /// Not heard on any link for deadtime.
+    Offline,
+    /// Online but not allowed to run the group (operator standby).
+    Standby,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub name: String,
+    pub local: bool,
+    pub state: NodeState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkState {
+    Unknown,
+    Up,
+    /// A keepalive is later than warntime.
+    Late,
+    Dead,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkStatus {
+    pub name: String,
+    /// "ucast", "bcast" or "mcast".
+    pub kind: String,
+    pub interface: String,
+    pub port: u16,
+    /// The node this link's state is about (the peer).
+    pub peer: String,
+    pub state: LinkState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceState {
+    Unknown,
+    Stopped,
+    Starting,
+    Started,
+    Promoted,
+    Stopping,
+    Failed,
+    /// A stop failed: nothing may start it elsewhere until this node is fenced or cleaned up.
+    Blocked,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResourceStatus {
+    pub id: String,
+    /// "ocf:heartbeat:IPaddr2", "lsb:nginx", "heartbeat:drbddisk"
+    pub agent: String,
+    pub state: ResourceState,
+    /// Where it runs, when known.
+    pub node: Option<String>,
+    pub fail_count: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupStatus {
+    pub id: String,
+    /// The node that runs the group, when known.
+    pub owner: Option<String>,
+    pub resources: Vec<ResourceStatus>,
+}
+
+impl Status {
+    /// The status of a daemon that knows its configuration and nothing else yet.
+    pub fn initial(config: &Config, daemon: DaemonInfo) -> Self {
+        let peer = config.peer_name().to_string();
+        Status {
+            schema: SCHEMA_VERSION,
+            stack: format!("pairbeat {}", env!("CARGO_PKG_VERSION")),
+            cluster: config.cluster_name.clone(),
+            local_node: config.local_name().to_string(),
+            daemon,
+            nodes: config
+                .nodes
+                .iter()
+                .enumerate()
+                .map(|(i, name)| NodeStatus {
+                    name: name.clone(),
+                    local: i == config.local,
+                    // The local node is running: this process is its proof.
+                    state: if i == config.local { NodeState::Online } else { NodeState::Unknown },
+                })
+                .collect(),
+            links: config
+                .links
+                .iter()
+                .map(|l| LinkStatus {
+                    name: l.name.clone(),
+                    kind: l.kind.name().to_string(),
+                    interface: l.interface.clone(),
+                    port: l.port,
+                    peer: peer.clone(),
+                    state: LinkState::Unknown,
+                })
+                .collect(),
+            group: GroupStatus {
+                id: config.group.id.clone(),
+                owner: None,
+                resources: config
+                    .group
+                    .resources
+                    .iter()
+                    .map(|r| ResourceStatus {
+                        id: r.id.clone(),
+                        agent: r.agent.to_string(),
+                        state: ResourceState::Unknown,
+                        node: None,
+                        fail_count: 0,
+                    })
+                    .collect(),
+            },
+        }
+    }
+}
