@@ -416,7 +416,12 @@ fn parse_haresources(file: &SourceFile, nodes: &[String], notes: &mut Diagnostic
 
 /// One haresources token → agent, params and args, as ResourceManager and hto-mapfuncs read it.
 fn translate_token(token: &str, line: usize, file: &SourceFile, notes: &mut Diagnostics) -> HaResource {
-    let here = Location::at(file, file.line_span(line));
+    // Point at the token itself when it is on the line's first physical line.
+    let line_span = file.line_span(line);
+    let here = match file.line_text(line).find(token) {
+        Some(at) => Location::at(file, line_span.start + at..line_span.start + at + token.len()),
+        None => Location::at(file, line_span),
+    };
     // ResourceManager's canonname: a bare dotted quad is shorthand for IPaddr::it.
     let looks_ip = token.split('.').count() == 4 && token.chars().all(|c| c.is_ascii_digit() || c == '.' || c == '/');
     let canon = if looks_ip { format!("IPaddr::{token}") } else { token.to_string() };
@@ -789,7 +794,7 @@ mod tests {
     fn empty_ipaddr_is_named_not_dropped() {
         let (r, notes) = token("IPaddr::");
         assert_eq!(r.params[0], ("ip".into(), "<VIRTUAL IP>".into()));
-        assert!(notes.contains("haresources:1:1: warning: `IPaddr::` gives no virtual ip"), "{notes}");
+        assert!(notes.contains("haresources:1:3: warning: `IPaddr::` gives no virtual ip"), "{notes}");
     }
 
     #[test]

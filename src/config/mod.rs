@@ -365,8 +365,7 @@ pub fn load(path: &Path, local_node: Option<&str>) -> Result<(Config, Diagnostic
 pub fn load_str(path: &Path, text: String, local_node: &str) -> Result<(Config, Diagnostics), Diagnostics> {
     let file = SourceFile::new(path, text);
     let mut diags = Diagnostics::default();
-    let parsed = parse::parse(&file, &mut diags);
-    let config = validate::validate(&file, parsed, local_node, &mut diags);
+    let config = parse::parse(&file, &mut diags).and_then(|parsed| validate::validate(&file, parsed, local_node, &mut diags));
     match config {
         Some(c) if !diags.has_errors() => Ok((c, diags.sorted())),
         _ => Err(diags.sorted()),

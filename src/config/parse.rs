@@ -34,7 +34,8 @@ pub struct Parsed {
 /// A bound on retries, far above any real file's number of mistakes.
 const MAX_ROUNDS: usize = 200;
 
-pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Parsed {
+/// `None` when the TOML itself is broken: then only the syntax errors are reported.
+pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Option<Parsed> {
     let (mut tree, syntax_errors) = DeTable::parse_recoverable(&file.text);
     for e in &syntax_errors {
         let span = e.span().unwrap_or(0..0);
@@ -46,10 +47,7 @@ pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Parsed {
     }
     if !syntax_errors.is_empty() {
         // A broken document tree would give misleading follow-up errors.
-        return Parsed {
-            raw: RawConfig::default(),
-            cut: Vec::new(),
-        };
+        return None;
     }
     tree.get_mut().make_owned();
 
@@ -58,7 +56,7 @@ pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Parsed {
     for _ in 0..MAX_ROUNDS {
         let attempt = RawConfig::deserialize(Deserializer::from(tree.clone()));
         let err = match attempt {
-            Ok(raw) => return Parsed { raw, cut },
+            Ok(raw) => return Some(Parsed { raw, cut }),
             Err(e) => e,
         };
         let span = err.span().unwrap_or(0..0);
@@ -74,10 +72,7 @@ pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Parsed {
             }
         }
     }
-    Parsed {
-        raw: RawConfig::default(),
-        cut,
-    }
+    None
 }
 
 /// Is this string a `<...>` placeholder written by `pairbeat config import`?
@@ -295,7 +290,7 @@ mod tests {
     fn run(text: &str) -> (Parsed, Diagnostics) {
         let f = SourceFile::new("t.toml", text);
         let mut d = Diagnostics::default();
-        let p = parse(&f, &mut d);
+        let p = parse(&f, &mut d).unwrap_or(Parsed { raw: RawConfig::default(), cut: Vec::new() });
         (p, d)
     }
 

@@ -17,9 +17,10 @@ pub use status::Status;
 /// Longest request line the daemon reads; anything longer is refused.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
-/// What the CLI asks. Serialized as `{"command":"status"}`.
+/// What the CLI asks. Serialized as `{"command":"status"}`. Fields a daemon does not
+/// know are ignored, so a newer CLI can add optional ones without breaking older daemons.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "command", rename_all = "snake_case")]
 pub enum Request {
     /// The daemon's whole view: nodes, links, the group.
     Status,
@@ -60,11 +61,12 @@ mod tests {
     fn request_wire_form_is_stable() {
         assert_eq!(serde_json::to_string(&Request::Status).unwrap(), r#"{"command":"status"}"#);
         assert_eq!(parse_request("{\"command\":\"status\"}\n").unwrap(), Request::Status);
+        assert_eq!(parse_request("{\"command\":\"status\",\"since\":1}").unwrap(), Request::Status);
     }
 
     #[test]
     fn bad_requests_get_a_usable_error() {
-        for bad in ["", "status", "{\"command\":\"reboot\"}", "{\"command\":\"status\",\"x\":1}", "[1,2]"] {
+        for bad in ["", "status", "{\"command\":\"reboot\"}", "{\"cmd\":\"status\"}", "[1,2]"] {
             let e = parse_request(bad).unwrap_err();
             assert!(e.contains("{\"command\":\"status\"}"), "{bad}: {e}");
         }

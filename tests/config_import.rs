@@ -1,0 +1,118 @@
+//! Golden tests for `pairbeat config import` on the seed documents' Heartbeat files,
+//! and the round trip: import → fill in the named placeholders → `config check` passes.
+//!
+//! Regenerate the golden files after an intended change with
+//! `UPDATE_GOLDEN=1 cargo test --test config_import`, and read the diff.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// Copies a seed's files to a scratch dir with authkeys at 0600 (git does not keep modes).
+fn scratch_copy(seed: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["ha.cf", "haresources", "authkeys"] {
+        std::fs::copy(fixtures().join(seed).join(f), dir.path().join(f)).unwrap();
+    }
+    std::fs::set_permissions(dir.path().join("authkeys"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    dir
+}
+
+fn pairbeat(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_pairbeat")).args(args).output().unwrap()
+}
+
+fn import(seed: &str, node: &str) -> (tempfile::TempDir, String, String, bool) {
+    let dir = scratch_copy(seed);
+    let p = |f: &str| dir.path().join(f).display().to_string();
+    let out = pairbeat(&[
+        "config", "import", "--ha-cf", &p("ha.cf"), "--haresources", &p("haresources"), "--authkeys", &p("authkeys"), "--node", node,
+    ]);
+    let scrub = |s: &[u8]| String::from_utf8_lossy(s).replace(&dir.path().display().to_string(), "@SEED@");
+    let (stdout, stderr) = (scrub(&out.stdout), scrub(&out.stderr));
+    (dir, stdout, stderr, out.status.success())
+}
+
+fn golden(name: &str, actual: &str) {
+    let path = fixtures().join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(expected == actual, "{} differs from the output:\n--- expected\n{expected}\n--- actual\n{actual}", path.display());
+}
+
+/// Replaces each `<PLACEHOLDER>=value` line of the seed's .fill file in the imported TOML.
+fn fill(seed: &str, toml: &str) -> String {
+    let mut text = toml.to_string();
+    for line in std::fs::read_to_string(fixtures().join(format!("{seed}.fill"))).unwrap().lines() {
+        let (placeholder, value) = line.split_once('=').unwrap();
+        assert!(text.contains(placeholder), "{placeholder} is not in the import of {seed}");
+        text = text.replace(placeholder, value);
+    }
+    text
+}
+
+fn round_trip(seed: &str, node: &str) {
+    let (dir, toml, notes, ok) = import(seed, node);
+    assert!(ok, "import of {seed} failed:\n{notes}");
+    golden(&format!("{seed}.expected.toml"), &toml);
+    golden(&format!("{seed}.expected.notes"), &notes);
+
+    // As imported, check must refuse it and name every placeholder.
+    let conf = dir.path().join("pairbeat.toml");
+    std::fs::write(&conf, toml.replace("@SEED@", &dir.path().display().to_string())).unwrap();
+    let out = pairbeat(&["config", "check", conf.to_str().unwrap(), "--node", node]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "an unfilled import passed check:\n{err}");
+    for line in std::fs::read_to_string(fixtures().join(format!("{seed}.fill"))).unwrap().lines() {
+        let placeholder = line.split_once('=').unwrap().0;
+        assert!(err.contains(placeholder), "check did not name {placeholder}:\n{err}");
+    }
+
+    // Filled in, it passes.
+    let filled = fill(seed, &toml).replace("@SEED@", &dir.path().display().to_string());
+    std::fs::write(&conf, filled).unwrap();
+    let out = pairbeat(&["config", "check", conf.to_str().unwrap(), "--node", node]);
+    assert!(out.status.success(), "filled import of {seed} fails check:\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn seed_000_line_namenode_imports_and_checks_once_filled() {
+    round_trip("seed-000", "NAMENODE01");
+}
+
+#[test]
+fn seed_003_hadoop_drbd_imports_and_checks_once_filled() {
+    round_trip("seed-003", "server1");
+}
+
+#[test]
+fn seed_003_from_the_other_node_puts_the_ucast_address_on_the_right_node() {
+    // server3's ha.cf would name server1's address; importing 003's file "as server3"
+    // must therefore give 10.0.0.203 to server1.
+    let (_dir, toml, _, ok) = import("seed-003", "server3");
+    assert!(ok);
+    assert!(toml.contains("address.server1 = \"10.0.0.203\""), "{toml}");
+    assert!(toml.contains("address.server3 = \"<ADDRESS OF server3 ON eth1>\""), "{toml}");
+}
+
+#[test]
+fn unknown_origin_leaves_both_ucast_addresses_to_fill_and_says_why() {
+    let (_dir, toml, notes, ok) = import("seed-003", "somewhere-else");
+    assert!(ok);
+    assert!(toml.contains("address.server1 = \"<ADDRESS OF server1 ON eth1>\""), "{toml}");
+    assert!(notes.contains("which node owns which address is not in ha.cf"), "{notes}");
+}
+
+#[test]
+fn unreadable_ha_cf_is_an_error_naming_the_file() {
+    let out = pairbeat(&["config", "import", "--ha-cf", "/nonexistent/ha.cf"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/ha.cf: error: cannot read"), "{err}");
+}
