@@ -46,14 +46,20 @@ impl log::Log for LineLogger {
 /// Installs the logger once per process; the error names the target that failed.
 pub fn init(target: &LogTarget, level: log::LevelFilter, program: &str) -> Result<(), String> {
     let logger: Box<dyn log::Log> = match target {
-        LogTarget::Stderr => Box::new(LineLogger { out: Mutex::new(Box::new(std::io::stderr())), timestamps: false }),
+        LogTarget::Stderr => Box::new(LineLogger {
+            out: Mutex::new(Box::new(std::io::stderr())),
+            timestamps: false,
+        }),
         LogTarget::File(path) => {
             let file = OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(path)
                 .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
-            Box::new(LineLogger { out: Mutex::new(Box::new(file)), timestamps: true })
+            Box::new(LineLogger {
+                out: Mutex::new(Box::new(file)),
+                timestamps: true,
+            })
         }
         LogTarget::Syslog => {
             let formatter = syslog::Formatter3164 {

@@ -23,14 +23,26 @@ fn scratch_copy(seed: &str) -> tempfile::TempDir {
 }
 
 fn pairbeat(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_pairbeat")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_pairbeat"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn import(seed: &str, node: &str) -> (tempfile::TempDir, String, String, bool) {
     let dir = scratch_copy(seed);
     let p = |f: &str| dir.path().join(f).display().to_string();
     let out = pairbeat(&[
-        "config", "import", "--ha-cf", &p("ha.cf"), "--haresources", &p("haresources"), "--authkeys", &p("authkeys"), "--node", node,
+        "config",
+        "import",
+        "--ha-cf",
+        &p("ha.cf"),
+        "--haresources",
+        &p("haresources"),
+        "--authkeys",
+        &p("authkeys"),
+        "--node",
+        node,
     ]);
     let scrub = |s: &[u8]| String::from_utf8_lossy(s).replace(&dir.path().display().to_string(), "@SEED@");
     let (stdout, stderr) = (scrub(&out.stdout), scrub(&out.stderr));
@@ -43,15 +55,25 @@ fn golden(name: &str, actual: &str) {
         std::fs::write(&path, actual).unwrap();
     }
     let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert!(expected == actual, "{} differs from the output:\n--- expected\n{expected}\n--- actual\n{actual}", path.display());
+    assert!(
+        expected == actual,
+        "{} differs from the output:\n--- expected\n{expected}\n--- actual\n{actual}",
+        path.display()
+    );
 }
 
 /// Replaces each `<PLACEHOLDER>=value` line of the seed's .fill file in the imported TOML.
 fn fill(seed: &str, toml: &str) -> String {
     let mut text = toml.to_string();
-    for line in std::fs::read_to_string(fixtures().join(format!("{seed}.fill"))).unwrap().lines() {
+    for line in std::fs::read_to_string(fixtures().join(format!("{seed}.fill")))
+        .unwrap()
+        .lines()
+    {
         let (placeholder, value) = line.split_once('=').unwrap();
-        assert!(text.contains(placeholder), "{placeholder} is not in the import of {seed}");
+        assert!(
+            text.contains(placeholder),
+            "{placeholder} is not in the import of {seed}"
+        );
         text = text.replace(placeholder, value);
     }
     text
@@ -69,7 +91,10 @@ fn round_trip(seed: &str, node: &str) {
     let out = pairbeat(&["config", "check", conf.to_str().unwrap(), "--node", node]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "an unfilled import passed check:\n{err}");
-    for line in std::fs::read_to_string(fixtures().join(format!("{seed}.fill"))).unwrap().lines() {
+    for line in std::fs::read_to_string(fixtures().join(format!("{seed}.fill")))
+        .unwrap()
+        .lines()
+    {
         let placeholder = line.split_once('=').unwrap().0;
         assert!(err.contains(placeholder), "check did not name {placeholder}:\n{err}");
     }
@@ -78,7 +103,11 @@ fn round_trip(seed: &str, node: &str) {
     let filled = fill(seed, &toml).replace("@SEED@", &dir.path().display().to_string());
     std::fs::write(&conf, filled).unwrap();
     let out = pairbeat(&["config", "check", conf.to_str().unwrap(), "--node", node]);
-    assert!(out.status.success(), "filled import of {seed} fails check:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "filled import of {seed} fails check:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -98,15 +127,24 @@ fn seed_003_from_the_other_node_puts_the_ucast_address_on_the_right_node() {
     let (_dir, toml, _, ok) = import("seed-003", "server3");
     assert!(ok);
     assert!(toml.contains("address.server1 = \"10.0.0.203\""), "{toml}");
-    assert!(toml.contains("address.server3 = \"<ADDRESS OF server3 ON eth1>\""), "{toml}");
+    assert!(
+        toml.contains("address.server3 = \"<ADDRESS OF server3 ON eth1>\""),
+        "{toml}"
+    );
 }
 
 #[test]
 fn unknown_origin_leaves_both_ucast_addresses_to_fill_and_says_why() {
     let (_dir, toml, notes, ok) = import("seed-003", "somewhere-else");
     assert!(ok);
-    assert!(toml.contains("address.server1 = \"<ADDRESS OF server1 ON eth1>\""), "{toml}");
-    assert!(notes.contains("which node owns which address is not in ha.cf"), "{notes}");
+    assert!(
+        toml.contains("address.server1 = \"<ADDRESS OF server1 ON eth1>\""),
+        "{toml}"
+    );
+    assert!(
+        notes.contains("which node owns which address is not in ha.cf"),
+        "{notes}"
+    );
 }
 
 #[test]

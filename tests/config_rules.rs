@@ -54,7 +54,9 @@ impl Case {
         let path = self.dir.path().join("pairbeat.toml");
         std::fs::write(&path, text).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        config::load(&path, Some("alpha")).map(|(c, w)| (c, w.to_string())).map_err(|d| d.to_string())
+        config::load(&path, Some("alpha"))
+            .map(|(c, w)| (c, w.to_string()))
+            .map_err(|d| d.to_string())
     }
 }
 
@@ -101,7 +103,15 @@ fn sample_config_in_etc_is_valid() {
     let (c, _) = case.load(&text.replace("/etc/pairbeat/authkeys", "authkeys")).unwrap();
     assert_eq!(c.links.len(), 2);
     assert_eq!(c.group.resources.len(), 4);
-    assert_eq!(c.group.resources[1].ops.iter().find(|o| o.name == OpName::Stop).unwrap().on_fail, OnFail::Block);
+    assert_eq!(
+        c.group.resources[1]
+            .ops
+            .iter()
+            .find(|o| o.name == OpName::Stop)
+            .unwrap()
+            .on_fail,
+        OnFail::Block
+    );
 }
 
 #[test]
@@ -112,7 +122,10 @@ fn three_mistakes_are_all_reported_with_lines() {
         .replace("agent = \"ocf:heartbeat:IPaddr2\"", "agent = \"ocf:IPaddr2\"");
     let e = Case::new().load(&text).unwrap_err();
     has(&e, "pairbeat.toml:18:1: error: unknown key `keepalive_ms` in [timing]");
-    has(&e, "pairbeat.toml:20:12: error: initdead (5s) must be at least deadtime (10s)");
+    has(
+        &e,
+        "pairbeat.toml:20:12: error: initdead (5s) must be at least deadtime (10s)",
+    );
     has(&e, "pairbeat.toml:28:9: error: `ocf:IPaddr2` is not an agent");
     has(&e, "3 errors and 0 warnings; the configuration was refused");
 }
@@ -128,7 +141,10 @@ fn unknown_key_suggests_the_closest() {
 
 #[test]
 fn wrong_type_names_the_key_and_table() {
-    has(&errors("name = \"pair\"", "name = 7"), "pairbeat.toml:2:8: error: `name` in [cluster]: invalid type");
+    has(
+        &errors("name = \"pair\"", "name = 7"),
+        "pairbeat.toml:2:8: error: `name` in [cluster]: invalid type",
+    );
 }
 
 #[test]
@@ -143,18 +159,39 @@ fn syntax_error_has_position() {
 
 #[test]
 fn cluster_section_and_name_are_required() {
-    has(&errors("[cluster]\nname = \"pair\"\n", ""), "there is no [cluster] section");
+    has(
+        &errors("[cluster]\nname = \"pair\"\n", ""),
+        "there is no [cluster] section",
+    );
     has(&errors("name = \"pair\"", ""), "[cluster] has no `name`");
-    has(&errors("name = \"pair\"", "name = \"my pair!\""), "cluster name `my pair!` is not a plain name");
+    has(
+        &errors("name = \"pair\"", "name = \"my pair!\""),
+        "cluster name `my pair!` is not a plain name",
+    );
 }
 
 #[test]
 fn exactly_two_distinct_nodes() {
-    has(&errors("[[node]]\nname = \"bravo\"\n", ""), "pairbeat runs on exactly two nodes; 1 [[node]] defined");
-    has(&errors("name = \"bravo\"", "name = \"bravo\"\n[[node]]\nname = \"charlie\""), "3 [[node]] defined");
-    has(&errors("name = \"bravo\"", "name = \"alpha\""), "node `alpha` is defined twice");
-    has(&errors("name = \"bravo\"", "name = \"bra vo\""), "node name `bra vo` is not a host name");
-    has(&errors("[[node]]\nname = \"alpha\"\n\n[[node]]\nname = \"bravo\"\n", ""), "no [[node]] is defined");
+    has(
+        &errors("[[node]]\nname = \"bravo\"\n", ""),
+        "pairbeat runs on exactly two nodes; 1 [[node]] defined",
+    );
+    has(
+        &errors("name = \"bravo\"", "name = \"bravo\"\n[[node]]\nname = \"charlie\""),
+        "3 [[node]] defined",
+    );
+    has(
+        &errors("name = \"bravo\"", "name = \"alpha\""),
+        "node `alpha` is defined twice",
+    );
+    has(
+        &errors("name = \"bravo\"", "name = \"bra vo\""),
+        "node name `bra vo` is not a host name",
+    );
+    has(
+        &errors("[[node]]\nname = \"alpha\"\n\n[[node]]\nname = \"bravo\"\n", ""),
+        "no [[node]] is defined",
+    );
 }
 
 #[test]
@@ -179,29 +216,62 @@ fn at_least_one_link() {
 
 #[test]
 fn link_kind_and_interface() {
-    has(&errors("kind = \"ucast\"", "kind = \"serial\""), "unknown link kind `serial`");
+    has(
+        &errors("kind = \"ucast\"", "kind = \"serial\""),
+        "unknown link kind `serial`",
+    );
     has(&errors("kind = \"ucast\"\n", ""), "this [[link]] has no `kind`");
-    has(&errors("interface = \"eth1\"\n", ""), "this [[link]] has no `interface`");
-    has(&errors("interface = \"eth1\"", "interface = \"a-very-long-interface0\""), "is not an interface name");
-    has(&errors("interface = \"eth1\"", "interface = \"eth1\"\nport = 70000"), "port 70000 is out of range");
+    has(
+        &errors("interface = \"eth1\"\n", ""),
+        "this [[link]] has no `interface`",
+    );
+    has(
+        &errors("interface = \"eth1\"", "interface = \"a-very-long-interface0\""),
+        "is not an interface name",
+    );
+    has(
+        &errors("interface = \"eth1\"", "interface = \"eth1\"\nport = 70000"),
+        "port 70000 is out of range",
+    );
 }
 
 #[test]
 fn ucast_needs_both_nodes_addresses() {
-    has(&errors("address.bravo = \"10.0.0.2\"\n", ""), "this ucast link has no address for node `bravo`");
+    has(
+        &errors("address.bravo = \"10.0.0.2\"\n", ""),
+        "this ucast link has no address for node `bravo`",
+    );
     let e = errors("address.bravo", "address.brav");
     has(&e, "`brav` is not a node");
     has(&e, "did you mean `bravo`?");
-    has(&errors("\"10.0.0.2\"", "\"10.0.0.256\""), "`10.0.0.256` is not an IP address");
-    has(&errors("\"10.0.0.2\"", "\"10.0.0.1\""), "both nodes have address 10.0.0.1");
-    has(&errors("\"10.0.0.2\"", "\"fe80::2\""), "one node's address is IPv4 and the other's IPv6");
-    has(&errors("\"10.0.0.2\"", "\"224.0.0.9\""), "cannot be a node's unicast address");
+    has(
+        &errors("\"10.0.0.2\"", "\"10.0.0.256\""),
+        "`10.0.0.256` is not an IP address",
+    );
+    has(
+        &errors("\"10.0.0.2\"", "\"10.0.0.1\""),
+        "both nodes have address 10.0.0.1",
+    );
+    has(
+        &errors("\"10.0.0.2\"", "\"fe80::2\""),
+        "one node's address is IPv4 and the other's IPv6",
+    );
+    has(
+        &errors("\"10.0.0.2\"", "\"224.0.0.9\""),
+        "cannot be a node's unicast address",
+    );
 }
 
 #[test]
 fn keys_of_other_link_kinds_are_refused() {
-    has(&errors("kind = \"ucast\"", "kind = \"ucast\"\nttl = 3"), "`ttl` applies to mcast links, and this one is ucast");
-    has(&errors("kind = \"ucast\"", "kind = \"bcast\""), "`address` applies to ucast links, and this one is bcast");
+    has(
+        &errors("kind = \"ucast\"", "kind = \"ucast\"\nttl = 3"),
+        "`ttl` applies to mcast links, and this one is ucast",
+    );
+    has(
+        &errors("kind = \"ucast\"", "kind = \"bcast\""),
+        "`address` applies to ucast links, and this one is bcast",
+    );
 }
 
 #[test]
@@ -209,17 +279,33 @@ fn mcast_group_and_ttl() {
     let mcast = "[[link]]\nkind = \"mcast\"\ninterface = \"eth2\"\n";
     let add = |extra: &str| errors("[timing]", &format!("{mcast}{extra}\n[timing]"));
     has(&add(""), "this mcast [[link]] has no `group`");
-    has(&add("group = \"10.1.1.1\""), "`10.1.1.1` is not an IPv4 multicast address");
+    has(
+        &add("group = \"10.1.1.1\""),
+        "`10.1.1.1` is not an IPv4 multicast address",
+    );
     has(&add("group = \"239.1.1.1\"\nttl = 0"), "ttl 0 is out of range");
-    let ok = BASE.replace("[timing]", &format!("{mcast}group = \"239.1.1.1\"\nloop = true\n[timing]"));
+    let ok = BASE.replace(
+        "[timing]",
+        &format!("{mcast}group = \"239.1.1.1\"\nloop = true\n[timing]"),
+    );
     let (c, _) = Case::new().load(&ok).unwrap();
-    assert!(matches!(c.links[1].kind, LinkKind::Mcast { ttl: 1, loopback: true, .. }));
+    assert!(matches!(
+        c.links[1].kind,
+        LinkKind::Mcast {
+            ttl: 1,
+            loopback: true,
+            ..
+        }
+    ));
 }
 
 #[test]
 fn link_names_are_unique() {
     let dup = "[[link]]\nkind = \"bcast\"\ninterface = \"eth1\"\n[timing]";
-    has(&errors("[timing]", dup), "a second link is named `eth1` (the first is at line 10)");
+    has(
+        &errors("[timing]", dup),
+        "a second link is named `eth1` (the first is at line 10)",
+    );
 }
 
 // --- timing -----------------------------------------------------------------------
@@ -229,27 +315,48 @@ fn durations_need_a_unit_and_a_value() {
     let e = errors("keepalive = \"1s\"", "keepalive = 1");
     has(&e, "keepalive = 1 has no unit");
     has(&e, "write keepalive = \"1s\" or \"1ms\"");
-    has(&errors("keepalive = \"1s\"", "keepalive = \"1 fortnight\""), "is not a duration");
-    has(&errors("keepalive = \"1s\"", "keepalive = \"0s\""), "keepalive must be more than zero");
+    has(
+        &errors("keepalive = \"1s\"", "keepalive = \"1 fortnight\""),
+        "is not a duration",
+    );
+    has(
+        &errors("keepalive = \"1s\"", "keepalive = \"0s\""),
+        "keepalive must be more than zero",
+    );
 }
 
 #[test]
 fn deadtime_must_exceed_two_keepalives() {
     let e = errors("deadtime = \"10s\"", "deadtime = \"2s\"");
-    has(&e, "pairbeat.toml:18:12: error: deadtime (2s) must be more than twice keepalive (1s)");
+    has(
+        &e,
+        "pairbeat.toml:18:12: error: deadtime (2s) must be more than twice keepalive (1s)",
+    );
     has(&e, "raise deadtime above 2s or lower keepalive below 1s");
 }
 
 #[test]
 fn warntime_between_keepalive_and_deadtime() {
-    has(&errors("deadtime = \"10s\"", "deadtime = \"10s\"\nwarntime = \"12s\""), "warntime (12s) must lie between keepalive (1s) and deadtime (10s)");
-    has(&errors("deadtime = \"10s\"", "deadtime = \"10s\"\nwarntime = \"500ms\""), "must lie between");
+    has(
+        &errors("deadtime = \"10s\"", "deadtime = \"10s\"\nwarntime = \"12s\""),
+        "warntime (12s) must lie between keepalive (1s) and deadtime (10s)",
+    );
+    has(
+        &errors("deadtime = \"10s\"", "deadtime = \"10s\"\nwarntime = \"500ms\""),
+        "must lie between",
+    );
 }
 
 #[test]
 fn initdead_at_least_deadtime_and_warned_under_ten_seconds() {
-    has(&errors("deadtime = \"10s\"", "deadtime = \"10s\"\ninitdead = \"9s\""), "initdead (9s) must be at least deadtime (10s)");
-    let text = BASE.replace("keepalive = \"1s\"\ndeadtime = \"10s\"", "keepalive = \"100ms\"\ndeadtime = \"500ms\"\ninitdead = \"5s\"");
+    has(
+        &errors("deadtime = \"10s\"", "deadtime = \"10s\"\ninitdead = \"9s\""),
+        "initdead (9s) must be at least deadtime (10s)",
+    );
+    let text = BASE.replace(
+        "keepalive = \"1s\"\ndeadtime = \"10s\"",
+        "keepalive = \"100ms\"\ndeadtime = \"500ms\"\ninitdead = \"5s\"",
+    );
     let (c, warnings) = Case::new().load(&text).unwrap();
     assert_eq!(c.timing.initdead, Duration::from_secs(5));
     has(&warnings, "warning: initdead (5s) is under 10s");
@@ -259,14 +366,23 @@ fn initdead_at_least_deadtime_and_warned_under_ten_seconds() {
 
 #[test]
 fn auth_is_required_and_single_sourced() {
-    has(&errors("[auth]\nauthkeys = \"authkeys\"\n", ""), "there is no [auth] section");
+    has(
+        &errors("[auth]\nauthkeys = \"authkeys\"\n", ""),
+        "there is no [auth] section",
+    );
     has(&errors("authkeys = \"authkeys\"", ""), "[auth] names no key");
-    has(&errors("authkeys = \"authkeys\"", "authkeys = \"authkeys\"\nmethod = \"sha1\""), "[auth] has both authkeys and an inline method/key");
+    has(
+        &errors("authkeys = \"authkeys\"", "authkeys = \"authkeys\"\nmethod = \"sha1\""),
+        "[auth] has both authkeys and an inline method/key",
+    );
 }
 
 #[test]
 fn authkeys_file_must_exist_and_be_private() {
-    has(&errors("authkeys = \"authkeys\"", "authkeys = \"/nonexistent/authkeys\""), "cannot read the authkeys file");
+    has(
+        &errors("authkeys = \"authkeys\"", "authkeys = \"/nonexistent/authkeys\""),
+        "cannot read the authkeys file",
+    );
     let case = Case::new();
     std::fs::set_permissions(case.dir.path().join("authkeys"), std::fs::Permissions::from_mode(0o644)).unwrap();
     let e = case.load(BASE).unwrap_err();
@@ -283,16 +399,24 @@ fn inline_keys() {
     has(&inline("method = \"crc\"\nkey = \"k\""), "crc takes no key");
     has(&inline("method = \"sha256\""), "[auth] has no `key`");
     has(&inline("key = \"k\""), "[auth] has no `method`");
-    has(&inline("method = \"sha1\"\nkey = \"k\"\nkey_index = 16"), "key_index 16 is out of range");
+    has(
+        &inline("method = \"sha1\"\nkey = \"k\"\nkey_index = 16"),
+        "key_index 16 is out of range",
+    );
     has(&inline("method = \"sha1\"\nkey = \"\""), "the key is empty");
 
-    let text = BASE.replace("authkeys = \"authkeys\"", "method = \"sha256\"\nkey = \"0123456789abcdef\"\nkey_index = 3");
+    let text = BASE.replace(
+        "authkeys = \"authkeys\"",
+        "method = \"sha256\"\nkey = \"0123456789abcdef\"\nkey_index = 3",
+    );
     let (c, _) = Case::new().load(&text).unwrap();
     assert_eq!(c.auth.sign_index, 3);
     assert_eq!(c.auth.signing_key().method, AuthMethod::Sha256);
     assert_eq!(c.auth.signing_key().secret, b"0123456789abcdef");
 
-    let (_, warnings) = Case::new().load(&BASE.replace("authkeys = \"authkeys\"", "method = \"crc\"")).unwrap();
+    let (_, warnings) = Case::new()
+        .load(&BASE.replace("authkeys = \"authkeys\"", "method = \"crc\""))
+        .unwrap();
     has(&warnings, "crc is a checksum, not authentication");
 }
 
@@ -300,10 +424,17 @@ fn inline_keys() {
 fn inline_key_makes_the_config_file_secret() {
     let case = Case::new();
     let path = case.dir.path().join("pairbeat.toml");
-    std::fs::write(&path, BASE.replace("authkeys = \"authkeys\"", "method = \"sha1\"\nkey = \"k\"")).unwrap();
+    std::fs::write(
+        &path,
+        BASE.replace("authkeys = \"authkeys\"", "method = \"sha1\"\nkey = \"k\""),
+    )
+    .unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o604)).unwrap();
     let e = config::load(&path, Some("alpha")).unwrap_err().to_string();
-    has(&e, "pairbeat.toml (it holds an inline key) is readable by group or others (mode 0604)");
+    has(
+        &e,
+        "pairbeat.toml (it holds an inline key) is readable by group or others (mode 0604)",
+    );
 }
 
 // --- failover ---------------------------------------------------------------------
@@ -313,7 +444,12 @@ fn preferred_node_must_be_a_node() {
     let e = errors("[group]", "[failover]\npreferred_node = \"bravoo\"\n\n[group]");
     has(&e, "preferred_node `bravoo` is not a node");
     has(&e, "did you mean `bravo`?");
-    let (c, _) = Case::new().load(&BASE.replace("[group]", "[failover]\npreferred_node = \"bravo\"\nauto_failback = true\n[group]")).unwrap();
+    let (c, _) = Case::new()
+        .load(&BASE.replace(
+            "[group]",
+            "[failover]\npreferred_node = \"bravo\"\nauto_failback = true\n[group]",
+        ))
+        .unwrap();
     assert_eq!((c.failover.preferred, c.failover.auto_failback), (1, true));
 }
 
@@ -322,26 +458,55 @@ fn preferred_node_must_be_a_node() {
 #[test]
 fn resource_ids_are_required_plain_and_unique() {
     has(&errors("id = \"vip\"\n", ""), "this [[group.resource]] has no `id`");
-    has(&errors("id = \"vip\"", "id = \"v/ip\""), "resource id `v/ip` is not a plain name");
+    has(
+        &errors("id = \"vip\"", "id = \"v/ip\""),
+        "resource id `v/ip` is not a plain name",
+    );
     let second = "\n[[group.resource]]\nid = \"vip\"\nagent = \"lsb:nginx\"\n";
     let e = Case::new().load(&format!("{BASE}{second}")).unwrap_err();
-    has(&e, "pairbeat.toml:31:6: error: resource id `vip` is already used at line 25");
+    has(
+        &e,
+        "pairbeat.toml:31:6: error: resource id `vip` is already used at line 25",
+    );
 }
 
 #[test]
 fn agents_are_checked_by_class() {
     has(&errors("agent = \"ocf:heartbeat:IPaddr2\"\n", ""), "has no `agent`");
-    has(&errors("ocf:heartbeat:IPaddr2", "systemd:nginx"), "the agent class must be");
-    has(&errors("ocf:heartbeat:IPaddr2", "heartbeat:IPaddr"), "heartbeat:IPaddr takes no named params");
-    has(&errors("params = { ip = \"10.0.0.100\" }", "args = [\"10.0.0.100\"]"), "ocf:heartbeat:IPaddr2 takes no positional args");
-    has(&errors("agent = \"ocf:heartbeat:IPaddr2\"\nparams = { ip = \"10.0.0.100\" }", "agent = \"lsb:nginx\"\npromotable = true"), "only OCF agents can be promotable");
+    has(
+        &errors("ocf:heartbeat:IPaddr2", "systemd:nginx"),
+        "the agent class must be",
+    );
+    has(
+        &errors("ocf:heartbeat:IPaddr2", "heartbeat:IPaddr"),
+        "heartbeat:IPaddr takes no named params",
+    );
+    has(
+        &errors("params = { ip = \"10.0.0.100\" }", "args = [\"10.0.0.100\"]"),
+        "ocf:heartbeat:IPaddr2 takes no positional args",
+    );
+    has(
+        &errors(
+            "agent = \"ocf:heartbeat:IPaddr2\"\nparams = { ip = \"10.0.0.100\" }",
+            "agent = \"lsb:nginx\"\npromotable = true",
+        ),
+        "only OCF agents can be promotable",
+    );
 }
 
 #[test]
 fn params_must_be_env_names_and_scalars() {
-    has(&errors("{ ip = ", "{ 1ip = "), "parameter name `1ip` cannot be an environment variable");
-    has(&errors("\"10.0.0.100\" }", "[\"10.0.0.100\"] }"), "parameter `ip` is a array; agents take text");
-    let (c, _) = Case::new().load(&BASE.replace("\"10.0.0.100\" }", "\"10.0.0.100\", cidr_netmask = 24, arp = true }")).unwrap();
+    has(
+        &errors("{ ip = ", "{ 1ip = "),
+        "parameter name `1ip` cannot be an environment variable",
+    );
+    has(
+        &errors("\"10.0.0.100\" }", "[\"10.0.0.100\"] }"),
+        "parameter `ip` is a array; agents take text",
+    );
+    let (c, _) = Case::new()
+        .load(&BASE.replace("\"10.0.0.100\" }", "\"10.0.0.100\", cidr_netmask = 24, arp = true }"))
+        .unwrap();
     assert_eq!(c.group.resources[0].params["cidr_netmask"], "24");
     assert_eq!(c.group.resources[0].params["arp"], "true");
 }
@@ -349,9 +514,14 @@ fn params_must_be_env_names_and_scalars() {
 #[test]
 fn failure_handling_settings() {
     let r = |s: &str| errors("op = [", &format!("{s}\nop = ["));
-    has(&r("migration_threshold = 0"), "migration_threshold 0 must be at least 1");
+    has(
+        &r("migration_threshold = 0"),
+        "migration_threshold 0 must be at least 1",
+    );
     has(&r("failure_timeout = 60"), "failure_timeout = 60 has no unit");
-    let (c, _) = Case::new().load(&BASE.replace("op = [", "migration_threshold = 3\nfailure_timeout = \"10m\"\nop = [")).unwrap();
+    let (c, _) = Case::new()
+        .load(&BASE.replace("op = [", "migration_threshold = 3\nfailure_timeout = \"10m\"\nop = ["))
+        .unwrap();
     assert_eq!(c.group.resources[0].migration_threshold, Some(3));
     assert_eq!(c.group.resources[0].failure_timeout, Some(Duration::from_secs(600)));
 }
@@ -363,19 +533,49 @@ fn ops_are_checked() {
     has(&e, "unknown op `monitr`");
     has(&e, "did you mean \"monitor\"?");
     has(&op("{ name = \"monitor\" }"), "this monitor op has no `interval`");
-    has(&op("{ name = \"monitor\", interval = \"0s\" }"), "a monitor interval must be more than zero");
-    has(&op("{ name = \"start\", interval = \"10s\" }"), "only monitor ops recur");
-    has(&op("{ name = \"start\", timeout = \"0s\" }"), "a timeout must be more than zero");
-    has(&op("{ name = \"start\", on_fail = \"reboot\" }"), "unknown on_fail `reboot`");
-    has(&op("{ name = \"stop\", on_fail = \"restart\" }"), "on_fail = \"restart\" cannot handle a failed stop");
-    has(&op("{ name = \"promote\" }"), "a promote op on a resource that is not promotable");
-    has(&op("{ name = \"monitor\", interval = \"10s\" }, { name = \"monitor\", interval = \"10s\" }"), "a second monitor op every 10s");
-    has(&op("{ name = \"monitor\", interval = \"10s\", check_level = -1 }"), "check_level -1 is negative");
+    has(
+        &op("{ name = \"monitor\", interval = \"0s\" }"),
+        "a monitor interval must be more than zero",
+    );
+    has(
+        &op("{ name = \"start\", interval = \"10s\" }"),
+        "only monitor ops recur",
+    );
+    has(
+        &op("{ name = \"start\", timeout = \"0s\" }"),
+        "a timeout must be more than zero",
+    );
+    has(
+        &op("{ name = \"start\", on_fail = \"reboot\" }"),
+        "unknown on_fail `reboot`",
+    );
+    has(
+        &op("{ name = \"stop\", on_fail = \"restart\" }"),
+        "on_fail = \"restart\" cannot handle a failed stop",
+    );
+    has(
+        &op("{ name = \"promote\" }"),
+        "a promote op on a resource that is not promotable",
+    );
+    has(
+        &op("{ name = \"monitor\", interval = \"10s\" }, { name = \"monitor\", interval = \"10s\" }"),
+        "a second monitor op every 10s",
+    );
+    has(
+        &op("{ name = \"monitor\", interval = \"10s\", check_level = -1 }"),
+        "check_level -1 is negative",
+    );
     let (c, _) = Case::new()
-        .load(&BASE.replace("{ name = \"monitor\", interval = \"10s\" }", "{ name = \"stop\", timeout = \"30s\" }, { name = \"monitor\", interval = \"10s\", check_level = 10 }"))
+        .load(&BASE.replace(
+            "{ name = \"monitor\", interval = \"10s\" }",
+            "{ name = \"stop\", timeout = \"30s\" }, { name = \"monitor\", interval = \"10s\", check_level = 10 }",
+        ))
         .unwrap();
     let ops = &c.group.resources[0].ops;
-    assert_eq!((ops[0].name, ops[0].on_fail, ops[0].timeout), (OpName::Stop, OnFail::Block, Some(Duration::from_secs(30))));
+    assert_eq!(
+        (ops[0].name, ops[0].on_fail, ops[0].timeout),
+        (OpName::Stop, OnFail::Block, Some(Duration::from_secs(30)))
+    );
     assert_eq!(ops[1].check_level, 10);
 }
 
@@ -392,20 +592,39 @@ fn an_empty_group_is_allowed_with_a_warning() {
 #[test]
 fn daemon_settings() {
     let d = |s: &str| errors("[group]", &format!("[daemon]\n{s}\n[group]"));
-    has(&d("socket = \"run/pb.sock\""), "socket `run/pb.sock` is not an absolute path");
-    has(&d(&format!("socket = \"/{}\"", "x".repeat(120))), "unix sockets allow 107");
+    has(
+        &d("socket = \"run/pb.sock\""),
+        "socket `run/pb.sock` is not an absolute path",
+    );
+    has(
+        &d(&format!("socket = \"/{}\"", "x".repeat(120))),
+        "unix sockets allow 107",
+    );
     has(&d("state_dir = \"state\""), "state_dir `state` is not an absolute path");
-    has(&d("socket_group = \"no-such-group-pb\""), "group `no-such-group-pb` does not exist on this host");
-    has(&d("log = \"journal\""), "log target `journal` is neither stderr, syslog nor an absolute path");
+    has(
+        &d("socket_group = \"no-such-group-pb\""),
+        "group `no-such-group-pb` does not exist on this host",
+    );
+    has(
+        &d("log = \"journal\""),
+        "log target `journal` is neither stderr, syslog nor an absolute path",
+    );
     has(&d("log_level = \"verbose\""), "unknown log_level `verbose`");
-    let (c, _) = Case::new().load(&BASE.replace("[group]", "[daemon]\nlog = \"/var/log/pb.log\"\nlog_level = \"debug\"\nsocket_group = \"root\"\n[group]")).unwrap();
+    let (c, _) = Case::new()
+        .load(&BASE.replace(
+            "[group]",
+            "[daemon]\nlog = \"/var/log/pb.log\"\nlog_level = \"debug\"\nsocket_group = \"root\"\n[group]",
+        ))
+        .unwrap();
     assert_eq!(c.daemon.log, config::LogTarget::File("/var/log/pb.log".into()));
     assert_eq!(c.daemon.socket_group.as_deref(), Some("root"));
 }
 
 #[test]
 fn unreadable_config_names_the_file_and_the_default() {
-    let e = config::load(std::path::Path::new("/nonexistent/pairbeat.toml"), Some("alpha")).unwrap_err().to_string();
+    let e = config::load(std::path::Path::new("/nonexistent/pairbeat.toml"), Some("alpha"))
+        .unwrap_err()
+        .to_string();
     has(&e, "/nonexistent/pairbeat.toml: error: cannot read the configuration");
     has(&e, "pairbeat config import");
 }

@@ -68,10 +68,25 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Status { output_as } => status(&cli.socket, output_as),
-        Command::Config { command: ConfigCommand::Check { file, node } } => check(&file, node.as_deref()),
-        Command::Config { command: ConfigCommand::Import { ha_cf, haresources, authkeys, node } } => {
+        Command::Config {
+            command: ConfigCommand::Check { file, node },
+        } => check(&file, node.as_deref()),
+        Command::Config {
+            command:
+                ConfigCommand::Import {
+                    ha_cf,
+                    haresources,
+                    authkeys,
+                    node,
+                },
+        } => {
             let from_node = node.or_else(|| Some(config::hostname()));
-            run_import(import::ImportInput { ha_cf, haresources, authkeys, from_node })
+            run_import(import::ImportInput {
+                ha_cf,
+                haresources,
+                authkeys,
+                from_node,
+            })
         }
     }
 }

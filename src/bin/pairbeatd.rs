@@ -43,7 +43,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let opts = Options { config_path: args.config, node: args.node };
+    let opts = Options {
+        config_path: args.config,
+        node: args.node,
+    };
     match runtime.block_on(daemon::run(opts, config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

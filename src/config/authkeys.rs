@@ -27,11 +27,7 @@ pub fn check_private(path: &Path, what: &str, diags: &mut Diagnostics) {
                 );
             }
         }
-        Err(e) => diags.error(
-            Location::file(path),
-            format!("cannot read {what}: {e}"),
-            None,
-        ),
+        Err(e) => diags.error(Location::file(path), format!("cannot read {what}: {e}"), None),
     }
 }
 
@@ -67,7 +63,10 @@ pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Option<Auth> {
             match words.get(1).and_then(|w| w.parse::<i64>().ok()) {
                 Some(i) if (0..=MAX_INDEX).contains(&i) && words.len() == 2 => {
                     if sign.is_some() {
-                        bad("a second `auth` line".into(), "keep one `auth N` line naming the signing key");
+                        bad(
+                            "a second `auth` line".into(),
+                            "keep one `auth N` line naming the signing key",
+                        );
                     }
                     sign = Some((i as u8, n));
                 }
@@ -118,7 +117,10 @@ pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Option<Auth> {
             }
         };
         if keys.insert(index, AuthKey { method, secret }).is_some() {
-            bad(format!("key {index} is defined twice"), "give each key line its own index");
+            bad(
+                format!("key {index} is defined twice"),
+                "give each key line its own index",
+            );
         }
     }
     let Some((sign_index, line)) = sign else {
@@ -176,7 +178,10 @@ mod tests {
     fn signing_key_must_exist() {
         let (a, d) = parse_str("auth 3\n1 sha1 x\n");
         assert!(a.is_none());
-        assert!(d.contains("authkeys:1:1: error: `auth 3` names a key that is not defined"), "{d}");
+        assert!(
+            d.contains("authkeys:1:1: error: `auth 3` names a key that is not defined"),
+            "{d}"
+        );
     }
 
     #[test]

@@ -54,11 +54,7 @@ impl SourceFile {
     /// Text of a 1-based line, without its newline.
     pub fn line_text(&self, line: usize) -> &str {
         let start = self.line_starts.get(line - 1).copied().unwrap_or(self.text.len());
-        let end = self
-            .line_starts
-            .get(line)
-            .map(|e| e - 1)
-            .unwrap_or(self.text.len());
+        let end = self.line_starts.get(line).map(|e| e - 1).unwrap_or(self.text.len());
         self.text[start..end.max(start)].trim_end_matches('\r')
     }
 
@@ -177,17 +173,13 @@ impl Diagnostics {
     }
 
     pub fn error_count(&self) -> usize {
-        self.items
-            .iter()
-            .filter(|d| d.severity == Severity::Error)
-            .count()
+        self.items.iter().filter(|d| d.severity == Severity::Error).count()
     }
 
     /// Sorted by file and position so the output reads top to bottom.
     pub fn sorted(mut self) -> Self {
-        self.items.sort_by(|a, b| {
-            (&a.location.path, a.location.line_col).cmp(&(&b.location.path, b.location.line_col))
-        });
+        self.items
+            .sort_by(|a, b| (&a.location.path, a.location.line_col).cmp(&(&b.location.path, b.location.line_col)));
         self
     }
 }

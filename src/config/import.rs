@@ -54,7 +54,9 @@ pub fn import(input: &ImportInput) -> Result<Imported, Diagnostics> {
     let haresources = input.haresources.as_deref().map(read).transpose()?;
     let mut notes = Diagnostics::default();
     let hacf = parse_ha_cf(&ha_cf, &mut notes);
-    let group = haresources.as_ref().map(|f| parse_haresources(f, &hacf.nodes, &mut notes));
+    let group = haresources
+        .as_ref()
+        .map(|f| parse_haresources(f, &hacf.nodes, &mut notes));
     let auth = input.authkeys.as_deref().map(|p| {
         let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
         let mut sub = Diagnostics::default();
@@ -91,9 +93,23 @@ struct HaCf {
 
 #[derive(Debug)]
 enum Medium {
-    Bcast { interface: String, port: u16 },
-    Ucast { interface: String, ip: String, port: u16, line: usize },
-    Mcast { interface: String, group: String, port: u16, ttl: u8, loopback: bool },
+    Bcast {
+        interface: String,
+        port: u16,
+    },
+    Ucast {
+        interface: String,
+        ip: String,
+        port: u16,
+        line: usize,
+    },
+    Mcast {
+        interface: String,
+        group: String,
+        port: u16,
+        ttl: u8,
+        loopback: bool,
+    },
 }
 
 /// Directives Heartbeat knows that pairbeat does not need, with why.
@@ -101,11 +117,23 @@ const NO_EQUIVALENT: &[(&str, &str)] = &[
     ("conn_logd_time", "pairbeat has no separate logging daemon"),
     ("syslogmsgfmt", "pairbeat formats its own log lines"),
     ("compression", "pairbeat messages are small and never compressed"),
-    ("compression_threshold", "pairbeat messages are small and never compressed"),
-    ("traditional_compression", "pairbeat messages are small and never compressed"),
-    ("msgfmt", "pairbeat always sends Heartbeat's netstring format, as Heartbeat 3.0.6 does"),
+    (
+        "compression_threshold",
+        "pairbeat messages are small and never compressed",
+    ),
+    (
+        "traditional_compression",
+        "pairbeat messages are small and never compressed",
+    ),
+    (
+        "msgfmt",
+        "pairbeat always sends Heartbeat's netstring format, as Heartbeat 3.0.6 does",
+    ),
     ("uuidfrom", "pairbeat identifies nodes by name"),
-    ("hbgenmethod", "pairbeat keeps its generation in a file, as `hbgenmethod file` does"),
+    (
+        "hbgenmethod",
+        "pairbeat keeps its generation in a file, as `hbgenmethod file` does",
+    ),
     ("hopfudge", "two nodes need no packet forwarding"),
     ("max_rexmit_delay", "pairbeat does not retransmit keepalives"),
     ("coredumps", "set core dump limits in the systemd unit instead"),
@@ -113,7 +141,10 @@ const NO_EQUIVALENT: &[(&str, &str)] = &[
     ("memreserve", "pairbeat does not pre-reserve memory"),
     ("quorum_server", "a two-node cluster has no quorum server"),
     ("env", "set the environment in the systemd unit instead"),
-    ("log_badpack", "pairbeat always counts bad packets and logs them rate-limited"),
+    (
+        "log_badpack",
+        "pairbeat always counts bad packets and logs them rate-limited",
+    ),
     ("use_apphbd", "not used by pairbeat"),
     ("normalpoll", "not used by pairbeat"),
     ("record_config_changes", "Pacemaker-only"),
@@ -121,27 +152,45 @@ const NO_EQUIVALENT: &[(&str, &str)] = &[
     ("enable_config_writes", "Pacemaker-only"),
     ("crm_daemon_dir", "Pacemaker-only"),
     ("crmd_spawns_pengine", "Pacemaker-only"),
-    ("apiauth", "pairbeat has no client API; the control socket is limited by [daemon] socket_group"),
+    (
+        "apiauth",
+        "pairbeat has no client API; the control socket is limited by [daemon] socket_group",
+    ),
     ("baud", "serial links are not supported"),
 ];
 
 /// Directives that have (or will have) a pairbeat meaning but are not translated yet.
 const NOT_YET: &[(&str, &str)] = &[
-    ("ping", "ping tie-break targets are not in pairbeat.toml yet; keep this list for the split-brain settings"),
+    (
+        "ping",
+        "ping tie-break targets are not in pairbeat.toml yet; keep this list for the split-brain settings",
+    ),
     ("ping_group", "ping tie-break targets are not in pairbeat.toml yet"),
     ("deadping", "ping tie-break targets are not in pairbeat.toml yet"),
     ("hbaping", "FC HBA ping nodes are not supported"),
-    ("respawn", "pairbeat does not run helper processes; ipfail's job belongs to the ping tie-break"),
+    (
+        "respawn",
+        "pairbeat does not run helper processes; ipfail's job belongs to the ping tie-break",
+    ),
     ("failfast", "pairbeat does not run helper processes"),
     ("stonith", "fencing devices are not in pairbeat.toml yet"),
     ("stonith_host", "fencing devices are not in pairbeat.toml yet"),
-    ("watchdog", "a hardware watchdog is not supported; under systemd, WatchdogSec does this job"),
+    (
+        "watchdog",
+        "a hardware watchdog is not supported; under systemd, WatchdogSec does this job",
+    ),
     ("realtime", "realtime scheduling is not in pairbeat.toml yet"),
     ("rtprio", "realtime scheduling is not in pairbeat.toml yet"),
     ("autojoin", "a pairbeat cluster has exactly the two nodes in [[node]]"),
     ("serial", "serial links are not supported; use a second network link"),
-    ("mcast6", "IPv6 multicast links are not supported; use ucast with IPv6 addresses"),
-    ("ucast6", "write an IPv6 ucast link by hand: kind = \"ucast\" with IPv6 address.<node>"),
+    (
+        "mcast6",
+        "IPv6 multicast links are not supported; use ucast with IPv6 addresses",
+    ),
+    (
+        "ucast6",
+        "write an IPv6 ucast link by hand: kind = \"ucast\" with IPv6 address.<node>",
+    ),
 ];
 
 fn parse_ha_cf(file: &SourceFile, notes: &mut Diagnostics) -> HaCf {
@@ -189,7 +238,10 @@ fn parse_ha_cf(file: &SourceFile, notes: &mut Diagnostics) -> HaCf {
                     notes.error(here, "`bcast` names no interface", None);
                 }
                 for w in words {
-                    cf.media.push(Medium::Bcast { interface: w.to_string(), port });
+                    cf.media.push(Medium::Bcast {
+                        interface: w.to_string(),
+                        port,
+                    });
                 }
             }
             "ucast" => match words.as_slice() {
@@ -210,9 +262,17 @@ fn parse_ha_cf(file: &SourceFile, notes: &mut Diagnostics) -> HaCf {
                         ttl,
                         loopback: *lp == "1",
                     }),
-                    _ => notes.error(here, format!("`{content}`: port, ttl (1-255) or loop (0/1) is invalid"), None),
+                    _ => notes.error(
+                        here,
+                        format!("`{content}`: port, ttl (1-255) or loop (0/1) is invalid"),
+                        None,
+                    ),
                 },
-                _ => notes.error(here, format!("`{content}` is not `mcast INTERFACE GROUP PORT TTL LOOP`"), None),
+                _ => notes.error(
+                    here,
+                    format!("`{content}` is not `mcast INTERFACE GROUP PORT TTL LOOP`"),
+                    None,
+                ),
             },
             "node" => cf.nodes.extend(values.iter().map(|v| v.to_string())),
             "cluster" => cf.cluster = values.first().map(|v| v.to_string()),
@@ -230,7 +290,8 @@ fn parse_ha_cf(file: &SourceFile, notes: &mut Diagnostics) -> HaCf {
             "nice_failback" => match values.first().and_then(|v| boolean(v)) {
                 Some(true) => {
                     warn(
-                        "nice_failback is obsolete in Heartbeat; translated as auto_failback off, its intended meaning".into(),
+                        "nice_failback is obsolete in Heartbeat; translated as auto_failback off, its intended meaning"
+                            .into(),
                         None,
                     );
                     cf.auto_failback.get_or_insert(("off".into(), n));
@@ -254,7 +315,9 @@ fn parse_ha_cf(file: &SourceFile, notes: &mut Diagnostics) -> HaCf {
             ),
             "debug" => cf.debug = values.first().and_then(|v| v.parse::<u32>().ok()).unwrap_or(0) > 0,
             "crm" | "pacemaker" => {
-                let on = values.first().map(|v| v.eq_ignore_ascii_case("respawn") || boolean(v) == Some(true));
+                let on = values
+                    .first()
+                    .map(|v| v.eq_ignore_ascii_case("respawn") || boolean(v) == Some(true));
                 if on == Some(true) {
                     warn(
                         format!("`{content}`: with Pacemaker on, Heartbeat ignored haresources; pairbeat runs the haresources group itself"),
@@ -268,7 +331,11 @@ fn parse_ha_cf(file: &SourceFile, notes: &mut Diagnostics) -> HaCf {
                 } else if let Some((_, why)) = NO_EQUIVALENT.iter().find(|(d, _)| *d == directive) {
                     warn(format!("`{directive}` is not needed: {why}"), None);
                 } else {
-                    notes.error(here, format!("`{directive}` is not a Heartbeat directive"), Some("Heartbeat refuses it too (\"Illegal directive\"); remove it or fix its spelling".into()));
+                    notes.error(
+                        here,
+                        format!("`{directive}` is not a Heartbeat directive"),
+                        Some("Heartbeat refuses it too (\"Illegal directive\"); remove it or fix its spelling".into()),
+                    );
                 }
             }
         }
@@ -278,7 +345,9 @@ fn parse_ha_cf(file: &SourceFile, notes: &mut Diagnostics) -> HaCf {
         (Some((f, _)), Some((path, line))) if f != "none" => {
             notes.warning(
                 Location::at(file, file.line_span(line)),
-                format!("logfile {path} is not translated: pairbeat logs to one place and ha.cf also asks for syslog ({f})"),
+                format!(
+                    "logfile {path} is not translated: pairbeat logs to one place and ha.cf also asks for syslog ({f})"
+                ),
                 Some("set [daemon] log to the file instead of \"syslog\" if you prefer it".into()),
             );
             Some("syslog".into())
@@ -329,7 +398,11 @@ fn heartbeat_time(v: &str) -> Result<Duration, String> {
         "" | "s" => n * 1000.0,
         "ms" => n,
         "us" | "usec" => n / 1000.0,
-        _ => return Err(format!("unit `{unit}` is not one Heartbeat knows (none = seconds, ms, us)")),
+        _ => {
+            return Err(format!(
+                "unit `{unit}` is not one Heartbeat knows (none = seconds, ms, us)"
+            ))
+        }
     };
     Ok(Duration::from_millis(ms.round() as u64))
 }
@@ -383,9 +456,16 @@ fn parse_haresources(file: &SourceFile, nodes: &[String], notes: &mut Diagnostic
     if let Some(p) = pending {
         lines.push(p);
     }
-    let mut group = HaGroup { owner: None, resources: Vec::new() };
+    let mut group = HaGroup {
+        owner: None,
+        resources: Vec::new(),
+    };
     let Some((first_line, first)) = lines.first() else {
-        notes.warning(Location::file(&file.path), "haresources defines no group", Some("add [[group.resource]] tables by hand".into()));
+        notes.warning(
+            Location::file(&file.path),
+            "haresources defines no group",
+            Some("add [[group.resource]] tables by hand".into()),
+        );
         return group;
     };
     for (n, _) in lines.iter().skip(1) {
@@ -424,13 +504,30 @@ fn translate_token(token: &str, line: usize, file: &SourceFile, notes: &mut Diag
     };
     // ResourceManager's canonname: a bare dotted quad is shorthand for IPaddr::it.
     let looks_ip = token.split('.').count() == 4 && token.chars().all(|c| c.is_ascii_digit() || c == '.' || c == '/');
-    let canon = if looks_ip { format!("IPaddr::{token}") } else { token.to_string() };
+    let canon = if looks_ip {
+        format!("IPaddr::{token}")
+    } else {
+        token.to_string()
+    };
     let mut parts = canon.split("::");
     let name = parts.next().unwrap_or_default().to_string();
     let args: Vec<String> = parts.map(str::to_string).collect();
-    let mut res = HaResource { token: token.to_string(), line, agent: String::new(), params: Vec::new(), args: Vec::new() };
+    let mut res = HaResource {
+        token: token.to_string(),
+        line,
+        agent: String::new(),
+        params: Vec::new(),
+        args: Vec::new(),
+    };
     let need = |what: &str, notes: &mut Diagnostics| -> String {
-        notes.warning(here.clone(), format!("`{token}` gives no {what}"), Some(format!("fill in <{}> in the generated [[group.resource]]", what.to_uppercase())));
+        notes.warning(
+            here.clone(),
+            format!("`{token}` gives no {what}"),
+            Some(format!(
+                "fill in <{}> in the generated [[group.resource]]",
+                what.to_uppercase()
+            )),
+        );
         format!("<{}>", what.to_uppercase())
     };
     match name.as_str() {
@@ -439,7 +536,11 @@ fn translate_token(token: &str, line: usize, file: &SourceFile, notes: &mut Diag
             let spec = args.first().cloned().unwrap_or_default();
             let mut fields = spec.split('/');
             let ip = fields.next().unwrap_or_default();
-            let ip = if ip.is_empty() { need("virtual ip", notes) } else { ip.to_string() };
+            let ip = if ip.is_empty() {
+                need("virtual ip", notes)
+            } else {
+                ip.to_string()
+            };
             res.params.push(("ip".into(), ip));
             let rest: Vec<&str> = fields.collect();
             if let Some(cidr) = rest.first() {
@@ -455,7 +556,11 @@ fn translate_token(token: &str, line: usize, file: &SourceFile, notes: &mut Diag
                 res.params.push(("broadcast".into(), b.to_string()));
             }
             if args.len() > 1 {
-                notes.warning(here.clone(), format!("`{token}`: arguments after the address are not translated"), None);
+                notes.warning(
+                    here.clone(),
+                    format!("`{token}`: arguments after the address are not translated"),
+                    None,
+                );
             }
         }
         "Filesystem" => {
@@ -472,7 +577,11 @@ fn translate_token(token: &str, line: usize, file: &SourceFile, notes: &mut Diag
                 }
             }
             if args.len() > keys.len() {
-                notes.warning(here.clone(), format!("`{token}`: arguments after the mount options are not translated"), None);
+                notes.warning(
+                    here.clone(),
+                    format!("`{token}`: arguments after the mount options are not translated"),
+                    None,
+                );
             }
         }
         _ => {
@@ -550,7 +659,10 @@ impl Emitter {
                 }
             }
             None => {
-                let p = self.placeholder("AUTHKEYS FILE", "the path of the authkeys file (or give --authkeys)".into());
+                let p = self.placeholder(
+                    "AUTHKEYS FILE",
+                    "the path of the authkeys file (or give --authkeys)".into(),
+                );
                 self.line(format!("authkeys = {}", q(&p)));
             }
         }
@@ -558,7 +670,10 @@ impl Emitter {
         self.line("");
         self.line("[failover]");
         if let Some(owner) = group.and_then(|g| g.owner.as_ref()) {
-            self.line(format!("preferred_node = {}  # the group's owner in haresources", q(owner)));
+            self.line(format!(
+                "preferred_node = {}  # the group's owner in haresources",
+                q(owner)
+            ));
         }
         match &cf.auto_failback {
             Some((v, _)) if v == "off" => self.line("auto_failback = false"),
@@ -602,7 +717,11 @@ impl Emitter {
         }
         while nodes.len() < 2 {
             let i = nodes.len() + 1;
-            notes.warning(Location::file(&input.ha_cf), format!("ha.cf names {} node(s); pairbeat needs two", cf.nodes.len()), None);
+            notes.warning(
+                Location::file(&input.ha_cf),
+                format!("ha.cf names {} node(s); pairbeat needs two", cf.nodes.len()),
+                None,
+            );
             let p = self.placeholder(&format!("NODE {i} NAME"), format!("the `uname -n` of node {i}"));
             nodes.push(p);
         }
@@ -643,7 +762,13 @@ impl Emitter {
                     self.line(format!("interface = {}", q(interface)));
                     self.line(format!("port = {port}"));
                 }
-                Medium::Mcast { interface, group, port, ttl, loopback } => {
+                Medium::Mcast {
+                    interface,
+                    group,
+                    port,
+                    ttl,
+                    loopback,
+                } => {
                     self.line("");
                     self.line("[[link]]");
                     self.line("kind = \"mcast\"");
@@ -653,7 +778,12 @@ impl Emitter {
                     self.line(format!("ttl = {ttl}"));
                     self.line(format!("loop = {loopback}"));
                 }
-                Medium::Ucast { interface, ip, port, line } => {
+                Medium::Ucast {
+                    interface,
+                    ip,
+                    port,
+                    line,
+                } => {
                     ucast.entry(interface).or_default().push((ip, *port, *line));
                 }
             }
@@ -670,8 +800,15 @@ impl Emitter {
                 (Some(me), [(ip, _, line)]) => {
                     // This node's ha.cf: the one ucast address is the peer's.
                     let peer = nodes.iter().find(|n| *n != me).cloned().unwrap_or_default();
-                    let p = self.placeholder(&format!("ADDRESS OF {me} ON {iface}"), format!("{me}'s own IP address on {iface}"));
-                    self.line(format!("address.{} = {}  # ha.cf gives only the peer's address", key(me), q(&p)));
+                    let p = self.placeholder(
+                        &format!("ADDRESS OF {me} ON {iface}"),
+                        format!("{me}'s own IP address on {iface}"),
+                    );
+                    self.line(format!(
+                        "address.{} = {}  # ha.cf gives only the peer's address",
+                        key(me),
+                        q(&p)
+                    ));
                     self.line(format!("address.{} = {}  # ha.cf line {line}", key(&peer), q(ip)));
                 }
                 _ => {
@@ -682,7 +819,10 @@ impl Emitter {
                         Some("fill in address.<node> for both nodes, or import again with --node NAME (the host these files come from)".into()),
                     );
                     for n in nodes.iter().take(2) {
-                        let p = self.placeholder(&format!("ADDRESS OF {n} ON {iface}"), format!("{n}'s own IP address on {iface} (one of {})", ips.join(", ")));
+                        let p = self.placeholder(
+                            &format!("ADDRESS OF {n} ON {iface}"),
+                            format!("{n}'s own IP address on {iface} (one of {})", ips.join(", ")),
+                        );
                         self.line(format!("address.{} = {}", key(n), q(&p)));
                     }
                 }
@@ -698,12 +838,24 @@ impl Emitter {
         let note = |given: bool| if given { "" } else { "  # Heartbeat's default" };
         self.line("");
         self.line("[timing]");
-        self.line(format!("keepalive = {}{}", q(&format_duration(ka)), note(cf.keepalive.is_some())));
+        self.line(format!(
+            "keepalive = {}{}",
+            q(&format_duration(ka)),
+            note(cf.keepalive.is_some())
+        ));
         if let Some(w) = cf.warntime {
             self.line(format!("warntime = {}", q(&format_duration(w))));
         }
-        self.line(format!("deadtime = {}{}", q(&format_duration(dt)), note(cf.deadtime.is_some())));
-        self.line(format!("initdead = {}{}", q(&format_duration(id)), note(cf.initdead.is_some())));
+        self.line(format!(
+            "deadtime = {}{}",
+            q(&format_duration(dt)),
+            note(cf.deadtime.is_some())
+        ));
+        self.line(format!(
+            "initdead = {}{}",
+            q(&format_duration(id)),
+            note(cf.initdead.is_some())
+        ));
     }
 
     fn resources(&mut self, g: &HaGroup) {
@@ -714,7 +866,10 @@ impl Emitter {
             *count += 1;
             let id = if *count == 1 { base } else { format!("{base}-{count}") };
             for (_, v) in r.params.iter().filter(|(_, v)| super::parse::is_placeholder(v)) {
-                self.placeholder(&v[1..v.len() - 1], format!("a value for resource {id} (haresources line {})", r.line));
+                self.placeholder(
+                    &v[1..v.len() - 1],
+                    format!("a value for resource {id} (haresources line {})", r.line),
+                );
             }
             self.line("");
             self.line(format!("# haresources line {}: {}", r.line, r.token));
@@ -742,7 +897,13 @@ fn resource_id(agent: &str) -> String {
     let name = agent.rsplit(':').next().unwrap_or(agent);
     let id: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
     if id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric()) {
         id
@@ -785,7 +946,14 @@ mod tests {
     fn ipaddr_fields_map_to_ocf_params() {
         let (r, _) = token("IPaddr::10.0.0.1/24/eth0");
         assert_eq!(r.agent, "ocf:heartbeat:IPaddr");
-        assert_eq!(r.params, vec![("ip".into(), "10.0.0.1".into()), ("cidr_netmask".into(), "24".into()), ("nic".into(), "eth0".into())]);
+        assert_eq!(
+            r.params,
+            vec![
+                ("ip".into(), "10.0.0.1".into()),
+                ("cidr_netmask".into(), "24".into()),
+                ("nic".into(), "eth0".into())
+            ]
+        );
         let (r, _) = token("192.168.1.5");
         assert_eq!(r.params[0], ("ip".into(), "192.168.1.5".into()));
     }
@@ -794,25 +962,37 @@ mod tests {
     fn empty_ipaddr_is_named_not_dropped() {
         let (r, notes) = token("IPaddr::");
         assert_eq!(r.params[0], ("ip".into(), "<VIRTUAL IP>".into()));
-        assert!(notes.contains("haresources:1:3: warning: `IPaddr::` gives no virtual ip"), "{notes}");
+        assert!(
+            notes.contains("haresources:1:3: warning: `IPaddr::` gives no virtual ip"),
+            "{notes}"
+        );
     }
 
     #[test]
     fn other_scripts_keep_positional_args() {
         let (r, _) = token("drbddisk::r0");
-        assert_eq!((r.agent.as_str(), r.args.as_slice()), ("heartbeat:drbddisk", &["r0".to_string()][..]));
+        assert_eq!(
+            (r.agent.as_str(), r.args.as_slice()),
+            ("heartbeat:drbddisk", &["r0".to_string()][..])
+        );
         let (r, _) = token("Filesystem::/dev/drbd0::/data::ext4");
         assert_eq!(r.params.len(), 3);
     }
 
     #[test]
     fn unknown_and_untranslatable_directives_are_reported_with_line() {
-        let f = SourceFile::new("ha.cf", "keepalive 1\nstonith_host * baytech 10.0.0.3 mylogin mysecretpassword\nfrobnicate yes\nkeepalive 2min\n");
+        let f = SourceFile::new(
+            "ha.cf",
+            "keepalive 1\nstonith_host * baytech 10.0.0.3 mylogin mysecretpassword\nfrobnicate yes\nkeepalive 2min\n",
+        );
         let mut d = Diagnostics::default();
         parse_ha_cf(&f, &mut d);
         let t = d.to_string();
         assert!(t.contains("ha.cf:2:1: warning: `stonith_host * baytech"), "{t}");
-        assert!(t.contains("ha.cf:3:1: error: `frobnicate` is not a Heartbeat directive"), "{t}");
+        assert!(
+            t.contains("ha.cf:3:1: error: `frobnicate` is not a Heartbeat directive"),
+            "{t}"
+        );
         assert!(t.contains("ha.cf:4:1: error: keepalive 2min"), "{t}");
     }
 

@@ -229,10 +229,7 @@ impl AgentSpec {
             ["ocf", ..] => Err("an OCF agent is written `ocf:PROVIDER:TYPE`, e.g. `ocf:heartbeat:IPaddr2`".into()),
             ["lsb", name] if !bad_name(name) => Ok(AgentSpec::Lsb { name: name.to_string() }),
             ["heartbeat", name] if !bad_name(name) => Ok(AgentSpec::Heartbeat { name: name.to_string() }),
-            ["lsb" | "heartbeat", ..] => Err(format!(
-                "write `{}:NAME` with a plain script name (no `/`)",
-                parts[0]
-            )),
+            ["lsb" | "heartbeat", ..] => Err(format!("write `{}:NAME` with a plain script name (no `/`)", parts[0])),
             _ => Err("the agent class must be `ocf:PROVIDER:TYPE`, `lsb:NAME` or `heartbeat:NAME`".into()),
         }
     }
@@ -365,7 +362,8 @@ pub fn load(path: &Path, local_node: Option<&str>) -> Result<(Config, Diagnostic
 pub fn load_str(path: &Path, text: String, local_node: &str) -> Result<(Config, Diagnostics), Diagnostics> {
     let file = SourceFile::new(path, text);
     let mut diags = Diagnostics::default();
-    let config = parse::parse(&file, &mut diags).and_then(|parsed| validate::validate(&file, parsed, local_node, &mut diags));
+    let config =
+        parse::parse(&file, &mut diags).and_then(|parsed| validate::validate(&file, parsed, local_node, &mut diags));
     match config {
         Some(c) if !diags.has_errors() => Ok((c, diags.sorted())),
         _ => Err(diags.sorted()),
@@ -386,7 +384,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit() || c == '.') {
         return Err(format!("`{t}` has no unit: write \"{t}s\" or \"{t}ms\""));
     }
-    humantime::parse_duration(t).map_err(|e| format!("`{t}` is not a duration ({e}); write e.g. \"500ms\", \"5s\" or \"2m\""))
+    humantime::parse_duration(t)
+        .map_err(|e| format!("`{t}` is not a duration ({e}); write e.g. \"500ms\", \"5s\" or \"2m\""))
 }
 
 /// Formats a duration the way the config writes it ("1500ms", "5s", "2m").
@@ -437,7 +436,9 @@ mod tests {
         for s in ["ocf:heartbeat:IPaddr2", "lsb:nginx", "heartbeat:drbddisk"] {
             assert_eq!(AgentSpec::parse(s).unwrap().to_string(), s);
         }
-        assert!(AgentSpec::parse("ocf:IPaddr2").unwrap_err().contains("ocf:PROVIDER:TYPE"));
+        assert!(AgentSpec::parse("ocf:IPaddr2")
+            .unwrap_err()
+            .contains("ocf:PROVIDER:TYPE"));
         assert!(AgentSpec::parse("lsb:../../bin/sh").is_err());
         assert!(AgentSpec::parse("systemd:nginx").unwrap_err().contains("class"));
     }

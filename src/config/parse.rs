@@ -123,7 +123,10 @@ fn cut_placeholders(
             if let DeValue::String(text) = v.get_ref() {
                 diags.error(
                     Location::at(file, span),
-                    format!("`{}` is still the placeholder {text} left by `pairbeat config import`", k.get_ref()),
+                    format!(
+                        "`{}` is still the placeholder {text} left by `pairbeat config import`",
+                        k.get_ref()
+                    ),
                     Some("replace it with the real value".into()),
                 );
             }
@@ -132,7 +135,11 @@ fn cut_placeholders(
     }
     for name in doomed {
         table.remove(name.as_str());
-        cut.push(CutKey { name, table: table_span.clone(), table_name: String::new() });
+        cut.push(CutKey {
+            name,
+            table: table_span.clone(),
+            table_name: String::new(),
+        });
     }
 }
 
@@ -237,7 +244,12 @@ fn find_deepest(
 /// An array of scalars (e.g. `args = [1, 2]`) is cut whole when one element is wrong.
 fn array_hit(v: &Spanned<DeValue<'_>>, span: &Range<usize>) -> bool {
     match v.get_ref() {
-        DeValue::Array(items) => contains(&v.span(), span) || items.iter().any(|i| !matches!(i.get_ref(), DeValue::Table(_)) && contains(&i.span(), span)),
+        DeValue::Array(items) => {
+            contains(&v.span(), span)
+                || items
+                    .iter()
+                    .any(|i| !matches!(i.get_ref(), DeValue::Table(_)) && contains(&i.span(), span))
+        }
         _ => false,
     }
 }
@@ -280,7 +292,8 @@ fn table_label(steps: &[Step]) -> String {
 }
 
 fn contains(outer: &Range<usize>, inner: &Range<usize>) -> bool {
-    outer.start <= inner.start && inner.end <= outer.end && !(outer.is_empty() && !inner.is_empty())
+    // An empty span (the root table's) contains nothing but empty spans.
+    (inner.is_empty() || !outer.is_empty()) && outer.start <= inner.start && inner.end <= outer.end
 }
 
 #[cfg(test)]
@@ -290,7 +303,10 @@ mod tests {
     fn run(text: &str) -> (Parsed, Diagnostics) {
         let f = SourceFile::new("t.toml", text);
         let mut d = Diagnostics::default();
-        let p = parse(&f, &mut d).unwrap_or(Parsed { raw: RawConfig::default(), cut: Vec::new() });
+        let p = parse(&f, &mut d).unwrap_or(Parsed {
+            raw: RawConfig::default(),
+            cut: Vec::new(),
+        });
         (p, d)
     }
 
@@ -299,9 +315,15 @@ mod tests {
         let (p, d) = run("[timing]\nkeepliave = \"1s\"\ndeadtime = \"5s\"\n[daemon]\nsockt = \"/x\"\n");
         let text = d.to_string();
         assert_eq!(d.error_count(), 2, "{text}");
-        assert!(text.contains("t.toml:2:1: error: unknown key `keepliave` in [timing]"), "{text}");
+        assert!(
+            text.contains("t.toml:2:1: error: unknown key `keepliave` in [timing]"),
+            "{text}"
+        );
         assert!(text.contains("did you mean `keepalive`?"), "{text}");
-        assert!(text.contains("t.toml:5:1: error: unknown key `sockt` in [daemon]"), "{text}");
+        assert!(
+            text.contains("t.toml:5:1: error: unknown key `sockt` in [daemon]"),
+            "{text}"
+        );
         assert!(text.contains("did you mean `socket`?"), "{text}");
         // What was right is kept for phase two.
         let timing = p.raw.timing.unwrap();
@@ -319,12 +341,14 @@ mod tests {
 
     #[test]
     fn wrong_type_inside_array_of_tables_cuts_only_that_key() {
-        let (p, d) = run(
-            "[group]\n[[group.resource]]\nid = \"a\"\npromotable = \"yes\"\n[[group.resource]]\nid = \"b\"\n",
-        );
+        let (p, d) =
+            run("[group]\n[[group.resource]]\nid = \"a\"\npromotable = \"yes\"\n[[group.resource]]\nid = \"b\"\n");
         let text = d.to_string();
         assert_eq!(d.error_count(), 1, "{text}");
-        assert!(text.contains("t.toml:4:14: error: `promotable` in [[group.resource]]"), "{text}");
+        assert!(
+            text.contains("t.toml:4:14: error: `promotable` in [[group.resource]]"),
+            "{text}"
+        );
         let group = p.raw.group.unwrap().into_inner();
         assert_eq!(group.resource.unwrap().into_inner().len(), 2);
     }
@@ -334,7 +358,10 @@ mod tests {
         let (p, d) = run("[[link]]\ninterface = \"<INTERFACE>\"\nkind = \"ucast\"\n");
         let text = d.to_string();
         assert_eq!(d.error_count(), 1, "{text}");
-        assert!(text.contains("t.toml:2:13: error: `interface` is still the placeholder <INTERFACE>"), "{text}");
+        assert!(
+            text.contains("t.toml:2:13: error: `interface` is still the placeholder <INTERFACE>"),
+            "{text}"
+        );
         assert_eq!(p.cut[0].name, "interface");
         assert!(!is_placeholder("<html>"));
     }

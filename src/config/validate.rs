@@ -91,11 +91,7 @@ fn whole(file: &SourceFile) -> Range<usize> {
 
 pub fn validate(file: &SourceFile, parsed: Parsed, local_node: &str, diags: &mut Diagnostics) -> Option<Config> {
     let Parsed { raw, cut } = parsed;
-    let mut cx = Ctx {
-        file,
-        diags,
-        cut: &cut,
-    };
+    let mut cx = Ctx { file, diags, cut: &cut };
     // toml gives the root table an empty span at 0; cut keys at the top level carry it.
     let top = 0..0;
 
@@ -140,7 +136,11 @@ fn cluster(cx: &mut Ctx, raw: S<RawCluster>, top: &Range<usize>) -> Option<Strin
         return None;
     };
     if !valid_name(name.get_ref()) {
-        cx.error(name.span(), format!("cluster name `{}` is not a plain name", name.get_ref()), NAME_HELP);
+        cx.error(
+            name.span(),
+            format!("cluster name `{}` is not a plain name", name.get_ref()),
+            NAME_HELP,
+        );
         return None;
     }
     Some(name.into_inner())
@@ -238,7 +238,12 @@ fn node_index(nodes: &[String; 2], name: &str) -> Option<usize> {
     nodes.iter().position(|n| n == name)
 }
 
-fn links(cx: &mut Ctx, raw: S<Vec<Spanned<RawLink>>>, nodes: Option<&[String; 2]>, top: &Range<usize>) -> Option<Vec<Link>> {
+fn links(
+    cx: &mut Ctx,
+    raw: S<Vec<Spanned<RawLink>>>,
+    nodes: Option<&[String; 2]>,
+    top: &Range<usize>,
+) -> Option<Vec<Link>> {
     let Some(raw) = raw else {
         if !cx.was_cut(top, "link") {
             cx.error(
@@ -285,7 +290,12 @@ fn one_link(cx: &mut Ctx, raw: RawLink, span: Range<usize>, nodes: Option<&[Stri
             return None;
         }
         None => {
-            cx.missing(span, "kind", "this [[link]]", "add kind = \"ucast\" (or \"bcast\", \"mcast\")");
+            cx.missing(
+                span,
+                "kind",
+                "this [[link]]",
+                "add kind = \"ucast\" (or \"bcast\", \"mcast\")",
+            );
             return None;
         }
     };
@@ -301,7 +311,12 @@ fn one_link(cx: &mut Ctx, raw: RawLink, span: Range<usize>, nodes: Option<&[Stri
             None
         }
         None => {
-            cx.missing(span.clone(), "interface", "this [[link]]", "add interface = \"eth1\" (the NIC this link uses)");
+            cx.missing(
+                span.clone(),
+                "interface",
+                "this [[link]]",
+                "add interface = \"eth1\" (the NIC this link uses)",
+            );
             None
         }
     };
@@ -309,7 +324,11 @@ fn one_link(cx: &mut Ctx, raw: RawLink, span: Range<usize>, nodes: Option<&[Stri
         None => DEFAULT_UDP_PORT,
         Some(p) if (1..=65535).contains(p.get_ref()) => *p.get_ref() as u16,
         Some(p) => {
-            cx.error(p.span(), format!("port {} is out of range", p.get_ref()), "use a UDP port from 1 to 65535 (Heartbeat's is 694)");
+            cx.error(
+                p.span(),
+                format!("port {} is out of range", p.get_ref()),
+                "use a UDP port from 1 to 65535 (Heartbeat's is 694)",
+            );
             ok = false;
             0
         }
@@ -317,7 +336,11 @@ fn one_link(cx: &mut Ctx, raw: RawLink, span: Range<usize>, nodes: Option<&[Stri
     // Keys that belong to other kinds are mistakes, not silently ignored extras.
     let only = |cx: &mut Ctx, present: Option<Range<usize>>, key: &str, kind: &str| {
         if let Some(s) = present {
-            cx.error(s, format!("`{key}` applies to {kind} links, and this one is {kind_name}"), format!("remove `{key}` or set kind = \"{kind}\""));
+            cx.error(
+                s,
+                format!("`{key}` applies to {kind} links, and this one is {kind_name}"),
+                format!("remove `{key}` or set kind = \"{kind}\""),
+            );
             true
         } else {
             false
@@ -345,7 +368,11 @@ fn one_link(cx: &mut Ctx, raw: RawLink, span: Range<usize>, nodes: Option<&[Stri
     let name = match &raw.name {
         Some(n) if valid_name(n.get_ref()) => Some(n.get_ref().clone()),
         Some(n) => {
-            cx.error(n.span(), format!("link name `{}` is not a plain name", n.get_ref()), NAME_HELP);
+            cx.error(
+                n.span(),
+                format!("link name `{}` is not a plain name", n.get_ref()),
+                NAME_HELP,
+            );
             None
         }
         None => interface.clone(),
@@ -392,7 +419,11 @@ fn ucast_addresses(
         };
         match addr.get_ref().parse::<IpAddr>() {
             Ok(ip) if ip.is_unspecified() || ip.is_multicast() => {
-                cx.error(addr.span(), format!("{ip} cannot be a node's unicast address"), "write the node's own IP address on this link");
+                cx.error(
+                    addr.span(),
+                    format!("{ip} cannot be a node's unicast address"),
+                    "write the node's own IP address on this link",
+                );
                 ok = false;
             }
             Ok(ip) => found[i] = Some(ip),
@@ -400,7 +431,10 @@ fn ucast_addresses(
                 cx.error(
                     addr.span(),
                     format!("`{}` is not an IP address", addr.get_ref()),
-                    format!("write {}'s own IPv4 or IPv6 address on this link, e.g. \"10.0.0.1\"", nodes[i]),
+                    format!(
+                        "write {}'s own IPv4 or IPv6 address on this link, e.g. \"10.0.0.1\"",
+                        nodes[i]
+                    ),
                 );
                 ok = false;
             }
@@ -408,7 +442,11 @@ fn ucast_addresses(
     }
     for (i, f) in found.iter().enumerate() {
         if f.is_none() && ok && !cx.was_cut(&map_span, &nodes[i]) {
-            cx.error(map_span.clone(), format!("this ucast link has no address for node `{}`", nodes[i]), help);
+            cx.error(
+                map_span.clone(),
+                format!("this ucast link has no address for node `{}`", nodes[i]),
+                help,
+            );
             ok = false;
         }
     }
@@ -417,11 +455,19 @@ fn ucast_addresses(
         return None;
     }
     if a == b {
-        cx.error(map_span, format!("both nodes have address {a} on this link"), "each node needs its own address");
+        cx.error(
+            map_span,
+            format!("both nodes have address {a} on this link"),
+            "each node needs its own address",
+        );
         return None;
     }
     if a.is_ipv4() != b.is_ipv4() {
-        cx.error(map_span, "one node's address is IPv4 and the other's IPv6", "use the same family on both ends of a link");
+        cx.error(
+            map_span,
+            "one node's address is IPv4 and the other's IPv6",
+            "use the same family on both ends of a link",
+        );
         return None;
     }
     ok.then_some([a, b])
@@ -430,13 +476,22 @@ fn ucast_addresses(
 fn mcast(cx: &mut Ctx, raw: &RawLink, link_span: Range<usize>) -> Option<LinkKind> {
     let group = match &raw.group {
         None => {
-            cx.missing(link_span, "group", "this mcast [[link]]", "add group = \"239.0.0.1\" (an IPv4 multicast address)");
+            cx.missing(
+                link_span,
+                "group",
+                "this mcast [[link]]",
+                "add group = \"239.0.0.1\" (an IPv4 multicast address)",
+            );
             None
         }
         Some(g) => match g.get_ref().parse::<Ipv4Addr>() {
             Ok(ip) if ip.is_multicast() => Some(ip),
             _ => {
-                cx.error(g.span(), format!("`{}` is not an IPv4 multicast address", g.get_ref()), "use an address in 224.0.0.0/4; 239.0.0.0/8 is for local use");
+                cx.error(
+                    g.span(),
+                    format!("`{}` is not an IPv4 multicast address", g.get_ref()),
+                    "use an address in 224.0.0.0/4; 239.0.0.0/8 is for local use",
+                );
                 None
             }
         },
@@ -445,12 +500,20 @@ fn mcast(cx: &mut Ctx, raw: &RawLink, link_span: Range<usize>) -> Option<LinkKin
         None => Some(1),
         Some(t) if (1..=255).contains(t.get_ref()) => Some(*t.get_ref() as u8),
         Some(t) => {
-            cx.error(t.span(), format!("ttl {} is out of range", t.get_ref()), "use 1 to 255; 1 keeps packets on the local segment");
+            cx.error(
+                t.span(),
+                format!("ttl {} is out of range", t.get_ref()),
+                "use 1 to 255; 1 keeps packets on the local segment",
+            );
             None
         }
     };
     let loopback = raw.loop_.as_ref().map(|l| *l.get_ref()).unwrap_or(false);
-    Some(LinkKind::Mcast { group: group?, ttl: ttl?, loopback })
+    Some(LinkKind::Mcast {
+        group: group?,
+        ttl: ttl?,
+        loopback,
+    })
 }
 
 fn timing(cx: &mut Ctx, raw: S<RawTiming>) -> Option<Timing> {
@@ -458,19 +521,20 @@ fn timing(cx: &mut Ctx, raw: S<RawTiming>) -> Option<Timing> {
         Some(t) => (t.span(), Some(t.into_inner())),
         None => (whole(cx.file), None),
     };
-    let get = |cx: &mut Ctx, v: Option<&Spanned<toml::Value>>, key: &str| -> Result<Option<(Duration, Range<usize>)>, ()> {
-        match v {
-            None => Ok(None),
-            Some(v) => match cx.duration(v, key) {
-                Some(d) if d.is_zero() => {
-                    cx.error(v.span(), format!("{key} must be more than zero"), "");
-                    Err(())
-                }
-                Some(d) => Ok(Some((d, v.span()))),
-                None => Err(()),
-            },
-        }
-    };
+    let get =
+        |cx: &mut Ctx, v: Option<&Spanned<toml::Value>>, key: &str| -> Result<Option<(Duration, Range<usize>)>, ()> {
+            match v {
+                None => Ok(None),
+                Some(v) => match cx.duration(v, key) {
+                    Some(d) if d.is_zero() => {
+                        cx.error(v.span(), format!("{key} must be more than zero"), "");
+                        Err(())
+                    }
+                    Some(d) => Ok(Some((d, v.span()))),
+                    None => Err(()),
+                },
+            }
+        };
     let r = raw.as_ref();
     let keepalive = get(cx, r.and_then(|r| r.keepalive.as_ref()), "keepalive");
     let deadtime = get(cx, r.and_then(|r| r.deadtime.as_ref()), "deadtime");
@@ -480,7 +544,10 @@ fn timing(cx: &mut Ctx, raw: S<RawTiming>) -> Option<Timing> {
         return None;
     };
     // A malformed key was cut in phase one; checking relations against a default would mislead.
-    if ["keepalive", "deadtime", "warntime", "initdead"].iter().any(|k| cx.was_cut(&span, k)) {
+    if ["keepalive", "deadtime", "warntime", "initdead"]
+        .iter()
+        .any(|k| cx.was_cut(&span, k))
+    {
         return None;
     }
     let fmt = format_duration;
@@ -492,7 +559,11 @@ fn timing(cx: &mut Ctx, raw: S<RawTiming>) -> Option<Timing> {
         cx.error(
             dt_span.clone(),
             format!("deadtime ({}) must be more than twice keepalive ({})", fmt(dt), fmt(ka)),
-            format!("raise deadtime above {} or lower keepalive below {}", fmt(ka * 2), fmt(dt / 2)),
+            format!(
+                "raise deadtime above {} or lower keepalive below {}",
+                fmt(ka * 2),
+                fmt(dt / 2)
+            ),
         );
         ok = false;
     }
@@ -500,7 +571,12 @@ fn timing(cx: &mut Ctx, raw: S<RawTiming>) -> Option<Timing> {
     if ok && !(ka < wt && wt < dt) {
         cx.error(
             wt_span,
-            format!("warntime ({}) must lie between keepalive ({}) and deadtime ({})", fmt(wt), fmt(ka), fmt(dt)),
+            format!(
+                "warntime ({}) must lie between keepalive ({}) and deadtime ({})",
+                fmt(wt),
+                fmt(ka),
+                fmt(dt)
+            ),
             format!("set warntime to about half of deadtime, e.g. \"{}\"", fmt(dt / 2)),
         );
         ok = false;
@@ -511,7 +587,10 @@ fn timing(cx: &mut Ctx, raw: S<RawTiming>) -> Option<Timing> {
         cx.error(
             id_span,
             format!("initdead ({}) must be at least deadtime ({})", fmt(id), fmt(dt)),
-            format!("set initdead to \"{}\" or more: boot and network bring-up take longer than a keepalive gap", fmt(dt * 2)),
+            format!(
+                "set initdead to \"{}\" or more: boot and network bring-up take longer than a keepalive gap",
+                fmt(dt * 2)
+            ),
         );
         ok = false;
     } else if id < Duration::from_secs(10) && initdead_given {
@@ -521,7 +600,12 @@ fn timing(cx: &mut Ctx, raw: S<RawTiming>) -> Option<Timing> {
             "after a reboot the peer may not be heard in time and this node would start the group alone; 2 × deadtime or 30s is safer",
         );
     }
-    ok.then_some(Timing { keepalive: ka, warntime: wt, deadtime: dt, initdead: id })
+    ok.then_some(Timing {
+        keepalive: ka,
+        warntime: wt,
+        deadtime: dt,
+        initdead: id,
+    })
 }
 
 fn auth(cx: &mut Ctx, raw: S<RawAuth>, top: &Range<usize>) -> Option<Auth> {
@@ -553,13 +637,21 @@ fn auth(cx: &mut Ctx, raw: S<RawAuth>, top: &Range<usize>) -> Option<Auth> {
             let auth = authkeys::load(&p, &mut sub);
             if sub.has_errors() {
                 let loc = cx.at(path.span());
-                cx.diags.error(loc, format!("the authkeys file {} is not usable (see below)", p.display()), None);
+                cx.diags.error(
+                    loc,
+                    format!("the authkeys file {} is not usable (see below)", p.display()),
+                    None,
+                );
             }
             cx.diags.extend(sub);
             auth
         }
         (None, false) => {
-            cx.error(span, "[auth] names no key", "add authkeys = \"FILE\", or method = \"sha256\" and key = \"...\"");
+            cx.error(
+                span,
+                "[auth] names no key",
+                "add authkeys = \"FILE\", or method = \"sha256\" and key = \"...\"",
+            );
             None
         }
         (None, true) => inline_key(cx, raw, span),
@@ -569,7 +661,12 @@ fn auth(cx: &mut Ctx, raw: S<RawAuth>, top: &Range<usize>) -> Option<Auth> {
 fn inline_key(cx: &mut Ctx, raw: RawAuth, span: Range<usize>) -> Option<Auth> {
     let method = match &raw.method {
         None => {
-            cx.missing(span.clone(), "method", "[auth]", "add method = \"sha256\" (or sha1, md5, crc)");
+            cx.missing(
+                span.clone(),
+                "method",
+                "[auth]",
+                "add method = \"sha256\" (or sha1, md5, crc)",
+            );
             None
         }
         Some(m) => match AuthMethod::parse(m.get_ref()) {
@@ -588,18 +685,30 @@ fn inline_key(cx: &mut Ctx, raw: RawAuth, span: Range<usize>) -> Option<Auth> {
         None => 1,
         Some(i) if (0..=MAX_INDEX).contains(i.get_ref()) => *i.get_ref() as u8,
         Some(i) => {
-            cx.error(i.span(), format!("key_index {} is out of range", i.get_ref()), "use 0 to 15, as in authkeys");
+            cx.error(
+                i.span(),
+                format!("key_index {} is out of range", i.get_ref()),
+                "use 0 to 15, as in authkeys",
+            );
             return None;
         }
     };
     let secret = match (method, &raw.key) {
         (AuthMethod::Crc, Some(k)) => {
-            cx.error(k.span(), "crc takes no key", "remove key, or choose method = \"sha256\"");
+            cx.error(
+                k.span(),
+                "crc takes no key",
+                "remove key, or choose method = \"sha256\"",
+            );
             return None;
         }
         (AuthMethod::Crc, None) => Vec::new(),
         (_, Some(k)) if k.get_ref().is_empty() => {
-            cx.error(k.span(), "the key is empty", "write a long random key, e.g. from `openssl rand -hex 32`");
+            cx.error(
+                k.span(),
+                "the key is empty",
+                "write a long random key, e.g. from `openssl rand -hex 32`",
+            );
             return None;
         }
         (_, Some(k)) => {
@@ -619,11 +728,19 @@ fn inline_key(cx: &mut Ctx, raw: RawAuth, span: Range<usize>) -> Option<Auth> {
     };
     if method == AuthMethod::Crc {
         let s = raw.method.as_ref().map(|m| m.span()).unwrap_or(span);
-        cx.warning(s, "crc is a checksum, not authentication: anyone on the link can forge keepalives", "use sha256 (or sha1 to talk to Heartbeat nodes)");
+        cx.warning(
+            s,
+            "crc is a checksum, not authentication: anyone on the link can forge keepalives",
+            "use sha256 (or sha1 to talk to Heartbeat nodes)",
+        );
     }
     let mut keys = BTreeMap::new();
     keys.insert(index, AuthKey { method, secret });
-    Some(Auth { sign_index: index, keys, authkeys_file: None })
+    Some(Auth {
+        sign_index: index,
+        keys,
+        authkeys_file: None,
+    })
 }
 
 /// A path in the config, relative paths taken from the config file's directory.
@@ -638,7 +755,11 @@ fn resolve(config: &Path, p: &str) -> PathBuf {
 
 fn failover(cx: &mut Ctx, raw: S<RawFailover>, nodes: Option<&[String; 2]>) -> Option<Failover> {
     let raw = raw.map(Spanned::into_inner);
-    let auto_failback = raw.as_ref().and_then(|r| r.auto_failback.as_ref()).map(|b| *b.get_ref()).unwrap_or(false);
+    let auto_failback = raw
+        .as_ref()
+        .and_then(|r| r.auto_failback.as_ref())
+        .map(|b| *b.get_ref())
+        .unwrap_or(false);
     let nodes = nodes?;
     let preferred = match raw.and_then(|r| r.preferred_node) {
         None => 0,
@@ -649,25 +770,43 @@ fn failover(cx: &mut Ctx, raw: S<RawFailover>, nodes: Option<&[String; 2]>) -> O
                     Some(n) => format!("did you mean `{n}`?"),
                     None => format!("write `{}` or `{}`", nodes[0], nodes[1]),
                 };
-                cx.error(p.span(), format!("preferred_node `{}` is not a node", p.get_ref()), help);
+                cx.error(
+                    p.span(),
+                    format!("preferred_node `{}` is not a node", p.get_ref()),
+                    help,
+                );
                 return None;
             }
         },
     };
-    Some(Failover { preferred, auto_failback })
+    Some(Failover {
+        preferred,
+        auto_failback,
+    })
 }
 
 fn group(cx: &mut Ctx, raw: S<RawGroup>) -> Option<Group> {
     let Some(raw) = raw else {
-        cx.warning(whole(cx.file), "there is no [group]: pairbeat will only watch membership", "add [group] and [[group.resource]] tables for what the active node runs");
-        return Some(Group { id: "group".into(), resources: Vec::new() });
+        cx.warning(
+            whole(cx.file),
+            "there is no [group]: pairbeat will only watch membership",
+            "add [group] and [[group.resource]] tables for what the active node runs",
+        );
+        return Some(Group {
+            id: "group".into(),
+            resources: Vec::new(),
+        });
     };
     let raw = raw.into_inner();
     let id = match raw.id {
         None => Some("group".to_string()),
         Some(id) if valid_name(id.get_ref()) => Some(id.into_inner()),
         Some(id) => {
-            cx.error(id.span(), format!("group id `{}` is not a plain name", id.get_ref()), NAME_HELP);
+            cx.error(
+                id.span(),
+                format!("group id `{}` is not a plain name", id.get_ref()),
+                NAME_HELP,
+            );
             None
         }
     };
@@ -695,7 +834,11 @@ fn group(cx: &mut Ctx, raw: S<RawGroup>) -> Option<Group> {
         resources.push(res);
     }
     if ok && resources.is_empty() {
-        cx.warning(whole(cx.file), "the group has no resources: pairbeat will only watch membership", "add [[group.resource]] tables");
+        cx.warning(
+            whole(cx.file),
+            "the group has no resources: pairbeat will only watch membership",
+            "add [[group.resource]] tables",
+        );
     }
     if !ok {
         return None;
@@ -707,18 +850,32 @@ fn resource(cx: &mut Ctx, raw: RawResource, span: Range<usize>) -> Option<Resour
     let mut ok = true;
     let id = match &raw.id {
         None => {
-            cx.missing(span.clone(), "id", "this [[group.resource]]", "add id = \"vip\" (a short unique name)");
+            cx.missing(
+                span.clone(),
+                "id",
+                "this [[group.resource]]",
+                "add id = \"vip\" (a short unique name)",
+            );
             None
         }
         Some(id) if valid_name(id.get_ref()) => Some(id.get_ref().clone()),
         Some(id) => {
-            cx.error(id.span(), format!("resource id `{}` is not a plain name", id.get_ref()), NAME_HELP);
+            cx.error(
+                id.span(),
+                format!("resource id `{}` is not a plain name", id.get_ref()),
+                NAME_HELP,
+            );
             None
         }
     };
     let agent = match &raw.agent {
         None => {
-            cx.missing(span.clone(), "agent", "this [[group.resource]]", "add agent = \"ocf:heartbeat:IPaddr2\" (or lsb:NAME, heartbeat:NAME)");
+            cx.missing(
+                span.clone(),
+                "agent",
+                "this [[group.resource]]",
+                "add agent = \"ocf:heartbeat:IPaddr2\" (or lsb:NAME, heartbeat:NAME)",
+            );
             None
         }
         Some(a) => match AgentSpec::parse(a.get_ref()) {
@@ -734,7 +891,11 @@ fn resource(cx: &mut Ctx, raw: RawResource, span: Range<usize>) -> Option<Resour
     if let Some(p) = raw.params {
         for (k, v) in p.into_inner() {
             if !valid_param(k.get_ref()) {
-                cx.error(k.span(), format!("parameter name `{}` cannot be an environment variable", k.get_ref()), "use letters, digits and `_`, not starting with a digit");
+                cx.error(
+                    k.span(),
+                    format!("parameter name `{}` cannot be an environment variable", k.get_ref()),
+                    "use letters, digits and `_`, not starting with a digit",
+                );
                 ok = false;
                 continue;
             }
@@ -744,7 +905,15 @@ fn resource(cx: &mut Ctx, raw: RawResource, span: Range<usize>) -> Option<Resour
                 toml::Value::Float(f) => f.to_string(),
                 toml::Value::Boolean(b) => b.to_string(),
                 other => {
-                    cx.error(v.span(), format!("parameter `{}` is a {}; agents take text", k.get_ref(), other.type_str()), "write the value as a string");
+                    cx.error(
+                        v.span(),
+                        format!(
+                            "parameter `{}` is a {}; agents take text",
+                            k.get_ref(),
+                            other.type_str()
+                        ),
+                        "write the value as a string",
+                    );
                     ok = false;
                     continue;
                 }
@@ -752,24 +921,44 @@ fn resource(cx: &mut Ctx, raw: RawResource, span: Range<usize>) -> Option<Resour
             params.insert(k.into_inner(), text);
         }
     }
-    let args: Vec<String> = raw.args.clone().map(|a| a.into_inner().into_iter().map(Spanned::into_inner).collect()).unwrap_or_default();
+    let args: Vec<String> = raw
+        .args
+        .clone()
+        .map(|a| a.into_inner().into_iter().map(Spanned::into_inner).collect())
+        .unwrap_or_default();
     let promotable = raw.promotable.as_ref().map(|p| *p.get_ref()).unwrap_or(false);
     if let Some(agent) = &agent {
         let is_ocf = matches!(agent, AgentSpec::Ocf { .. });
         if !is_ocf && !params.is_empty() {
-            cx.error(params_span.clone().unwrap_or(span.clone()), format!("{agent} takes no named params"), match agent {
-                AgentSpec::Heartbeat { .. } => "Heartbeat scripts take positional args = [\"...\"]",
-                _ => "LSB init scripts take no parameters",
-            });
+            cx.error(
+                params_span.clone().unwrap_or(span.clone()),
+                format!("{agent} takes no named params"),
+                match agent {
+                    AgentSpec::Heartbeat { .. } => "Heartbeat scripts take positional args = [\"...\"]",
+                    _ => "LSB init scripts take no parameters",
+                },
+            );
             ok = false;
         }
         if !matches!(agent, AgentSpec::Heartbeat { .. }) && !args.is_empty() {
-            let help = if is_ocf { "OCF agents take named params = { name = \"value\" }" } else { "LSB init scripts take no arguments" };
-            cx.error(raw.args.as_ref().map(|a| a.span()).unwrap_or(span.clone()), format!("{agent} takes no positional args"), help);
+            let help = if is_ocf {
+                "OCF agents take named params = { name = \"value\" }"
+            } else {
+                "LSB init scripts take no arguments"
+            };
+            cx.error(
+                raw.args.as_ref().map(|a| a.span()).unwrap_or(span.clone()),
+                format!("{agent} takes no positional args"),
+                help,
+            );
             ok = false;
         }
         if promotable && !is_ocf {
-            cx.error(raw.promotable.as_ref().map(|p| p.span()).unwrap_or(span.clone()), "only OCF agents can be promotable", "promote and demote are OCF actions; remove promotable");
+            cx.error(
+                raw.promotable.as_ref().map(|p| p.span()).unwrap_or(span.clone()),
+                "only OCF agents can be promotable",
+                "promote and demote are OCF actions; remove promotable",
+            );
             ok = false;
         }
     }
@@ -777,7 +966,11 @@ fn resource(cx: &mut Ctx, raw: RawResource, span: Range<usize>) -> Option<Resour
         None => None,
         Some(m) if *m.get_ref() >= 1 && *m.get_ref() <= u32::MAX as i64 => Some(*m.get_ref() as u32),
         Some(m) => {
-            cx.error(m.span(), format!("migration_threshold {} must be at least 1", m.get_ref()), "leave it out to never move the group for a count of failures");
+            cx.error(
+                m.span(),
+                format!("migration_threshold {} must be at least 1", m.get_ref()),
+                "leave it out to never move the group for a count of failures",
+            );
             ok = false;
             None
         }
@@ -809,7 +1002,8 @@ fn resource(cx: &mut Ctx, raw: RawResource, span: Range<usize>) -> Option<Resour
 }
 
 fn valid_param(s: &str) -> bool {
-    s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn ops(cx: &mut Ctx, raw: S<Vec<Spanned<RawOp>>>, promotable: bool) -> Option<Vec<Op>> {
@@ -821,7 +1015,12 @@ fn ops(cx: &mut Ctx, raw: S<Vec<Spanned<RawOp>>>, promotable: bool) -> Option<Ve
         let op = op.into_inner();
         let name = match &op.name {
             None => {
-                cx.missing(span.clone(), "name", "this op", format!("add name = one of {}", OpName::ALL.join(", ")));
+                cx.missing(
+                    span.clone(),
+                    "name",
+                    "this op",
+                    format!("add name = one of {}", OpName::ALL.join(", ")),
+                );
                 ok = false;
                 continue;
             }
@@ -839,24 +1038,41 @@ fn ops(cx: &mut Ctx, raw: S<Vec<Spanned<RawOp>>>, promotable: bool) -> Option<Ve
             },
         };
         if matches!(name, OpName::Promote | OpName::Demote) && !promotable {
-            cx.error(span.clone(), format!("a {} op on a resource that is not promotable", name.name()), "set promotable = true, or remove this op");
+            cx.error(
+                span.clone(),
+                format!("a {} op on a resource that is not promotable", name.name()),
+                "set promotable = true, or remove this op",
+            );
             ok = false;
         }
         let interval = match &op.interval {
             None if name == OpName::Monitor => {
-                cx.missing(span.clone(), "interval", "this monitor op", "add interval = \"10s\" (how often to check)");
+                cx.missing(
+                    span.clone(),
+                    "interval",
+                    "this monitor op",
+                    "add interval = \"10s\" (how often to check)",
+                );
                 ok = false;
                 Duration::ZERO
             }
             None => Duration::ZERO,
             Some(v) if name != OpName::Monitor => {
-                cx.error(v.span(), format!("only monitor ops recur; a {} op has no interval", name.name()), "remove interval");
+                cx.error(
+                    v.span(),
+                    format!("only monitor ops recur; a {} op has no interval", name.name()),
+                    "remove interval",
+                );
                 ok = false;
                 Duration::ZERO
             }
             Some(v) => match cx.duration(v, "interval") {
                 Some(d) if d.is_zero() => {
-                    cx.error(v.span(), "a monitor interval must be more than zero", "pairbeat probes every resource at start on its own; use e.g. \"10s\"");
+                    cx.error(
+                        v.span(),
+                        "a monitor interval must be more than zero",
+                        "pairbeat probes every resource at start on its own; use e.g. \"10s\"",
+                    );
                     ok = false;
                     d
                 }
@@ -871,7 +1087,11 @@ fn ops(cx: &mut Ctx, raw: S<Vec<Spanned<RawOp>>>, promotable: bool) -> Option<Ve
             None => None,
             Some(v) => match cx.duration(v, "timeout") {
                 Some(d) if d.is_zero() => {
-                    cx.error(v.span(), "a timeout must be more than zero", "every operation needs a time limit, e.g. \"20s\"");
+                    cx.error(
+                        v.span(),
+                        "a timeout must be more than zero",
+                        "every operation needs a time limit, e.g. \"20s\"",
+                    );
                     ok = false;
                     None
                 }
@@ -883,18 +1103,30 @@ fn ops(cx: &mut Ctx, raw: S<Vec<Spanned<RawOp>>>, promotable: bool) -> Option<Ve
             },
         };
         // A failed stop can never be "restarted" away: by default it blocks the group.
-        let default_on_fail = if name == OpName::Stop { OnFail::Block } else { OnFail::Restart };
+        let default_on_fail = if name == OpName::Stop {
+            OnFail::Block
+        } else {
+            OnFail::Restart
+        };
         let on_fail = match &op.on_fail {
             None => default_on_fail,
             Some(f) => match OnFail::parse(f.get_ref()) {
                 Some(OnFail::Restart | OnFail::Standby) if name == OpName::Stop => {
-                    cx.error(f.span(), format!("on_fail = \"{}\" cannot handle a failed stop", f.get_ref()), "a stop that failed leaves the resource in an unknown state: use \"block\" or \"fence\"");
+                    cx.error(
+                        f.span(),
+                        format!("on_fail = \"{}\" cannot handle a failed stop", f.get_ref()),
+                        "a stop that failed leaves the resource in an unknown state: use \"block\" or \"fence\"",
+                    );
                     ok = false;
                     default_on_fail
                 }
                 Some(x) => x,
                 None => {
-                    cx.error(f.span(), format!("unknown on_fail `{}`", f.get_ref()), format!("on_fail is one of {}", OnFail::ALL.join(", ")));
+                    cx.error(
+                        f.span(),
+                        format!("unknown on_fail `{}`", f.get_ref()),
+                        format!("on_fail is one of {}", OnFail::ALL.join(", ")),
+                    );
                     ok = false;
                     default_on_fail
                 }
@@ -904,17 +1136,35 @@ fn ops(cx: &mut Ctx, raw: S<Vec<Spanned<RawOp>>>, promotable: bool) -> Option<Ve
             None => 0,
             Some(c) if (0..=u32::MAX as i64).contains(c.get_ref()) => *c.get_ref() as u32,
             Some(c) => {
-                cx.error(c.span(), format!("check_level {} is negative", c.get_ref()), "OCF check levels are 0, 10 or 20");
+                cx.error(
+                    c.span(),
+                    format!("check_level {} is negative", c.get_ref()),
+                    "OCF check levels are 0, 10 or 20",
+                );
                 ok = false;
                 0
             }
         };
         if !seen.insert((name, interval)) {
-            let what = if name == OpName::Monitor { format!("a second monitor op every {}", format_duration(interval)) } else { format!("a second {} op", name.name()) };
-            cx.error(span, format!("{what} on this resource"), "keep one; monitors need different intervals");
+            let what = if name == OpName::Monitor {
+                format!("a second monitor op every {}", format_duration(interval))
+            } else {
+                format!("a second {} op", name.name())
+            };
+            cx.error(
+                span,
+                format!("{what} on this resource"),
+                "keep one; monitors need different intervals",
+            );
             ok = false;
         }
-        out.push(Op { name, interval, timeout, on_fail, check_level });
+        out.push(Op {
+            name,
+            interval,
+            timeout,
+            on_fail,
+            check_level,
+        });
     }
     ok.then_some(out)
 }
@@ -928,7 +1178,11 @@ fn daemon(cx: &mut Ctx, raw: S<RawDaemon>) -> Option<DaemonSettings> {
             None => Some(PathBuf::from(default)),
             Some(p) if Path::new(p.get_ref()).is_absolute() => Some(PathBuf::from(p.get_ref())),
             Some(p) => {
-                cx.error(p.span(), format!("{key} `{}` is not an absolute path", p.get_ref()), format!("write a path starting with `/`, e.g. \"{default}\""));
+                cx.error(
+                    p.span(),
+                    format!("{key} `{}` is not an absolute path", p.get_ref()),
+                    format!("write a path starting with `/`, e.g. \"{default}\""),
+                );
                 None
             }
         }
@@ -937,7 +1191,11 @@ fn daemon(cx: &mut Ctx, raw: S<RawDaemon>) -> Option<DaemonSettings> {
     // sun_path holds 108 bytes including the terminating NUL.
     if let (Some(s), Some(v)) = (&socket, r.and_then(|r| r.socket.as_ref())) {
         if s.as_os_str().len() > 107 {
-            cx.error(v.span(), format!("socket path is {} bytes; unix sockets allow 107", s.as_os_str().len()), "choose a shorter path, e.g. under /run/pairbeat/");
+            cx.error(
+                v.span(),
+                format!("socket path is {} bytes; unix sockets allow 107", s.as_os_str().len()),
+                "choose a shorter path, e.g. under /run/pairbeat/",
+            );
             ok = false;
         }
     }
@@ -947,7 +1205,11 @@ fn daemon(cx: &mut Ctx, raw: S<RawDaemon>) -> Option<DaemonSettings> {
         Some(g) => match nix::unistd::Group::from_name(g.get_ref()) {
             Ok(Some(_)) => Some(g.get_ref().clone()),
             _ => {
-                cx.error(g.span(), format!("group `{}` does not exist on this host", g.get_ref()), "create it (`groupadd`) or remove socket_group to allow root only");
+                cx.error(
+                    g.span(),
+                    format!("group `{}` does not exist on this host", g.get_ref()),
+                    "create it (`groupadd`) or remove socket_group to allow root only",
+                );
                 ok = false;
                 None
             }
@@ -960,7 +1222,11 @@ fn daemon(cx: &mut Ctx, raw: S<RawDaemon>) -> Option<DaemonSettings> {
             "syslog" => Some(LogTarget::Syslog),
             p if Path::new(p).is_absolute() => Some(LogTarget::File(PathBuf::from(p))),
             p => {
-                cx.error(l.span(), format!("log target `{p}` is neither stderr, syslog nor an absolute path"), "write log = \"stderr\" (the journal under systemd), \"syslog\", or \"/var/log/pairbeat.log\"");
+                cx.error(
+                    l.span(),
+                    format!("log target `{p}` is neither stderr, syslog nor an absolute path"),
+                    "write log = \"stderr\" (the journal under systemd), \"syslog\", or \"/var/log/pairbeat.log\"",
+                );
                 None
             }
         },
@@ -971,7 +1237,11 @@ fn daemon(cx: &mut Ctx, raw: S<RawDaemon>) -> Option<DaemonSettings> {
         Some(l) => match l.get_ref().parse::<log::LevelFilter>() {
             Ok(level) if levels.contains(&l.get_ref().as_str()) => Some(level),
             _ => {
-                cx.error(l.span(), format!("unknown log_level `{}`", l.get_ref()), format!("use one of {}", levels.join(", ")));
+                cx.error(
+                    l.span(),
+                    format!("unknown log_level `{}`", l.get_ref()),
+                    format!("use one of {}", levels.join(", ")),
+                );
                 None
             }
         },

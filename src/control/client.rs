@@ -25,8 +25,14 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 /// Sends one request and returns the daemon's answer.
 pub fn request(socket: &Path, req: &Request) -> Result<Response, ClientError> {
     let path = socket.display().to_string();
-    let io = |source| ClientError::Io { path: path.clone(), source };
-    let stream = UnixStream::connect(socket).map_err(|source| ClientError::Connect { path: path.clone(), source })?;
+    let io = |source| ClientError::Io {
+        path: path.clone(),
+        source,
+    };
+    let stream = UnixStream::connect(socket).map_err(|source| ClientError::Connect {
+        path: path.clone(),
+        source,
+    })?;
     stream.set_read_timeout(Some(TIMEOUT)).map_err(io)?;
     stream.set_write_timeout(Some(TIMEOUT)).map_err(io)?;
     let mut line = serde_json::to_string(req).expect("requests always serialize");
@@ -35,11 +41,19 @@ pub fn request(socket: &Path, req: &Request) -> Result<Response, ClientError> {
     let mut answer = String::new();
     BufReader::new(&stream).read_line(&mut answer).map_err(io)?;
     if answer.is_empty() {
-        return Err(ClientError::Garbled { path, detail: "empty answer".into() });
+        return Err(ClientError::Garbled {
+            path,
+            detail: "empty answer".into(),
+        });
     }
-    let resp: Response = serde_json::from_str(&answer).map_err(|e| ClientError::Garbled { path: path.clone(), detail: e.to_string() })?;
+    let resp: Response = serde_json::from_str(&answer).map_err(|e| ClientError::Garbled {
+        path: path.clone(),
+        detail: e.to_string(),
+    })?;
     if !resp.ok {
-        return Err(ClientError::Refused(resp.error.unwrap_or_else(|| "no reason given".into())));
+        return Err(ClientError::Refused(
+            resp.error.unwrap_or_else(|| "no reason given".into()),
+        ));
     }
     Ok(resp)
 }

@@ -38,19 +38,26 @@ pub struct Response {
 
 impl Response {
     pub fn status(status: Status) -> Self {
-        Response { ok: true, error: None, status: Some(status) }
+        Response {
+            ok: true,
+            error: None,
+            status: Some(status),
+        }
     }
 
     pub fn error(message: impl Into<String>) -> Self {
-        Response { ok: false, error: Some(message.into()), status: None }
+        Response {
+            ok: false,
+            error: Some(message.into()),
+            status: None,
+        }
     }
 }
 
 /// Parses one request line, with an error an operator (or a script author) can act on.
 pub fn parse_request(line: &str) -> Result<Request, String> {
-    serde_json::from_str(line.trim()).map_err(|e| {
-        format!("bad request ({e}); send one JSON object per line, e.g. {{\"command\":\"status\"}}")
-    })
+    serde_json::from_str(line.trim())
+        .map_err(|e| format!("bad request ({e}); send one JSON object per line, e.g. {{\"command\":\"status\"}}"))
 }
 
 #[cfg(test)]
@@ -59,14 +66,26 @@ mod tests {
 
     #[test]
     fn request_wire_form_is_stable() {
-        assert_eq!(serde_json::to_string(&Request::Status).unwrap(), r#"{"command":"status"}"#);
+        assert_eq!(
+            serde_json::to_string(&Request::Status).unwrap(),
+            r#"{"command":"status"}"#
+        );
         assert_eq!(parse_request("{\"command\":\"status\"}\n").unwrap(), Request::Status);
-        assert_eq!(parse_request("{\"command\":\"status\",\"since\":1}").unwrap(), Request::Status);
+        assert_eq!(
+            parse_request("{\"command\":\"status\",\"since\":1}").unwrap(),
+            Request::Status
+        );
     }
 
     #[test]
     fn bad_requests_get_a_usable_error() {
-        for bad in ["", "status", "{\"command\":\"reboot\"}", "{\"cmd\":\"status\"}", "[1,2]"] {
+        for bad in [
+            "",
+            "status",
+            "{\"command\":\"reboot\"}",
+            "{\"cmd\":\"status\"}",
+            "[1,2]",
+        ] {
             let e = parse_request(bad).unwrap_err();
             assert!(e.contains("{\"command\":\"status\"}"), "{bad}: {e}");
         }

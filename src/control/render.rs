@@ -34,7 +34,11 @@ pub fn text(s: &Status) -> String {
             LinkState::Late => "late",
             LinkState::Dead => "DEAD",
         };
-        let _ = writeln!(out, "  * {} ({} on {}, port {}) to {}: {state}", l.name, l.kind, l.interface, l.port, l.peer);
+        let _ = writeln!(
+            out,
+            "  * {} ({} on {}, port {}) to {}: {state}",
+            l.name, l.kind, l.interface, l.port, l.peer
+        );
     }
     let _ = writeln!(out);
     let _ = writeln!(out, "Full List of Resources:");

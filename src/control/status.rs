@@ -127,7 +127,11 @@ impl Status {
                     name: name.clone(),
                     local: i == config.local,
                     // The local node is running: this process is its proof.
-                    state: if i == config.local { NodeState::Online } else { NodeState::Unknown },
+                    state: if i == config.local {
+                        NodeState::Online
+                    } else {
+                        NodeState::Unknown
+                    },
                 })
                 .collect(),
             links: config

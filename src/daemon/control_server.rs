@@ -45,7 +45,10 @@ pub struct Listener {
 /// and the file is never reachable with looser permissions than configured.
 pub fn bind(settings: &DaemonSettings) -> Result<Listener, BindError> {
     let path = &settings.socket;
-    let io_err = |source| BindError::Io { path: path.clone(), source };
+    let io_err = |source| BindError::Io {
+        path: path.clone(),
+        source,
+    };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io_err)?;
     }
@@ -77,7 +80,10 @@ pub fn bind(settings: &DaemonSettings) -> Result<Listener, BindError> {
     }
     std_listener.set_nonblocking(true).map_err(io_err)?;
     let inner = UnixListener::from_std(std_listener).map_err(io_err)?;
-    Ok(Listener { inner, allowed: Allowed { gid } })
+    Ok(Listener {
+        inner,
+        allowed: Allowed { gid },
+    })
 }
 
 pub async fn serve(listener: Listener, shared: Arc<Mutex<Shared>>) {
@@ -91,7 +97,9 @@ pub async fn serve(listener: Listener, shared: Arc<Mutex<Shared>>) {
                 continue;
             }
         };
-        let Ok(permit) = slots.clone().acquire_owned().await else { return };
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
         let shared = shared.clone();
         let allowed = listener.allowed;
         tokio::spawn(async move {
@@ -114,7 +122,14 @@ async fn client(stream: UnixStream, allowed: Allowed, shared: Arc<Mutex<Shared>>
     let mut line = Vec::new();
     loop {
         line.clear();
-        let n = match tokio::time::timeout(IDLE, (&mut reader).take(MAX_REQUEST_BYTES as u64 + 1).read_until(b'\n', &mut line)).await {
+        let n = match tokio::time::timeout(
+            IDLE,
+            (&mut reader)
+                .take(MAX_REQUEST_BYTES as u64 + 1)
+                .read_until(b'\n', &mut line),
+        )
+        .await
+        {
             Ok(r) => r?,
             Err(_) => return Ok(()), // idle
         };
@@ -125,8 +140,16 @@ async fn client(stream: UnixStream, allowed: Allowed, shared: Arc<Mutex<Shared>>
             let resp = Response::error(format!("request longer than {MAX_REQUEST_BYTES} bytes"));
             return write_response(&mut write, &resp).await;
         }
-        let resp = match std::str::from_utf8(&line).map_err(|_| "request is not UTF-8".to_string()).and_then(parse_request) {
-            Ok(Request::Status) => Response::status(shared.lock().map(|s| s.snapshot()).map_err(|_| io::Error::other("state poisoned"))?),
+        let resp = match std::str::from_utf8(&line)
+            .map_err(|_| "request is not UTF-8".to_string())
+            .and_then(parse_request)
+        {
+            Ok(Request::Status) => Response::status(
+                shared
+                    .lock()
+                    .map(|s| s.snapshot())
+                    .map_err(|_| io::Error::other("state poisoned"))?,
+            ),
             Err(e) => Response::error(e),
         };
         write_response(&mut write, &resp).await?;
@@ -145,7 +168,9 @@ fn authorize(uid: Uid, gid: Gid, allowed: Allowed) -> Result<(), String> {
         return Ok(());
     }
     let Some(group) = allowed.gid else {
-        return Err(format!("permission denied: uid {uid} is not root (no [daemon] socket_group is configured)"));
+        return Err(format!(
+            "permission denied: uid {uid} is not root (no [daemon] socket_group is configured)"
+        ));
     };
     if gid == group {
         return Ok(());
@@ -154,11 +179,13 @@ fn authorize(uid: Uid, gid: Gid, allowed: Allowed) -> Result<(), String> {
     let user = nix::unistd::User::from_uid(uid).ok().flatten();
     let member = nix::unistd::Group::from_gid(group).ok().flatten();
     if let (Some(user), Some(g)) = (user, member) {
-        if g.mem.iter().any(|m| *m == user.name) {
+        if g.mem.contains(&user.name) {
             return Ok(());
         }
     }
-    Err(format!("permission denied: uid {uid} is neither root nor in the socket group"))
+    Err(format!(
+        "permission denied: uid {uid} is neither root nor in the socket group"
+    ))
 }
 
 #[cfg(test)]
@@ -171,11 +198,17 @@ mod tests {
         assert!(authorize(Uid::from_raw(0), Gid::from_raw(0), none).is_ok());
         assert!(authorize(Uid::effective(), Gid::from_raw(12345), none).is_ok());
         // A uid that is neither root nor this process.
-        let stranger = if Uid::effective().as_raw() == 54321 { 54322 } else { 54321 };
+        let stranger = if Uid::effective().as_raw() == 54321 {
+            54322
+        } else {
+            54321
+        };
         {
             let e = authorize(Uid::from_raw(stranger), Gid::from_raw(54321), none).unwrap_err();
             assert!(e.contains("permission denied"), "{e}");
-            let g = Allowed { gid: Some(Gid::from_raw(777)) };
+            let g = Allowed {
+                gid: Some(Gid::from_raw(777)),
+            };
             assert!(authorize(Uid::from_raw(stranger), Gid::from_raw(777), g).is_ok());
             assert!(authorize(Uid::from_raw(stranger), Gid::from_raw(778), g).is_err());
         }

@@ -46,8 +46,14 @@ impl Shared {
 fn daemon_info(config: &Config) -> DaemonInfo {
     DaemonInfo {
         pid: std::process::id(),
-        config: std::path::absolute(&config.path).unwrap_or_else(|_| config.path.clone()).display().to_string(),
-        started_at: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        config: std::path::absolute(&config.path)
+            .unwrap_or_else(|_| config.path.clone())
+            .display()
+            .to_string(),
+        started_at: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
         uptime_ms: 0,
     }
 }
@@ -65,7 +71,11 @@ pub async fn run(opts: Options, config: Config) -> Result<(), String> {
         config.local_name(),
         socket_path.display()
     );
-    let shared = Arc::new(Mutex::new(Shared { config, status, started: Instant::now() }));
+    let shared = Arc::new(Mutex::new(Shared {
+        config,
+        status,
+        started: Instant::now(),
+    }));
 
     let server = tokio::spawn(control_server::serve(listener, shared.clone()));
     let mut term = signal(SignalKind::terminate()).map_err(|e| format!("cannot watch SIGTERM: {e}"))?;

@@ -1,0 +1,324 @@
+//! Whole-binary tests of `pairbeatd` and `pairbeat status`: the control socket, the
+//! JSON schema, refusal of bad configs, reload, and clean shutdown.
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const CONFIG: &str = r#"[cluster]
+name = "lab"
+
+[[node]]
+name = "alpha"
+
+[[node]]
+name = "bravo"
+
+[[link]]
+kind = "ucast"
+interface = "eth1"
+address.alpha = "10.0.0.1"
+address.bravo = "10.0.0.2"
+
+[[link]]
+name = "ring2"
+kind = "bcast"
+interface = "eth2"
+port = 695
+
+[auth]
+authkeys = "authkeys"
+
+[group]
+id = "web"
+
+[[group.resource]]
+id = "vip"
+agent = "ocf:heartbeat:IPaddr2"
+params = { ip = "10.0.0.100" }
+
+[[group.resource]]
+id = "www"
+agent = "lsb:nginx"
+
+[daemon]
+socket = "@DIR@/pb.sock"
+state_dir = "@DIR@/state"
+"#;
+
+/// A scratch directory with a config and authkeys; the daemon started from it is
+/// killed (by its own PID) when this is dropped, whatever the test did.
+struct Lab {
+    dir: tempfile::TempDir,
+    daemon: Option<Child>,
+}
+
+impl Lab {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let keys = dir.path().join("authkeys");
+        std::fs::write(&keys, "auth 1\n1 sha1 secret\n").unwrap();
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let lab = Lab { dir, daemon: None };
+        lab.write_config(CONFIG);
+        lab
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn write_config(&self, text: &str) {
+        std::fs::write(
+            self.path("pairbeat.toml"),
+            text.replace("@DIR@", self.dir.path().to_str().unwrap()),
+        )
+        .unwrap();
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.path("pb.sock")
+    }
+
+    fn pairbeatd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_pairbeatd"));
+        c.arg("-c").arg(self.path("pairbeat.toml")).args(["--node", "alpha"]);
+        c
+    }
+
+    /// Starts the daemon and waits until its socket answers.
+    fn start(&mut self) {
+        let child = self
+            .pairbeatd()
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        self.daemon = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.status_json().is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("pairbeatd did not answer on {} within 10s", self.socket().display());
+    }
+
+    fn pid(&self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(self.daemon.as_ref().unwrap().id() as i32)
+    }
+
+    fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(self.pid(), sig).unwrap();
+    }
+
+    fn pairbeat(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_pairbeat"))
+            .arg("-s")
+            .arg(self.socket())
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn status_json(&self) -> Result<serde_json::Value, String> {
+        let out = self.pairbeat(&["status", "--output-as=json"]);
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn status_json_shows_the_daemons_view() {
+    let mut lab = Lab::new();
+    lab.start();
+    let s = lab.status_json().unwrap();
+    assert_eq!(s["schema"], 1);
+    assert_eq!(s["cluster"], "lab");
+    assert_eq!(s["local_node"], "alpha");
+    assert_eq!(s["daemon"]["pid"], lab.pid().as_raw());
+    assert_eq!(
+        s["nodes"][0],
+        serde_json::json!({"name": "alpha", "local": true, "state": "online"})
+    );
+    assert_eq!(
+        s["nodes"][1],
+        serde_json::json!({"name": "bravo", "local": false, "state": "unknown"})
+    );
+    assert_eq!(
+        s["links"][1],
+        serde_json::json!({"name": "ring2", "kind": "bcast", "interface": "eth2", "port": 695, "peer": "bravo", "state": "unknown"})
+    );
+    assert_eq!(s["group"]["id"], "web");
+    assert_eq!(s["group"]["owner"], serde_json::Value::Null);
+    assert_eq!(
+        s["group"]["resources"][0],
+        serde_json::json!({"id": "vip", "agent": "ocf:heartbeat:IPaddr2", "state": "unknown", "node": null, "fail_count": 0})
+    );
+    assert_eq!(s["group"]["resources"][1]["agent"], "lsb:nginx");
+
+    let text = lab.pairbeat(&["mon"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("  * Resource Group: web:\n    * vip\t(ocf:heartbeat:IPaddr2):\t Unknown"),
+        "{text}"
+    );
+    assert!(text.contains("  * Node bravo: UNKNOWN"), "{text}");
+
+    // Root only: the socket is 0600 and the state dir was made 0700.
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&lab.socket()), 0o600);
+    assert_eq!(mode(&lab.path("state")), 0o700);
+}
+
+#[test]
+fn invalid_config_is_refused_with_the_same_report_as_config_check() {
+    let lab = Lab::new();
+    lab.write_config(
+        &CONFIG
+            .replace("kind = \"bcast\"", "kind = \"bcats\"")
+            .replace("id = \"www\"", "id = \"vip\"")
+            .replace("[group]", "[timing]\ndeadtime = \"1s\"\n\n[group]"),
+    );
+    let daemon = lab.pairbeatd().output().unwrap();
+    let check = Command::new(env!("CARGO_BIN_EXE_pairbeat"))
+        .args([
+            "config",
+            "check",
+            lab.path("pairbeat.toml").to_str().unwrap(),
+            "--node",
+            "alpha",
+        ])
+        .output()
+        .unwrap();
+    assert!(!daemon.status.success());
+    assert!(!check.status.success());
+    let report = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(String::from_utf8_lossy(&daemon.stderr), report);
+    assert!(report.contains("unknown link kind `bcats`"), "{report}");
+    assert!(report.contains("resource id `vip` is already used"), "{report}");
+    assert!(
+        report.contains("deadtime (1s) must be more than twice keepalive (1s)"),
+        "{report}"
+    );
+    assert!(report.contains("3 errors"), "{report}");
+    assert!(!lab.socket().exists(), "a refused daemon must not create its socket");
+}
+
+#[test]
+fn status_without_a_daemon_says_so_in_one_line() {
+    let lab = Lab::new();
+    let out = lab.pairbeat(&["status"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("no pairbeatd answers on") && err.contains("is the daemon running?"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn a_live_socket_is_never_taken_over_and_a_stale_one_is_replaced() {
+    let mut lab = Lab::new();
+    lab.start();
+    let second = lab.pairbeatd().output().unwrap();
+    assert!(!second.status.success());
+    assert!(String::from_utf8_lossy(&second.stderr).contains("another pairbeatd already answers on"));
+    assert!(lab.status_json().is_ok(), "the first daemon must be unharmed");
+
+    // SIGKILL leaves the socket file behind; the next start must clean it up.
+    let mut child = lab.daemon.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(lab.socket().exists());
+    lab.start();
+    assert_eq!(lab.status_json().unwrap()["daemon"]["pid"], lab.pid().as_raw());
+}
+
+#[test]
+fn reload_keeps_the_running_config_when_the_new_one_is_bad() {
+    let mut lab = Lab::new();
+    lab.start();
+    lab.write_config(&CONFIG.replace("name = \"lab\"", "name = \"lab\"\ncolour = \"blue\""));
+    lab.signal(nix::sys::signal::Signal::SIGHUP);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        lab.status_json().unwrap()["cluster"],
+        "lab",
+        "bad reload must change nothing"
+    );
+
+    lab.write_config(&CONFIG.replace("name = \"lab\"", "name = \"lab2\""));
+    lab.signal(nix::sys::signal::Signal::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while lab.status_json().unwrap()["cluster"] != "lab2" {
+        assert!(Instant::now() < deadline, "good reload not applied");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    lab.signal(nix::sys::signal::Signal::SIGTERM);
+    let out = lab.daemon.take().unwrap().wait_with_output().unwrap();
+    assert!(out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("unknown key `colour` in [cluster]"), "{log}");
+    assert!(
+        log.contains("reload refused: 1 error(s)") && log.contains("still running the previous configuration"),
+        "{log}"
+    );
+    assert!(log.contains("configuration reloaded"), "{log}");
+    assert!(!lab.socket().exists(), "a clean stop removes the socket");
+}
+
+#[test]
+fn socket_group_members_may_ask_and_others_may_not() {
+    // nobody's primary group is nogroup on Debian; give the socket to that group.
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().expect("user nobody");
+    let group = nix::unistd::Group::from_gid(nobody.gid)
+        .unwrap()
+        .expect("nobody's group");
+    let mut lab = Lab::new();
+    lab.write_config(&CONFIG.replace("[daemon]", &format!("[daemon]\nsocket_group = \"{}\"", group.name)));
+    lab.start();
+    assert_eq!(
+        std::fs::metadata(lab.socket()).unwrap().permissions().mode() & 0o777,
+        0o660
+    );
+    // std drops root's supplementary groups when it sets uid as root.
+    let as_user = |uid: u32, gid: u32| {
+        Command::new(env!("CARGO_BIN_EXE_pairbeat"))
+            .arg("-s")
+            .arg(lab.socket())
+            .args(["status", "--output-as=json"])
+            .uid(uid)
+            .gid(gid)
+            .output()
+            .unwrap()
+    };
+    let ok = as_user(nobody.uid.as_raw(), nobody.gid.as_raw());
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    // A user outside the group cannot even connect.
+    let refused = as_user(nobody.uid.as_raw(), 1);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("Permission denied"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}
