@@ -217,6 +217,15 @@ fn invalid_config_is_refused_with_the_same_report_as_config_check() {
         "{report}"
     );
     assert!(report.contains("3 errors"), "{report}");
+    // Each of the three names its file:line:column.
+    let positioned = report.lines().filter(|l| {
+        let mut parts = l.splitn(4, ':');
+        parts.next().is_some_and(|p| p.ends_with("pairbeat.toml"))
+            && parts.next().is_some_and(|n| n.parse::<u32>().is_ok())
+            && parts.next().is_some_and(|n| n.parse::<u32>().is_ok())
+            && parts.next().is_some_and(|rest| rest.starts_with(" error:"))
+    });
+    assert_eq!(positioned.count(), 3, "{report}");
     assert!(!lab.socket().exists(), "a refused daemon must not create its socket");
 }
 

@@ -1,0 +1,46 @@
+# pairbeat — build, test, install.
+#
+#   make            build release binaries
+#   make test       install missing test prerequisites, then run every test
+#   make install    binaries to /usr/sbin, agents to /usr/lib/ocf/resource.d/pairbeat,
+#                   sample config to /etc/pairbeat (DESTDIR and PREFIX respected)
+
+PREFIX   ?= /usr
+SBINDIR  ?= $(PREFIX)/sbin
+OCFDIR   ?= $(PREFIX)/lib/ocf/resource.d/pairbeat
+CONFDIR  ?= /etc/pairbeat
+CARGO    ?= cargo
+
+.PHONY: all build test setup install uninstall clean
+
+all: build
+
+build:
+	$(CARGO) build --release --locked
+
+setup:
+	./scripts/setup
+
+test: setup
+	$(CARGO) test --locked --all-targets
+
+install: build
+	install -D -m 0755 target/release/pairbeatd $(DESTDIR)$(SBINDIR)/pairbeatd
+	install -D -m 0755 target/release/pairbeat $(DESTDIR)$(SBINDIR)/pairbeat
+	install -d -m 0755 $(DESTDIR)$(OCFDIR)
+	for a in agents/*; do \
+		case "$$a" in *.md) continue;; esac; \
+		[ -f "$$a" ] && install -m 0755 "$$a" $(DESTDIR)$(OCFDIR)/; \
+	done; true
+	install -d -m 0755 $(DESTDIR)$(CONFDIR)
+	install -m 0644 etc/pairbeat.toml $(DESTDIR)$(CONFDIR)/pairbeat.toml.sample
+	# Never overwrite a configuration an operator already has.
+	[ -e $(DESTDIR)$(CONFDIR)/pairbeat.toml ] || install -m 0600 etc/pairbeat.toml $(DESTDIR)$(CONFDIR)/pairbeat.toml
+	[ -e $(DESTDIR)$(CONFDIR)/authkeys ] || install -m 0600 etc/authkeys $(DESTDIR)$(CONFDIR)/authkeys
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/pairbeatd $(DESTDIR)$(SBINDIR)/pairbeat $(DESTDIR)$(CONFDIR)/pairbeat.toml.sample
+	for a in agents/*; do rm -f $(DESTDIR)$(OCFDIR)/$$(basename "$$a"); done
+
+clean:
+	$(CARGO) clean
