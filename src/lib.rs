@@ -13,3 +13,4 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod logging;
+pub mod wire;
