@@ -13,4 +13,5 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod logging;
+pub mod membership;
 pub mod wire;

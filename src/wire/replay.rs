@@ -28,18 +28,28 @@ pub struct SeqTracker {
 }
 
 impl SeqTracker {
-    /// Starts with a generation remembered from before our own restart, if any, so
-    /// packets recorded from an older life of the peer are refused even now.
-    pub fn with_floor(generation: Option<u64>) -> Self {
-        SeqTracker {
-            generation,
-            highest: 0,
-            seen: Default::default(),
+    /// Starts from the peer's (generation, sequence) remembered before our own restart,
+    /// if any: packets from an older life of the peer, or at or below that sequence
+    /// number, are refused even now.
+    pub fn with_floor(floor: Option<(u64, u64)>) -> Self {
+        match floor {
+            None => SeqTracker::default(),
+            // Everything up to `seq` counts as seen.
+            Some((generation, seq)) => SeqTracker {
+                generation: Some(generation),
+                highest: seq,
+                seen: [u64::MAX; (WINDOW / 64) as usize],
+            },
         }
     }
 
     pub fn generation(&self) -> Option<u64> {
         self.generation
+    }
+
+    /// The highest sequence number seen in the current generation (0: none yet).
+    pub fn highest(&self) -> u64 {
+        self.highest
     }
 
     /// Classifies (generation, seq) and records it when fresh.
@@ -48,6 +58,7 @@ impl SeqTracker {
             Some(g) if generation < g => return Verdict::Replay,
             Some(g) if generation == g && self.highest != 0 => {}
             previous => {
+                // First packet heard, or the first of a new generation.
                 // A new generation (or the first we hear, or the first after a floor).
                 let restarted = previous.is_none_or(|g| generation > g);
                 self.generation = Some(generation);
@@ -132,15 +143,14 @@ mod tests {
     }
 
     #[test]
-    fn a_remembered_floor_refuses_older_lives_after_our_restart() {
-        let mut t = SeqTracker::with_floor(Some(9));
-        assert_eq!(t.check(8, 50), Verdict::Replay);
-        assert_eq!(
-            t.check(9, 50),
-            Verdict::Fresh { lost: 0 },
-            "same life as before our restart"
-        );
-        assert_eq!(t.check(9, 50), Verdict::Duplicate);
+    fn a_remembered_floor_refuses_what_was_seen_before_our_restart() {
+        let mut t = SeqTracker::with_floor(Some((9, 40)));
+        assert_eq!(t.check(8, 50), Verdict::Replay, "older life");
+        assert_eq!(t.check(9, 40), Verdict::Duplicate, "seen before the restart");
+        assert_eq!(t.check(9, 2), Verdict::Duplicate, "inside the window: counted as seen");
+        assert_eq!(t.check(9, 40 - WINDOW), Verdict::Replay, "below the window");
+        assert_eq!(t.check(9, 41), Verdict::Fresh { lost: 0 }, "same life, new packet");
+        assert_eq!(t.check(10, 1), Verdict::Restarted { previous: Some(9) });
     }
 
     #[test]

@@ -1,0 +1,279 @@
+//! Membership: does the peer live, over which links? A pure state machine.
+//!
+//! [`Membership`] takes datagrams (`on_datagram`) and the passing of time
+//! (`on_timeout`), each with an explicit `now: Instant` (monotonic) and the wall
+//! time for the `ts` field, and returns [`Output`]s: keepalives to send, events,
+//! dropped packets to count, and the peer generation to persist. The daemon shell
+//! does the I/O and arms one timer at [`Membership::next_deadline`].
+//!
+//! Order of trust for a datagram: authenticate (`wire::open`) → it must come from
+//! the configured peer → replay check per sender → then, and only for `t=status`,
+//! liveness. Nothing is stored for a packet that fails any step.
+
+pub mod liveness;
+
+use std::time::Instant;
+
+use crate::config::{Auth, Timing};
+use crate::wire::replay::{SeqTracker, Verdict};
+use crate::wire::{self, Message, WireError};
+
+pub use liveness::{LinkLiveness, LivenessEvent, PeerLiveness};
+
+/// Who we are on the wire.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub node: String,
+    pub uuid: [u8; 16],
+    /// Per-boot generation (Heartbeat's `hg`), persisted and incremented by the shell at start.
+    pub generation: u64,
+}
+
+/// Why a datagram was not used. Each reason has its own counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    Wire(WireError),
+    /// Authentic but from a node that is not our peer (a third node sharing the key?).
+    UnknownNode,
+    /// Authentic, from the peer, without generation or sequence number.
+    Unsequenced,
+    /// From an older generation of the peer, or too old a sequence number.
+    Replay,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send these bytes on every link (the same packet: receivers de-duplicate by seq).
+    Broadcast(Vec<u8>),
+    Event(Event),
+    Dropped { link: usize, why: DropReason },
+    /// Write the peer's generation and newest sequence number to the state dir, so
+    /// packets recorded before then are refused even after we restart. Emitted when
+    /// the peer restarts and every `PERSIST_EVERY` of its sequence numbers.
+    PersistPeer { generation: u64, seq: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Liveness(LivenessEvent),
+    /// The peer came back with a new generation (it restarted).
+    PeerRestarted { generation: u64, previous: Option<u64> },
+    /// Sequence numbers skipped: packets lost on every link.
+    PacketsLost { count: u64 },
+}
+
+/// Counts of what arrived, for status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub accepted: u64,
+    pub duplicates: u64,
+    pub lost: u64,
+    pub forged: u64,
+    pub unknown_key: u64,
+    pub replayed: u64,
+    pub malformed: u64,
+    pub truncated: u64,
+    pub oversized: u64,
+    pub unknown_node: u64,
+}
+
+/// How many peer sequence numbers may pass between two `PersistPeer` outputs: the
+/// replay window left open if we crash (at keepalive 100 ms, 3.2 s of packets).
+pub const PERSIST_EVERY: u64 = 32;
+
+pub struct Membership {
+    me: Identity,
+    peer: String,
+    auth: Auth,
+    timing: Timing,
+    seq: u64,
+    next_keepalive: Instant,
+    tracker: SeqTracker,
+    /// Highest (generation, seq) of a status packet seen on each link: the second
+    /// copy of a packet refreshes the other link, an older one refreshes nothing.
+    link_high: Vec<(u64, u64)>,
+    /// When the first copy of the current highest sequence number arrived.
+    highest_at: Option<Instant>,
+    /// The peer sequence number last handed out for persisting.
+    persisted_seq: u64,
+    liveness: Liveness,
+    counters: Counters,
+}
+
+use liveness::Liveness;
+
+impl Membership {
+    /// `peer_floor`: the peer's (generation, seq) persisted before our restart.
+    pub fn new(me: Identity, peer: String, auth: Auth, timing: Timing, links: usize, peer_floor: Option<(u64, u64)>, now: Instant) -> Self {
+        Membership {
+            me,
+            peer,
+            auth,
+            timing,
+            seq: 0,
+            next_keepalive: now,
+            tracker: SeqTracker::with_floor(peer_floor),
+            link_high: vec![(0, 0); links],
+            highest_at: None,
+            persisted_seq: peer_floor.map_or(0, |f| f.1),
+            liveness: Liveness::new(timing, links, now),
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn peer(&self) -> PeerLiveness {
+        self.liveness.peer()
+    }
+
+    pub fn link(&self, i: usize) -> LinkLiveness {
+        self.liveness.link(i)
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    pub fn peer_generation(&self) -> Option<u64> {
+        self.tracker.generation()
+    }
+
+    /// New keys (authkeys reloaded); effective for the next packet either way.
+    pub fn set_auth(&mut self, auth: Auth) {
+        self.auth = auth;
+    }
+
+    /// The earliest instant at which `on_timeout` has work.
+    pub fn next_deadline(&self) -> Instant {
+        match self.liveness.next_deadline() {
+            Some(d) => d.min(self.next_keepalive),
+            None => self.next_keepalive,
+        }
+    }
+
+    /// Timers: keepalives due and liveness deadlines. `wall_secs` feeds the `ts` field only.
+    pub fn on_timeout(&mut self, now: Instant, wall_secs: u64) -> Vec<Output> {
+        let mut out = Vec::new();
+        if now >= self.next_keepalive {
+            out.push(Output::Broadcast(self.keepalive(wall_secs)));
+            self.next_keepalive += self.timing.keepalive;
+            // After a stall (suspended VM, SIGSTOP), resume the rhythm instead of bursting.
+            if self.next_keepalive <= now {
+                self.next_keepalive = now + self.timing.keepalive;
+            }
+        }
+        let mut events = Vec::new();
+        self.liveness.tick(now, &mut events);
+        out.extend(events.into_iter().map(|e| Output::Event(Event::Liveness(e))));
+        out
+    }
+
+    /// A datagram arrived on `link`.
+    pub fn on_datagram(&mut self, now: Instant, link: usize, data: &[u8]) -> Vec<Output> {
+        let mut out = Vec::new();
+        let msg = match wire::open(data, &self.auth) {
+            Ok(m) => m,
+            Err(e) => {
+                self.count_wire(e);
+                out.push(Output::Dropped { link, why: DropReason::Wire(e) });
+                return out;
+            }
+        };
+        match msg.get("src") {
+            // Our own packet, looped back by bcast/mcast.
+            Some(src) if src == self.me.node => return out,
+            Some(src) if src == self.peer => {}
+            _ => {
+                self.counters.unknown_node += 1;
+                out.push(Output::Dropped { link, why: DropReason::UnknownNode });
+                return out;
+            }
+        }
+        // Heartbeat's flow-control messages (NS_ackmsg, NS_rexmit…) carry no seq: nothing to do.
+        if msg.get("t").is_some_and(|t| t.starts_with("NS_")) {
+            return out;
+        }
+        let (Some(generation), Some(seq)) = (msg.get_hex("hg"), msg.get_hex("seq")) else {
+            self.counters.malformed += 1;
+            out.push(Output::Dropped { link, why: DropReason::Unsequenced });
+            return out;
+        };
+        let before = self.tracker.highest();
+        let refreshes = match self.tracker.check(generation, seq) {
+            Verdict::Replay => {
+                self.counters.replayed += 1;
+                out.push(Output::Dropped { link, why: DropReason::Replay });
+                return out;
+            }
+            Verdict::Duplicate => {
+                // The other link's copy of the newest packet, soon after the first: that
+                // link works. Any other duplicate (an old packet replayed on a link that
+                // missed it) refreshes nothing, so replays cannot keep a dead peer alive.
+                self.counters.duplicates += 1;
+                seq == self.tracker.highest()
+                    && self.highest_at.is_some_and(|t| now.saturating_duration_since(t) <= self.timing.warntime)
+            }
+            Verdict::Restarted { previous } => {
+                out.push(Output::Event(Event::PeerRestarted { generation, previous }));
+                out.push(Output::PersistPeer { generation, seq });
+                self.persisted_seq = seq;
+                // Per-link memory belongs to the previous life.
+                self.link_high.iter_mut().for_each(|h| *h = (generation, 0));
+                self.counters.accepted += 1;
+                true
+            }
+            Verdict::Fresh { lost } => {
+                if lost > 0 {
+                    self.counters.lost += lost;
+                    out.push(Output::Event(Event::PacketsLost { count: lost }));
+                }
+                self.counters.accepted += 1;
+                if seq >= self.persisted_seq + PERSIST_EVERY {
+                    out.push(Output::PersistPeer { generation, seq });
+                    self.persisted_seq = seq;
+                }
+                // A late, reordered packet is accepted but proves nothing about now.
+                seq > before
+            }
+        };
+        if refreshes && seq == self.tracker.highest() && self.link_high[link] < (generation, seq) {
+            if self.link_high.iter().all(|h| *h < (generation, seq)) {
+                self.highest_at = Some(now);
+            }
+            self.link_high[link] = (generation, seq);
+            if msg.get("t") == Some("status") {
+                let mut events = Vec::new();
+                self.liveness.heard(now, link, &mut events);
+                out.extend(events.into_iter().map(|e| Output::Event(Event::Liveness(e))));
+            }
+        }
+        out
+    }
+
+    /// Our status packet, fields in Heartbeat's order (reference.md §3.9).
+    fn keepalive(&mut self, wall_secs: u64) -> Vec<u8> {
+        self.seq += 1;
+        let mut m = Message::new();
+        m.add_str("t", "status")
+            .add_str("st", if self.seq == 1 { "init" } else { "active" })
+            .add_str("dt", &format!("{:x}", self.timing.deadtime.as_millis()))
+            .add_str("protocol", "1")
+            .add_str("src", &self.me.node)
+            .add_bin("srcuuid", &self.me.uuid)
+            .add_str("seq", &format!("{:x}", self.seq))
+            .add_str("hg", &format!("{:x}", self.me.generation))
+            .add_str("ts", &format!("{wall_secs:x}"))
+            .add_str("ttl", "3");
+        wire::seal(&m, &self.auth)
+    }
+
+    fn count_wire(&mut self, e: WireError) {
+        let c = &mut self.counters;
+        match e {
+            WireError::Truncated => c.truncated += 1,
+            WireError::Oversized => c.oversized += 1,
+            WireError::Malformed(_) => c.malformed += 1,
+            WireError::UnknownKey(_) => c.unknown_key += 1,
+            WireError::Forged => c.forged += 1,
+        }
+    }
+}
