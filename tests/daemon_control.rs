@@ -18,15 +18,18 @@ name = "bravo"
 
 [[link]]
 kind = "ucast"
-interface = "eth1"
-address.alpha = "10.0.0.1"
-address.bravo = "10.0.0.2"
+interface = "lo"
+port = @PORT1@
+address.alpha = "127.0.0.1"
+address.bravo = "127.0.0.2"
 
 [[link]]
 name = "ring2"
-kind = "bcast"
-interface = "eth2"
-port = 695
+kind = "ucast"
+interface = "lo"
+port = @PORT2@
+address.alpha = "127.0.0.3"
+address.bravo = "127.0.0.4"
 
 [auth]
 authkeys = "authkeys"
@@ -53,6 +56,15 @@ state_dir = "@DIR@/state"
 struct Lab {
     dir: tempfile::TempDir,
     daemon: Option<Child>,
+    /// Two UDP ports on loopback, different for every lab so tests can run in parallel.
+    port: u16,
+}
+
+/// Hands out port pairs no other lab in this run uses.
+fn ports() -> u16 {
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 2_000) as u16 * 10;
+    base + 2 * NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl Lab {
@@ -62,7 +74,11 @@ impl Lab {
         let keys = dir.path().join("authkeys");
         std::fs::write(&keys, "auth 1\n1 sha1 secret\n").unwrap();
         std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let lab = Lab { dir, daemon: None };
+        let lab = Lab {
+            dir,
+            daemon: None,
+            port: ports(),
+        };
         lab.write_config(CONFIG);
         lab
     }
@@ -72,11 +88,11 @@ impl Lab {
     }
 
     fn write_config(&self, text: &str) {
-        std::fs::write(
-            self.path("pairbeat.toml"),
-            text.replace("@DIR@", self.dir.path().to_str().unwrap()),
-        )
-        .unwrap();
+        let text = text
+            .replace("@DIR@", self.dir.path().to_str().unwrap())
+            .replace("@PORT1@", &self.port.to_string())
+            .replace("@PORT2@", &(self.port + 1).to_string());
+        std::fs::write(self.path("pairbeat.toml"), text).unwrap();
     }
 
     fn socket(&self) -> PathBuf {
@@ -102,6 +118,12 @@ impl Lab {
         while Instant::now() < deadline {
             if self.status_json().is_ok() {
                 return;
+            }
+            if let Some(exit) = self.daemon.as_mut().unwrap().try_wait().unwrap() {
+                let mut err = String::new();
+                std::io::Read::read_to_string(self.daemon.as_mut().unwrap().stderr.as_mut().unwrap(), &mut err)
+                    .unwrap();
+                panic!("pairbeatd exited ({exit}) instead of answering:\n{err}");
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -162,8 +184,9 @@ fn status_json_shows_the_daemons_view() {
     );
     assert_eq!(
         s["links"][1],
-        serde_json::json!({"name": "ring2", "kind": "bcast", "interface": "eth2", "port": 695, "peer": "bravo", "state": "unknown"})
+        serde_json::json!({"name": "ring2", "kind": "ucast", "interface": "lo", "port": lab.port + 1, "peer": "bravo", "state": "unknown"})
     );
+    assert_eq!(s["packets"]["forged"], 0);
     assert_eq!(s["group"]["id"], "web");
     assert_eq!(s["group"]["owner"], serde_json::Value::Null);
     assert_eq!(
@@ -191,7 +214,7 @@ fn invalid_config_is_refused_with_the_same_report_as_config_check() {
     let lab = Lab::new();
     lab.write_config(
         &CONFIG
-            .replace("kind = \"bcast\"", "kind = \"bcats\"")
+            .replacen("kind = \"ucast\"", "kind = \"ucst\"", 1)
             .replace("id = \"www\"", "id = \"vip\"")
             .replace("[group]", "[timing]\ndeadtime = \"1s\"\n\n[group]"),
     );
@@ -210,7 +233,7 @@ fn invalid_config_is_refused_with_the_same_report_as_config_check() {
     assert!(!check.status.success());
     let report = String::from_utf8_lossy(&check.stderr);
     assert_eq!(String::from_utf8_lossy(&daemon.stderr), report);
-    assert!(report.contains("unknown link kind `bcats`"), "{report}");
+    assert!(report.contains("unknown link kind `ucst`"), "{report}");
     assert!(report.contains("resource id `vip` is already used"), "{report}");
     assert!(
         report.contains("deadtime (1s) must be more than twice keepalive (1s)"),

@@ -41,8 +41,18 @@ impl Rng {
 
 fn auth(secret: &str) -> Auth {
     let mut keys = BTreeMap::new();
-    keys.insert(1, AuthKey { method: AuthMethod::Sha1, secret: secret.as_bytes().to_vec() });
-    Auth { sign_index: 1, keys, authkeys_file: None }
+    keys.insert(
+        1,
+        AuthKey {
+            method: AuthMethod::Sha1,
+            secret: secret.as_bytes().to_vec(),
+        },
+    );
+    Auth {
+        sign_index: 1,
+        keys,
+        authkeys_file: None,
+    }
 }
 
 const LINKS: usize = 2;
@@ -50,9 +60,24 @@ const LINKS: usize = 2;
 fn profile(rng: &mut Rng) -> Timing {
     let ms = Duration::from_millis;
     match rng.below(3) {
-        0 => Timing { keepalive: ms(100), warntime: ms(250), deadtime: ms(500), initdead: ms(2000) },
-        1 => Timing { keepalive: ms(50), warntime: ms(150), deadtime: ms(250), initdead: ms(1000) },
-        _ => Timing { keepalive: ms(1000), warntime: ms(2500), deadtime: ms(5000), initdead: ms(12000) },
+        0 => Timing {
+            keepalive: ms(100),
+            warntime: ms(250),
+            deadtime: ms(500),
+            initdead: ms(2000),
+        },
+        1 => Timing {
+            keepalive: ms(50),
+            warntime: ms(150),
+            deadtime: ms(250),
+            initdead: ms(1000),
+        },
+        _ => Timing {
+            keepalive: ms(1000),
+            warntime: ms(2500),
+            deadtime: ms(5000),
+            initdead: ms(12000),
+        },
     }
 }
 
@@ -108,15 +133,33 @@ fn run(seed: u64, wall_step: bool) -> Outcome {
     let loss = [rng.below(200), rng.below(200)]; // per mille, per link
     let dup = rng.below(100);
     let adversary = rng.chance(500);
-    let a_start_delay = if rng.chance(300) { Duration::from_millis(rng.below(3000)) } else { Duration::ZERO };
+    let a_start_delay = if rng.chance(300) {
+        Duration::from_millis(rng.below(3000))
+    } else {
+        Duration::ZERO
+    };
 
     let make = |name: &str, peer: &str, generation: u64, now: Duration, floor: Option<(u64, u64)>| {
-        let me = Identity { node: name.into(), uuid: [generation as u8; 16], generation };
+        let me = Identity {
+            node: name.into(),
+            uuid: [generation as u8; 16],
+            generation,
+        };
         Membership::new(me, peer.into(), auth("s3cret"), timing, LINKS, floor, t0 + now)
     };
     let mut nodes = [
-        Node { engine: Some(make("a", "b", 100, a_start_delay, None)), generation: 100, seq_sent: 0, started: a_start_delay },
-        Node { engine: Some(make("b", "a", 200, Duration::ZERO, None)), generation: 200, seq_sent: 0, started: Duration::ZERO },
+        Node {
+            engine: Some(make("a", "b", 100, a_start_delay, None)),
+            generation: 100,
+            seq_sent: 0,
+            started: a_start_delay,
+        },
+        Node {
+            engine: Some(make("b", "a", 200, Duration::ZERO, None)),
+            generation: 200,
+            seq_sent: 0,
+            started: Duration::ZERO,
+        },
     ];
     let mut a_floor: Option<(u64, u64)> = None;
     let mut flights: BinaryHeap<Reverse<Flight>> = BinaryHeap::new();
@@ -185,7 +228,11 @@ fn run(seed: u64, wall_step: bool) -> Outcome {
         for i in 0..2 {
             if let Some(engine) = nodes[i].engine.as_mut() {
                 if t0 + now >= engine.next_deadline() {
-                    let w = if i == 0 { wall(now) } else { 1_795_000_000 + now.as_secs() };
+                    let w = if i == 0 {
+                        wall(now)
+                    } else {
+                        1_795_000_000 + now.as_secs()
+                    };
                     outputs.push((i, engine.on_timeout(t0 + now, w)));
                 }
             }
@@ -209,7 +256,14 @@ fn run(seed: u64, wall_step: bool) -> Outcome {
                             for _ in 0..copies {
                                 order += 1;
                                 let delay = Duration::from_micros(rng.below(max_delay.as_micros() as u64 + 1));
-                                flights.push(Reverse(Flight { at: now + delay, order, to: 1 - from, link, bytes: bytes.clone(), genuine }));
+                                flights.push(Reverse(Flight {
+                                    at: now + delay,
+                                    order,
+                                    to: 1 - from,
+                                    link,
+                                    bytes: bytes.clone(),
+                                    genuine,
+                                }));
                             }
                         }
                     }
@@ -218,7 +272,11 @@ fn run(seed: u64, wall_step: bool) -> Outcome {
                             Event::Liveness(LivenessEvent::PeerDead { .. }) => {
                                 // Never early.
                                 let since = last_genuine.unwrap_or(nodes[0].started);
-                                let limit = if last_genuine.is_some() { timing.deadtime } else { timing.initdead };
+                                let limit = if last_genuine.is_some() {
+                                    timing.deadtime
+                                } else {
+                                    timing.initdead
+                                };
                                 assert!(
                                     now >= since + limit,
                                     "seed {seed}: B declared dead at {now:?}, only {:?} after the last genuine keepalive ({limit:?} needed)",
@@ -230,7 +288,10 @@ fn run(seed: u64, wall_step: bool) -> Outcome {
                                 if previous.is_some() {
                                     restarts_seen += 1;
                                 }
-                                assert_eq!(*generation, nodes[1].generation, "seed {seed}: a restart of an old generation (replay?)");
+                                assert_eq!(
+                                    *generation, nodes[1].generation,
+                                    "seed {seed}: a restart of an old generation (replay?)"
+                                );
                             }
                             _ => {}
                         }
@@ -250,7 +311,11 @@ fn run(seed: u64, wall_step: bool) -> Outcome {
             if let Some(last) = last_genuine {
                 let slack = if adversary { timing.warntime } else { Duration::ZERO };
                 if now > last + timing.deadtime + slack {
-                    assert_eq!(a.peer(), PeerLiveness::Dead, "seed {seed}: B silent since {last:?}, still not dead at {now:?}");
+                    assert_eq!(
+                        a.peer(),
+                        PeerLiveness::Dead,
+                        "seed {seed}: B silent since {last:?}, still not dead at {now:?}"
+                    );
                 }
             }
         }
@@ -286,16 +351,36 @@ fn run(seed: u64, wall_step: bool) -> Outcome {
                         }
                         order += 1;
                         let at = now + Duration::from_micros(rng.below(1000));
-                        flights.push(Reverse(Flight { at, order, to: 0, link: rng.below(LINKS as u64) as usize, bytes: pick, genuine: None }));
+                        flights.push(Reverse(Flight {
+                            at,
+                            order,
+                            to: 0,
+                            link: rng.below(LINKS as u64) as usize,
+                            bytes: pick,
+                            genuine: None,
+                        }));
                     }
                 }
                 7 => {
                     // Forged: a B-looking packet sealed with the wrong key, and line noise.
                     let mut m = pairbeat::wire::Message::new();
-                    m.add_str("t", "status").add_str("src", "b").add_str("seq", "ffff").add_str("hg", "ffff");
-                    for bytes in [pairbeat::wire::seal(&m, &auth("guess")), (0..rng.below(300)).map(|_| rng.next() as u8).collect()] {
+                    m.add_str("t", "status")
+                        .add_str("src", "b")
+                        .add_str("seq", "ffff")
+                        .add_str("hg", "ffff");
+                    for bytes in [
+                        pairbeat::wire::seal(&m, &auth("guess")),
+                        (0..rng.below(300)).map(|_| rng.next() as u8).collect(),
+                    ] {
                         order += 1;
-                        flights.push(Reverse(Flight { at: now, order, to: 0, link: 0, bytes, genuine: None }));
+                        flights.push(Reverse(Flight {
+                            at: now,
+                            order,
+                            to: 0,
+                            link: 0,
+                            bytes,
+                            genuine: None,
+                        }));
                     }
                 }
                 8 if rng.chance(200) => {
@@ -313,7 +398,11 @@ fn run(seed: u64, wall_step: bool) -> Outcome {
             }
         }
     }
-    Outcome { trace, restarts_seen, restarts_done }
+    Outcome {
+        trace,
+        restarts_seen,
+        restarts_done,
+    }
 }
 
 fn verbose() -> bool {
@@ -321,7 +410,10 @@ fn verbose() -> bool {
 }
 
 fn seeds() -> std::ops::Range<u64> {
-    let n = std::env::var("SIM_SCHEDULES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    let n = std::env::var("SIM_SCHEDULES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
     0..n
 }
 
@@ -335,8 +427,18 @@ fn thousands_of_random_schedules_keep_the_liveness_invariants() {
     }
     // Every restart whose first packets reached A was recognised; some restarts
     // are followed by a crash before a packet gets through, so seen <= done.
-    assert!(restarts.1 > 0 && restarts.1 <= restarts.0, "restarts done {} seen {}", restarts.0, restarts.1);
-    println!("schedules: {}, B restarts: {} done, {} recognised by A", seeds().end, restarts.0, restarts.1);
+    assert!(
+        restarts.1 > 0 && restarts.1 <= restarts.0,
+        "restarts done {} seen {}",
+        restarts.0,
+        restarts.1
+    );
+    println!(
+        "schedules: {}, B restarts: {} done, {} recognised by A",
+        seeds().end,
+        restarts.0,
+        restarts.1
+    );
 }
 
 #[test]
@@ -351,7 +453,10 @@ fn a_wall_clock_step_changes_nothing() {
 #[test]
 fn one_seed() {
     // Replays one schedule, e.g. a failing one: SIM_SEED=1234 cargo test --test sim_membership one_seed
-    let seed = std::env::var("SIM_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(42);
+    let seed = std::env::var("SIM_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(42);
     let o = run(seed, false);
     for (t, e) in &o.trace {
         println!("{t:>12?} {e}");

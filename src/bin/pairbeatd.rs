@@ -36,6 +36,12 @@ fn main() -> ExitCode {
         eprintln!("pairbeatd: {e}");
         return ExitCode::FAILURE;
     }
+    if config.daemon.realtime {
+        for problem in daemon::make_realtime() {
+            log::warn!("realtime: {problem}; running without it");
+        }
+    }
+    // One thread runs everything: keepalives never wait for another thread's lock.
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

@@ -89,6 +89,7 @@ struct HaCf {
     auto_failback: Option<(String, usize)>,
     log: Option<String>,
     debug: bool,
+    realtime: Option<bool>,
 }
 
 #[derive(Debug)]
@@ -179,8 +180,10 @@ const NOT_YET: &[(&str, &str)] = &[
         "watchdog",
         "a hardware watchdog is not supported; under systemd, WatchdogSec does this job",
     ),
-    ("realtime", "realtime scheduling is not in pairbeat.toml yet"),
-    ("rtprio", "realtime scheduling is not in pairbeat.toml yet"),
+    (
+        "rtprio",
+        "pairbeat's realtime priority is fixed (SCHED_RR 10); `realtime` turns it on or off",
+    ),
     ("autojoin", "a pairbeat cluster has exactly the two nodes in [[node]]"),
     ("serial", "serial links are not supported; use a second network link"),
     (
@@ -313,6 +316,10 @@ fn parse_ha_cf(file: &SourceFile, notes: &mut Diagnostics) -> HaCf {
                 "debugfile is not translated: pairbeat writes debug messages to its one log".into(),
                 Some("set [daemon] log_level = \"debug\" to get them".into()),
             ),
+            "realtime" => match values.first().and_then(|v| boolean(v)) {
+                Some(b) => cf.realtime = Some(b),
+                None => notes.error(here, format!("`{content}` is not on or off"), None),
+            },
             "debug" => cf.debug = values.first().and_then(|v| v.parse::<u32>().ok()).unwrap_or(0) > 0,
             "crm" | "pacemaker" => {
                 let on = values
@@ -698,6 +705,9 @@ impl Emitter {
         }
         if cf.debug {
             daemon.push_str("log_level = \"debug\"  # from `debug` in ha.cf\n");
+        }
+        if let Some(rt) = cf.realtime {
+            let _ = writeln!(daemon, "realtime = {rt}");
         }
         if !daemon.is_empty() {
             self.line("");

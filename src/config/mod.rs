@@ -327,6 +327,9 @@ pub struct DaemonSettings {
     pub state_dir: PathBuf,
     pub log: LogTarget,
     pub log_level: log::LevelFilter,
+    /// Run the daemon's thread at SCHED_RR priority and lock its memory, so host load
+    /// and swapping cannot delay keepalives (Heartbeat's `realtime`, on by default).
+    pub realtime: bool,
 }
 
 /// Reads and checks a configuration file.

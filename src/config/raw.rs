@@ -118,4 +118,5 @@ pub struct RawDaemon {
     pub state_dir: S<String>,
     pub log: S<String>,
     pub log_level: S<String>,
+    pub realtime: S<bool>,
 }

@@ -1255,5 +1255,9 @@ fn daemon(cx: &mut Ctx, raw: S<RawDaemon>) -> Option<DaemonSettings> {
         state_dir: state_dir?,
         log: log?,
         log_level: log_level?,
+        realtime: r
+            .and_then(|r| r.realtime.as_ref())
+            .map(|b| *b.get_ref())
+            .unwrap_or(true),
     })
 }

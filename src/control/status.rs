@@ -23,6 +23,30 @@ pub struct Status {
     pub nodes: Vec<NodeStatus>,
     pub links: Vec<LinkStatus>,
     pub group: GroupStatus,
+    /// What arrived on the heartbeat links, and what was dropped and why.
+    pub packets: PacketCounters,
+}
+
+/// Counters of received heartbeat packets (since the daemon started).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PacketCounters {
+    /// Authentic, new packets from the peer.
+    pub accepted: u64,
+    /// Second copies (one arrives per link).
+    pub duplicates: u64,
+    /// Sequence numbers the peer sent that never arrived on any link.
+    pub lost: u64,
+    /// Failed authentication.
+    pub forged: u64,
+    /// Signed with a key index we do not have.
+    pub unknown_key: u64,
+    /// Authentic but old: an earlier generation or an already-seen sequence number.
+    pub replayed: u64,
+    pub malformed: u64,
+    pub truncated: u64,
+    pub oversized: u64,
+    /// Authentic, from a node that is not our peer.
+    pub unknown_node: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -162,6 +186,7 @@ impl Status {
                     })
                     .collect(),
             },
+            packets: PacketCounters::default(),
         }
     }
 }

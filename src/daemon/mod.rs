@@ -1,23 +1,30 @@
 //! `pairbeatd`: the tokio shell around the pure core.
 //!
-//! It owns everything that does I/O: the control socket, signals, (in later
-//! stages) the heartbeat sockets, agent processes and the single timer. Today it
-//! loads the configuration, serves `status` on the control socket, reloads on
-//! SIGHUP (keeping the running configuration when the new one is invalid), and
-//! shuts down cleanly on SIGTERM or SIGINT.
+//! It owns everything that does I/O: the control socket, the link sockets, the
+//! state files, signals, and the single timer. The membership core decides; the
+//! shell feeds it datagrams and deadlines (with the monotonic clock, never the
+//! wall clock, except for the informational `ts` field) and carries out what it
+//! returns. Keepalives go out from this one loop, which does nothing that can
+//! block: slow work (state-file writes) goes to a blocking thread.
 
 mod control_server;
+mod realtime;
+mod state_files;
+mod transport;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
 
 use crate::config::{self, Config};
-use crate::control::status::{DaemonInfo, Status};
+use crate::control::status::{DaemonInfo, LinkState, NodeState, PacketCounters, Status};
+use crate::membership::{DropReason, Event, Identity, LinkLiveness, LivenessEvent, Membership, Output, PeerLiveness};
 
 pub use control_server::BindError;
+pub use realtime::make_realtime;
 
 /// What the daemon was started with.
 #[derive(Debug, Clone)]
@@ -27,7 +34,7 @@ pub struct Options {
     pub node: Option<String>,
 }
 
-/// State the control server reads and the rest of the daemon updates.
+/// State the control server reads and the main loop updates.
 pub struct Shared {
     pub config: Config,
     pub status: Status,
@@ -43,6 +50,13 @@ impl Shared {
     }
 }
 
+fn wall_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 fn daemon_info(config: &Config) -> DaemonInfo {
     DaemonInfo {
         pid: std::process::id(),
@@ -50,67 +64,292 @@ fn daemon_info(config: &Config) -> DaemonInfo {
             .unwrap_or_else(|_| config.path.clone())
             .display()
             .to_string(),
-        started_at: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
+        started_at: wall_secs(),
         uptime_ms: 0,
     }
 }
 
 /// Runs the daemon until SIGTERM/SIGINT. The config must already be validated.
 pub async fn run(opts: Options, config: Config) -> Result<(), String> {
-    prepare_state_dir(&config)?;
-    let status = Status::initial(&config, daemon_info(&config));
+    let state_dir = config.daemon.state_dir.clone();
+    prepare_state_dir(&state_dir)?;
+    let generation = state_files::next_generation(&state_dir, wall_secs())?;
+    let uuid = state_files::uuid(&state_dir)?;
+    let peer_floor = state_files::load_peer(&state_dir);
+
+    // Link sockets before the control socket: a config that cannot bind is refused whole.
+    let mut sockets = Vec::new();
+    for link in &config.links {
+        sockets.push(transport::open(link, config.local)?);
+    }
     let socket_path = config.daemon.socket.clone();
     let listener = control_server::bind(&config.daemon).map_err(|e| e.to_string())?;
     log::info!(
-        "pairbeatd {} started: cluster {}, this node {}, control socket {}",
+        "pairbeatd {} started: cluster {}, this node {} (generation {generation}), peer {}, {} link(s), control socket {}",
         env!("CARGO_PKG_VERSION"),
         config.cluster_name,
         config.local_name(),
+        config.peer_name(),
+        config.links.len(),
         socket_path.display()
     );
+
+    let now = Instant::now();
+    let me = Identity {
+        node: config.local_name().to_string(),
+        uuid,
+        generation,
+    };
+    let mut core = Membership::new(
+        me,
+        config.peer_name().to_string(),
+        config.auth.clone(),
+        config.timing,
+        config.links.len(),
+        peer_floor,
+        now,
+    );
+    let status = Status::initial(&config, daemon_info(&config));
     let shared = Arc::new(Mutex::new(Shared {
         config,
         status,
-        started: Instant::now(),
+        started: now,
     }));
-
     let server = tokio::spawn(control_server::serve(listener, shared.clone()));
+
+    // One receive task per link feeds the loop; the loop is the only writer.
+    let (tx, mut rx) = mpsc::channel::<(usize, Vec<u8>)>(1024);
+    let sockets: Vec<Arc<transport::LinkSocket>> = sockets.into_iter().map(Arc::new).collect();
+    let mut receivers = Vec::new();
+    for (i, s) in sockets.iter().enumerate() {
+        receivers.push(tokio::spawn(receive(i, s.clone(), tx.clone())));
+    }
+    drop(tx);
+
     let mut term = signal(SignalKind::terminate()).map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("cannot watch SIGINT: {e}"))?;
     let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("cannot watch SIGHUP: {e}"))?;
+    let mut drops = DropLog::default();
     loop {
-        tokio::select! {
+        let deadline = tokio::time::Instant::from_std(core.next_deadline());
+        let outputs = tokio::select! {
+            biased;
+            _ = tokio::time::sleep_until(deadline) => core.on_timeout(Instant::now(), wall_secs()),
+            Some((link, data)) = rx.recv() => core.on_datagram(Instant::now(), link, &data),
             _ = term.recv() => { log::info!("SIGTERM: shutting down"); break; }
             _ = int.recv() => { log::info!("SIGINT: shutting down"); break; }
-            _ = hup.recv() => reload(&opts, &shared),
+            _ = hup.recv() => {
+                if let Some(auth) = reload(&opts, &shared) {
+                    core.set_auth(auth);
+                }
+                Vec::new()
+            }
+        };
+        if outputs.is_empty() {
+            continue;
         }
+        for o in outputs {
+            carry_out(o, &sockets, &shared, &state_dir, &mut drops);
+        }
+        publish(&core, &shared);
     }
     server.abort();
+    for r in receivers {
+        r.abort();
+    }
     // Only remove the socket we created; another daemon may have replaced it meanwhile.
     let _ = std::fs::remove_file(&socket_path);
     log::info!("pairbeatd stopped");
     Ok(())
 }
 
-/// SIGHUP: read the configuration again; a bad one changes nothing.
-fn reload(opts: &Options, shared: &Arc<Mutex<Shared>>) {
+async fn receive(link: usize, s: Arc<transport::LinkSocket>, tx: mpsc::Sender<(usize, Vec<u8>)>) {
+    // One byte more than a datagram can hold, so an oversized one is seen as such.
+    let mut buf = vec![0u8; crate::wire::MAX_DATAGRAM + 1];
+    loop {
+        match s.socket.recv_from(&mut buf).await {
+            Ok((n, _from)) => {
+                if tx.send((link, buf[..n].to_vec())).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                log::warn!("link {link}: receive failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+fn carry_out(
+    o: Output,
+    sockets: &[Arc<transport::LinkSocket>],
+    shared: &Arc<Mutex<Shared>>,
+    state_dir: &std::path::Path,
+    drops: &mut DropLog,
+) {
+    let link_name = |i: usize| {
+        shared
+            .lock()
+            .map(|s| s.config.links[i].name.clone())
+            .unwrap_or_default()
+    };
+    let peer = || {
+        shared
+            .lock()
+            .map(|s| s.config.peer_name().to_string())
+            .unwrap_or_default()
+    };
+    match o {
+        Output::Broadcast(bytes) => {
+            for (i, s) in sockets.iter().enumerate() {
+                // Never wait for a socket: a full buffer loses this keepalive, not the next.
+                if let Err(e) = s.socket.try_send_to(&bytes, s.dest) {
+                    drops.send_failed(&link_name(i), &e);
+                }
+            }
+        }
+        Output::Event(Event::Liveness(e)) => match e {
+            LivenessEvent::LinkUp { link } => log::info!("Link {}:{} up", peer(), link_name(link)),
+            LivenessEvent::LinkLate { link, silent } => log::debug!(
+                "Link {}:{} late: silent {} ms",
+                peer(),
+                link_name(link),
+                silent.as_millis()
+            ),
+            LivenessEvent::LinkDead { link, silent } => log::warn!(
+                "Link {}:{} dead (silent {} ms)",
+                peer(),
+                link_name(link),
+                silent.as_millis()
+            ),
+            LivenessEvent::PeerUp => log::info!("Node {} is up", peer()),
+            LivenessEvent::PeerDead { silent } => log::warn!(
+                "Node {} is dead: silent on every link for {} ms",
+                peer(),
+                silent.as_millis()
+            ),
+            LivenessEvent::LateHeartbeat { interval } => {
+                log::warn!("Late heartbeat: Node {}: interval {} ms", peer(), interval.as_millis())
+            }
+        },
+        Output::Event(Event::PeerRestarted { generation, previous }) => match previous {
+            Some(p) => log::warn!("Node {} restarted (generation {p} -> {generation})", peer()),
+            None => log::info!("Node {}: generation {generation}", peer()),
+        },
+        Output::Event(Event::PacketsLost { count }) => {
+            log::debug!("{count} packet(s) from {} lost on every link", peer())
+        }
+        Output::Dropped { link, why } => drops.dropped(&link_name(link), why),
+        Output::PersistPeer { generation, seq } => {
+            let dir = state_dir.to_path_buf();
+            // Off the loop: a slow disk must not hold back keepalives.
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = state_files::save_peer(&dir, generation, seq) {
+                    log::warn!("{e}");
+                }
+            });
+        }
+    }
+}
+
+/// Mirrors the core's view into the status the control socket serves.
+fn publish(core: &Membership, shared: &Arc<Mutex<Shared>>) {
+    let Ok(mut s) = shared.lock() else { return };
+    let local = s.config.local;
+    s.status.nodes[1 - local].state = match core.peer() {
+        PeerLiveness::Unknown => NodeState::Unknown,
+        PeerLiveness::Up => NodeState::Online,
+        PeerLiveness::Dead => NodeState::Offline,
+    };
+    for (i, l) in s.status.links.iter_mut().enumerate() {
+        l.state = match core.link(i) {
+            LinkLiveness::Unknown => LinkState::Unknown,
+            LinkLiveness::Up => LinkState::Up,
+            LinkLiveness::Late => LinkState::Late,
+            LinkLiveness::Dead => LinkState::Dead,
+        };
+    }
+    let c = core.counters();
+    s.status.packets = PacketCounters {
+        accepted: c.accepted,
+        duplicates: c.duplicates,
+        lost: c.lost,
+        forged: c.forged,
+        unknown_key: c.unknown_key,
+        replayed: c.replayed,
+        malformed: c.malformed,
+        truncated: c.truncated,
+        oversized: c.oversized,
+        unknown_node: c.unknown_node,
+    };
+}
+
+/// Bad packets are logged at most once per link and reason every ten seconds, with a
+/// count, so a flood cannot fill the disk or drown the log.
+#[derive(Default)]
+struct DropLog {
+    last: std::collections::HashMap<(String, String), (Instant, u64)>,
+}
+
+const DROP_LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl DropLog {
+    fn dropped(&mut self, link: &str, why: DropReason) {
+        let reason = match why {
+            DropReason::Wire(e) => e.to_string(),
+            DropReason::UnknownNode => "authentic packet from a node that is not our peer".into(),
+            DropReason::Unsequenced => "packet without generation or sequence number".into(),
+            DropReason::Replay => "replayed packet (old generation or sequence number)".into(),
+        };
+        self.note(link, reason);
+    }
+
+    fn send_failed(&mut self, link: &str, e: &std::io::Error) {
+        self.note(link, format!("keepalive not sent: {e}"));
+    }
+
+    fn note(&mut self, link: &str, reason: String) {
+        let now = Instant::now();
+        let entry = self
+            .last
+            .entry((link.to_string(), reason.clone()))
+            .or_insert((now - DROP_LOG_EVERY, 0));
+        entry.1 += 1;
+        if now.duration_since(entry.0) >= DROP_LOG_EVERY {
+            log::warn!(
+                "link {link}: {reason} ({} in the last {}s)",
+                entry.1,
+                DROP_LOG_EVERY.as_secs()
+            );
+            *entry = (now, 0);
+        }
+    }
+}
+
+/// SIGHUP: read the configuration again; a bad one changes nothing. Returns new keys
+/// for the core. Links, nodes and timing take effect at the next restart.
+fn reload(opts: &Options, shared: &Arc<Mutex<Shared>>) -> Option<crate::config::Auth> {
     log::info!("SIGHUP: reloading {}", opts.config_path.display());
     match config::load(&opts.config_path, opts.node.as_deref()) {
         Ok((new, warnings)) => {
             for w in &warnings.items {
                 log::warn!("{}", w.to_string().lines().next().unwrap_or(""));
             }
-            let mut s = shared.lock().unwrap();
-            if new.daemon.socket != s.config.daemon.socket {
-                log::warn!("[daemon] socket changed; the new path takes effect at the next restart");
+            let mut s = shared.lock().ok()?;
+            let old = &s.config;
+            if new.daemon.socket != old.daemon.socket
+                || new.links != old.links
+                || new.nodes != old.nodes
+                || new.timing != old.timing
+            {
+                log::warn!("links, nodes, timing and the control socket take effect at the next restart");
             }
-            let info = s.status.daemon.clone();
-            s.status = Status::initial(&new, info);
+            let auth = new.auth.clone();
+            s.status.cluster = new.cluster_name.clone();
             s.config = new;
             log::info!("configuration reloaded");
+            Some(auth)
         }
         Err(diags) => {
             for d in &diags.items {
@@ -121,14 +360,14 @@ fn reload(opts: &Options, shared: &Arc<Mutex<Shared>>) {
                 diags.error_count(),
                 opts.config_path.display()
             );
+            None
         }
     }
 }
 
 /// The state directory holds the generation counter and records; root-only.
-fn prepare_state_dir(config: &Config) -> Result<(), String> {
+fn prepare_state_dir(dir: &std::path::Path) -> Result<(), String> {
     use std::os::unix::fs::DirBuilderExt;
-    let dir = &config.daemon.state_dir;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)

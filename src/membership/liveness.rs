@@ -29,15 +29,27 @@ pub enum PeerLiveness {
 /// What changed, for the shell to log and for the policy to act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LivenessEvent {
-    LinkUp { link: usize },
-    LinkLate { link: usize, silent: Duration },
-    LinkDead { link: usize, silent: Duration },
+    LinkUp {
+        link: usize,
+    },
+    LinkLate {
+        link: usize,
+        silent: Duration,
+    },
+    LinkDead {
+        link: usize,
+        silent: Duration,
+    },
     /// Heard on some link after being unknown or dead.
     PeerUp,
     /// Silent on every link: for deadtime, or for initdead if never heard.
-    PeerDead { silent: Duration },
+    PeerDead {
+        silent: Duration,
+    },
     /// A keepalive arrived later than warntime after the previous one (Heartbeat's "Late heartbeat").
-    LateHeartbeat { interval: Duration },
+    LateHeartbeat {
+        interval: Duration,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -61,7 +73,13 @@ impl Liveness {
         Liveness {
             timing,
             started: now,
-            links: vec![Link { last_heard: None, state: LinkLiveness::Unknown }; links],
+            links: vec![
+                Link {
+                    last_heard: None,
+                    state: LinkLiveness::Unknown
+                };
+                links
+            ],
             peer: PeerLiveness::Unknown,
             last_heard: None,
         }
@@ -164,7 +182,12 @@ mod tests {
 
     fn timing() -> Timing {
         let ms = Duration::from_millis;
-        Timing { keepalive: ms(100), warntime: ms(250), deadtime: ms(500), initdead: ms(2000) }
+        Timing {
+            keepalive: ms(100),
+            warntime: ms(250),
+            deadtime: ms(500),
+            initdead: ms(2000),
+        }
     }
 
     #[test]
@@ -181,15 +204,36 @@ mod tests {
         ev.clear();
         // Link 1 never heard: once the peer is known, it is judged by deadtime.
         l.tick(t0 + ms(1200), &mut ev);
-        assert_eq!(ev, vec![LivenessEvent::LinkDead { link: 1, silent: ms(1200) }]);
+        assert_eq!(
+            ev,
+            vec![LivenessEvent::LinkDead {
+                link: 1,
+                silent: ms(1200)
+            }]
+        );
         ev.clear();
         l.tick(t0 + ms(1251), &mut ev);
-        assert_eq!(ev, vec![LivenessEvent::LinkLate { link: 0, silent: ms(251) }]);
+        assert_eq!(
+            ev,
+            vec![LivenessEvent::LinkLate {
+                link: 0,
+                silent: ms(251)
+            }]
+        );
         ev.clear();
         l.tick(t0 + ms(1499), &mut ev);
         assert!(ev.is_empty());
         l.tick(t0 + ms(1500), &mut ev);
-        assert_eq!(ev, vec![LivenessEvent::LinkDead { link: 0, silent: ms(500) }, LivenessEvent::PeerDead { silent: ms(500) }]);
+        assert_eq!(
+            ev,
+            vec![
+                LivenessEvent::LinkDead {
+                    link: 0,
+                    silent: ms(500)
+                },
+                LivenessEvent::PeerDead { silent: ms(500) }
+            ]
+        );
         assert_eq!(l.peer(), PeerLiveness::Dead);
         assert_eq!(l.next_deadline(), None);
     }
@@ -218,7 +262,9 @@ mod tests {
         let mut ev = Vec::new();
         l.tick(t0 + Duration::from_millis(2000), &mut ev);
         assert_eq!(l.peer(), PeerLiveness::Dead);
-        assert!(ev.contains(&LivenessEvent::PeerDead { silent: Duration::from_millis(2000) }));
+        assert!(ev.contains(&LivenessEvent::PeerDead {
+            silent: Duration::from_millis(2000)
+        }));
     }
 
     #[test]
@@ -229,6 +275,11 @@ mod tests {
         l.heard(t0, 0, &mut ev);
         ev.clear();
         l.heard(t0 + Duration::from_millis(300), 0, &mut ev);
-        assert_eq!(ev, vec![LivenessEvent::LateHeartbeat { interval: Duration::from_millis(300) }]);
+        assert_eq!(
+            ev,
+            vec![LivenessEvent::LateHeartbeat {
+                interval: Duration::from_millis(300)
+            }]
+        );
     }
 }

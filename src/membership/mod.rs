@@ -46,20 +46,31 @@ pub enum Output {
     /// Send these bytes on every link (the same packet: receivers de-duplicate by seq).
     Broadcast(Vec<u8>),
     Event(Event),
-    Dropped { link: usize, why: DropReason },
+    Dropped {
+        link: usize,
+        why: DropReason,
+    },
     /// Write the peer's generation and newest sequence number to the state dir, so
     /// packets recorded before then are refused even after we restart. Emitted when
     /// the peer restarts and every `PERSIST_EVERY` of its sequence numbers.
-    PersistPeer { generation: u64, seq: u64 },
+    PersistPeer {
+        generation: u64,
+        seq: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Liveness(LivenessEvent),
     /// The peer came back with a new generation (it restarted).
-    PeerRestarted { generation: u64, previous: Option<u64> },
+    PeerRestarted {
+        generation: u64,
+        previous: Option<u64>,
+    },
     /// Sequence numbers skipped: packets lost on every link.
-    PacketsLost { count: u64 },
+    PacketsLost {
+        count: u64,
+    },
 }
 
 /// Counts of what arrived, for status.
@@ -104,7 +115,15 @@ use liveness::Liveness;
 
 impl Membership {
     /// `peer_floor`: the peer's (generation, seq) persisted before our restart.
-    pub fn new(me: Identity, peer: String, auth: Auth, timing: Timing, links: usize, peer_floor: Option<(u64, u64)>, now: Instant) -> Self {
+    pub fn new(
+        me: Identity,
+        peer: String,
+        auth: Auth,
+        timing: Timing,
+        links: usize,
+        peer_floor: Option<(u64, u64)>,
+        now: Instant,
+    ) -> Self {
         Membership {
             me,
             peer,
@@ -174,7 +193,10 @@ impl Membership {
             Ok(m) => m,
             Err(e) => {
                 self.count_wire(e);
-                out.push(Output::Dropped { link, why: DropReason::Wire(e) });
+                out.push(Output::Dropped {
+                    link,
+                    why: DropReason::Wire(e),
+                });
                 return out;
             }
         };
@@ -184,7 +206,10 @@ impl Membership {
             Some(src) if src == self.peer => {}
             _ => {
                 self.counters.unknown_node += 1;
-                out.push(Output::Dropped { link, why: DropReason::UnknownNode });
+                out.push(Output::Dropped {
+                    link,
+                    why: DropReason::UnknownNode,
+                });
                 return out;
             }
         }
@@ -194,14 +219,20 @@ impl Membership {
         }
         let (Some(generation), Some(seq)) = (msg.get_hex("hg"), msg.get_hex("seq")) else {
             self.counters.malformed += 1;
-            out.push(Output::Dropped { link, why: DropReason::Unsequenced });
+            out.push(Output::Dropped {
+                link,
+                why: DropReason::Unsequenced,
+            });
             return out;
         };
         let before = self.tracker.highest();
         let refreshes = match self.tracker.check(generation, seq) {
             Verdict::Replay => {
                 self.counters.replayed += 1;
-                out.push(Output::Dropped { link, why: DropReason::Replay });
+                out.push(Output::Dropped {
+                    link,
+                    why: DropReason::Replay,
+                });
                 return out;
             }
             Verdict::Duplicate => {
@@ -210,7 +241,9 @@ impl Membership {
                 // missed it) refreshes nothing, so replays cannot keep a dead peer alive.
                 self.counters.duplicates += 1;
                 seq == self.tracker.highest()
-                    && self.highest_at.is_some_and(|t| now.saturating_duration_since(t) <= self.timing.warntime)
+                    && self
+                        .highest_at
+                        .is_some_and(|t| now.saturating_duration_since(t) <= self.timing.warntime)
             }
             Verdict::Restarted { previous } => {
                 out.push(Output::Event(Event::PeerRestarted { generation, previous }));

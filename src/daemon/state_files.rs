@@ -1,0 +1,135 @@
+//! Small files in the state directory that must survive restarts:
+//!
+//! - `generation`: our per-boot generation (Heartbeat's `hb_generation`: decimal,
+//!   space-padded to 15 characters, newline), incremented and fsync'd at each start
+//!   so our packets after a restart are never mistaken for replays, and replays of
+//!   our earlier life are refused by the peer;
+//! - `uuid`: our 16-byte node UUID (`srcuuid` on the wire), made once;
+//! - `peer`: the peer's generation and newest sequence number, so packets recorded
+//!   before our restart are refused after it.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+/// Writes `data` to `dir/name` atomically and durably: temp file, fsync, rename, fsync dir.
+fn write_durably(dir: &Path, name: &str, data: &[u8]) -> Result<(), String> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let path = dir.join(name);
+    let err = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(err)?;
+    f.write_all(data).map_err(err)?;
+    f.sync_all().map_err(err)?;
+    fs::rename(&tmp, &path).map_err(err)?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(err)
+}
+
+/// Reads the last generation, adds one, and makes that durable before we send anything.
+pub fn next_generation(dir: &Path, now_secs: u64) -> Result<u64, String> {
+    let path = dir.join("generation");
+    let next = match fs::read_to_string(&path) {
+        Ok(text) => {
+            let last: u64 = text.trim().parse().map_err(|_| {
+                format!(
+                    "{} is corrupt ({:?}); move it aside to start a new generation (the peer will see a restart)",
+                    path.display(),
+                    text.trim()
+                )
+            })?;
+            last + 1
+        }
+        // Like Heartbeat: the first generation is the time, so a wiped state dir still
+        // starts above any generation this node had before.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => now_secs,
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    write_durably(dir, "generation", format!("{next:>15}\n").as_bytes())?;
+    Ok(next)
+}
+
+/// Our node UUID, created on first start.
+pub fn uuid(dir: &Path) -> Result<[u8; 16], String> {
+    let path = dir.join("uuid");
+    if let Ok(text) = fs::read_to_string(&path) {
+        if let Some(u) = parse_hex16(text.trim()) {
+            return Ok(u);
+        }
+        return Err(format!(
+            "{} is corrupt; move it aside to make a new one",
+            path.display()
+        ));
+    }
+    let mut u = [0u8; 16];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut u))
+        .map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
+    // RFC 4122 version 4, as Heartbeat's uuid_generate does.
+    u[6] = (u[6] & 0x0f) | 0x40;
+    u[8] = (u[8] & 0x3f) | 0x80;
+    let text: String = u.iter().map(|b| format!("{b:02x}")).collect();
+    write_durably(dir, "uuid", format!("{text}\n").as_bytes())?;
+    Ok(u)
+}
+
+fn parse_hex16(s: &str) -> Option<[u8; 16]> {
+    if s.len() != 32 {
+        return None;
+    }
+    let mut u = [0u8; 16];
+    for (i, b) in u.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(u)
+}
+
+/// The peer floor saved by `save_peer`, if any (a damaged file is ignored: it only narrows replay protection).
+pub fn load_peer(dir: &Path) -> Option<(u64, u64)> {
+    let text = fs::read_to_string(dir.join("peer")).ok()?;
+    let mut w = text.split_whitespace();
+    Some((w.next()?.parse().ok()?, w.next()?.parse().ok()?))
+}
+
+pub fn save_peer(dir: &Path, generation: u64, seq: u64) -> Result<(), String> {
+    write_durably(dir, "peer", format!("{generation} {seq}\n").as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generation_starts_at_the_time_and_increments_durably() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(next_generation(d.path(), 1_795_264_835).unwrap(), 1_795_264_835);
+        assert_eq!(
+            fs::read_to_string(d.path().join("generation")).unwrap(),
+            "     1795264835\n"
+        );
+        assert_eq!(next_generation(d.path(), 5).unwrap(), 1_795_264_836);
+        fs::write(d.path().join("generation"), "junk").unwrap();
+        assert!(next_generation(d.path(), 5).unwrap_err().contains("is corrupt"));
+    }
+
+    #[test]
+    fn uuid_is_made_once_and_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let a = uuid(d.path()).unwrap();
+        assert_eq!(uuid(d.path()).unwrap(), a);
+        assert_eq!(a[6] >> 4, 4);
+    }
+
+    #[test]
+    fn peer_floor_round_trips() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(load_peer(d.path()), None);
+        save_peer(d.path(), 7, 99).unwrap();
+        assert_eq!(load_peer(d.path()), Some((7, 99)));
+    }
+}

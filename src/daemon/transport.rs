@@ -1,0 +1,110 @@
+//! UDP sockets for the heartbeat links: one per `[[link]]`, bound to its interface
+//! (SO_BINDTODEVICE), so a link is really that NIC and not whatever route the
+//! kernel prefers. ucast listens on the node's own address and sends to the
+//! peer's; bcast sends to the interface's broadcast address; mcast joins the group
+//! on the interface.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::UdpSocket;
+
+use crate::config::{Link, LinkKind};
+
+pub struct LinkSocket {
+    pub socket: UdpSocket,
+    /// Where our keepalives go.
+    pub dest: SocketAddr,
+}
+
+/// Opens a link's socket; the error names the link and what failed.
+pub fn open(link: &Link, local: usize) -> Result<LinkSocket, String> {
+    let ctx = |what: &str, e: io::Error| {
+        format!(
+            "link {} ({} on {}): {what}: {e}",
+            link.name,
+            link.kind.name(),
+            link.interface
+        )
+    };
+    let (bind, dest, family) = match &link.kind {
+        LinkKind::Ucast { addresses } => {
+            let own = addresses[local];
+            let peer = addresses[1 - local];
+            let domain = if own.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+            (
+                SocketAddr::new(own, link.port),
+                SocketAddr::new(peer, link.port),
+                domain,
+            )
+        }
+        LinkKind::Bcast => {
+            let bcast = broadcast_address(&link.interface).unwrap_or(Ipv4Addr::BROADCAST);
+            (
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), link.port),
+                SocketAddr::new(IpAddr::V4(bcast), link.port),
+                Domain::IPV4,
+            )
+        }
+        LinkKind::Mcast { group, .. } => (
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), link.port),
+            SocketAddr::new(IpAddr::V4(*group), link.port),
+            Domain::IPV4,
+        ),
+    };
+    let s = Socket::new(family, Type::DGRAM, Some(Protocol::UDP)).map_err(|e| ctx("socket", e))?;
+    // Several links may share a port on different interfaces.
+    s.set_reuse_address(true).map_err(|e| ctx("SO_REUSEADDR", e))?;
+    s.bind_device(Some(link.interface.as_bytes())).map_err(|e| {
+        ctx(
+            "SO_BINDTODEVICE (does the interface exist? pairbeatd must run as root)",
+            e,
+        )
+    })?;
+    match &link.kind {
+        LinkKind::Bcast => s.set_broadcast(true).map_err(|e| ctx("SO_BROADCAST", e))?,
+        LinkKind::Mcast { group, ttl, loopback } => {
+            let ifindex =
+                nix::net::if_::if_nametoindex(link.interface.as_str()).map_err(|e| ctx("interface index", e.into()))?;
+            s.join_multicast_v4_n(group, &socket2::InterfaceIndexOrAddress::Index(ifindex))
+                .map_err(|e| ctx("joining the group", e))?;
+            // SO_BINDTODEVICE already routes our sends out of this NIC; naming its address
+            // as IP_MULTICAST_IF as well keeps the source address right.
+            if let Some(addr) = interface_ipv4(&link.interface) {
+                s.set_multicast_if_v4(&addr).map_err(|e| ctx("IP_MULTICAST_IF", e))?;
+            }
+            s.set_multicast_ttl_v4(*ttl as u32)
+                .map_err(|e| ctx("IP_MULTICAST_TTL", e))?;
+            s.set_multicast_loop_v4(*loopback)
+                .map_err(|e| ctx("IP_MULTICAST_LOOP", e))?;
+        }
+        LinkKind::Ucast { .. } => {}
+    }
+    // Keepalives are tiny; a modest buffer rides out a burst without hoarding memory.
+    let _ = s.set_recv_buffer_size(256 * 1024);
+    s.bind(&bind.into()).map_err(|e| ctx(&format!("bind {bind}"), e))?;
+    s.set_nonblocking(true).map_err(|e| ctx("non-blocking", e))?;
+    let socket = UdpSocket::from_std(s.into()).map_err(|e| ctx("tokio", e))?;
+    Ok(LinkSocket { socket, dest })
+}
+
+/// An IPv4 address configured on an interface.
+fn interface_ipv4(interface: &str) -> Option<Ipv4Addr> {
+    nix::ifaddrs::getifaddrs().ok()?.find_map(|ifa| {
+        if ifa.interface_name != interface {
+            return None;
+        }
+        ifa.address.as_ref()?.as_sockaddr_in().map(|a| a.ip())
+    })
+}
+
+/// The IPv4 broadcast address configured on an interface.
+fn broadcast_address(interface: &str) -> Option<Ipv4Addr> {
+    nix::ifaddrs::getifaddrs().ok()?.find_map(|ifa| {
+        if ifa.interface_name != interface {
+            return None;
+        }
+        ifa.broadcast.as_ref()?.as_sockaddr_in().map(|a| a.ip())
+    })
+}
