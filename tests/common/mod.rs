@@ -1,0 +1,204 @@
+//! Test hosts for integration tests: network namespaces joined by veth pairs, and
+//! processes started in them. Everything a test creates is removed when its guard
+//! is dropped, even when the test fails; processes are killed by the PID we got.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// Fails (never skips) when the machine cannot run namespace tests, saying why.
+pub fn require_root_and_ip() {
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "network-namespace tests need root: run `make test` as root"
+    );
+    let ok = Command::new("ip")
+        .arg("-V")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "`ip` (iproute2) is missing: `make test` installs it via scripts/setup"
+    );
+}
+
+pub fn sh(cmd: &str) -> Output {
+    let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
+    assert!(
+        out.status.success(),
+        "`{cmd}` failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A unique small number per lab in this test run, for names and subnets.
+fn next_id() -> u32 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Fits an address octet: at most 30 * 8 + 7 = 247.
+    (std::process::id() % 31) * 8 + NEXT.fetch_add(1, Ordering::Relaxed) % 8
+}
+
+/// Two hosts, `a` and `b`, each in its own network namespace, joined by `links`
+/// veth pairs: pair i is `pbI` in both, 10.(200+i).N.1/24 in a and .2 in b.
+pub struct Net {
+    pub id: u32,
+    pub ns: [String; 2],
+    pub links: usize,
+    pub dir: tempfile::TempDir,
+    procs: Vec<Child>,
+}
+
+impl Net {
+    pub fn new(links: usize) -> Net {
+        require_root_and_ip();
+        let id = next_id();
+        let ns = [format!("pbt{id}a"), format!("pbt{id}b")];
+        let net = Net {
+            id,
+            ns: ns.clone(),
+            links,
+            dir: tempfile::tempdir().unwrap(),
+            procs: Vec::new(),
+        };
+        for n in &ns {
+            let _ = Command::new("ip").args(["netns", "del", n]).output();
+            sh(&format!("ip netns add {n} && ip -n {n} link set lo up"));
+        }
+        for i in 0..links {
+            sh(&format!(
+                "ip link add pbt{id}x{i} netns {a} type veth peer name pbt{id}y{i} netns {b} && \
+                 ip -n {a} link set pbt{id}x{i} name pb{i} && ip -n {b} link set pbt{id}y{i} name pb{i} && \
+                 ip -n {a} addr add {} dev pb{i} && ip -n {b} addr add {} dev pb{i} && \
+                 ip -n {a} link set pb{i} up && ip -n {b} link set pb{i} up",
+                format_args!("{}/24", net.addr(0, i)),
+                format_args!("{}/24", net.addr(1, i)),
+                a = ns[0],
+                b = ns[1]
+            ));
+        }
+        net
+    }
+
+    /// Host h's address on link i.
+    pub fn addr(&self, h: usize, i: usize) -> String {
+        format!("10.{}.{}.{}", 200 + i, self.id, h + 1)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Runs a command inside host h's namespace and waits for it.
+    pub fn exec(&self, h: usize, cmd: &str) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns[h], "sh", "-c", cmd])
+            .output()
+            .unwrap()
+    }
+
+    /// Starts a long-running process in host h (ip netns exec execs it: the PID is the program's).
+    pub fn spawn(&mut self, h: usize, program: &Path, args: &[&str], log: &Path) -> u32 {
+        let file = std::fs::File::create(log).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns[h]])
+            .arg(program)
+            .args(args)
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        self.procs.push(child);
+        pid
+    }
+
+    /// SIGKILL to one of our processes, by its PID.
+    pub fn kill9(&mut self, pid: u32) {
+        if let Some(c) = self.procs.iter_mut().find(|c| c.id() == pid) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn signal(&self, pid: u32, sig: nix::sys::signal::Signal) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+    }
+
+    /// Waits for one of our processes to exit, up to `limit`.
+    pub fn wait_exit(&mut self, pid: u32, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        let c = self.procs.iter_mut().find(|c| c.id() == pid)?;
+        loop {
+            if let Ok(Some(st)) = c.try_wait() {
+                return Some(st);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for c in &mut self.procs {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for n in &self.ns {
+            let _ = Command::new("ip").args(["netns", "del", n]).output();
+        }
+    }
+}
+
+/// Polls `probe` every few milliseconds until it returns true; the elapsed time, or None at the limit.
+pub fn wait_for(limit: Duration, mut probe: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if probe() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    None
+}
+
+/// A pairbeat.toml for node `me` of a two-host Net: one ucast link per veth pair.
+pub fn pairbeat_config(net: &Net, me: usize, timing: &str, extra: &str) -> PathBuf {
+    let mut links = String::new();
+    for i in 0..net.links {
+        links.push_str(&format!(
+            "[[link]]\nname = \"ring{i}\"\nkind = \"ucast\"\ninterface = \"pb{i}\"\naddress.alpha = \"{}\"\naddress.bravo = \"{}\"\n\n",
+            net.addr(0, i),
+            net.addr(1, i)
+        ));
+    }
+    let name = ["alpha", "bravo"][me];
+    let dir = net.path(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let keys = dir.join("authkeys");
+    std::fs::write(&keys, "auth 1\n1 sha1 lab-secret\n").unwrap();
+    std::fs::set_permissions(&keys, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let text = format!(
+        "[cluster]\nname = \"lab\"\n\n[[node]]\nname = \"alpha\"\n\n[[node]]\nname = \"bravo\"\n\n{links}[timing]\n{timing}\n\n[auth]\nauthkeys = \"{}\"\n\n[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\n{extra}\n",
+        keys.display(),
+        dir.join("pb.sock").display(),
+        dir.join("state").display()
+    );
+    let path = dir.join("pairbeat.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The JSON status of the daemon with this control socket, if it answers.
+pub fn status(socket: &Path) -> Option<serde_json::Value> {
+    let resp = pairbeat::control::client::request(socket, &pairbeat::control::Request::Status).ok()?;
+    serde_json::to_value(resp.status?).ok()
+}

@@ -1,0 +1,195 @@
+//! Two real pairbeatd hosts in network namespaces, joined by two veth pairs
+//! (two links): they find each other within initdead, a link taken down is
+//! reported dead while the node stays up, and after `kill -9` of one daemon the
+//! other reports it dead within keepalive + deadtime. Measured times are printed.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{pairbeat_config, status, wait_for, Net};
+
+const TIMING: &str = "keepalive = \"100ms\"\nwarntime = \"250ms\"\ndeadtime = \"500ms\"\ninitdead = \"3s\"";
+
+fn start(net: &mut Net, h: usize) -> (u32, std::path::PathBuf) {
+    let conf = pairbeat_config(net, h, TIMING, "realtime = false");
+    let node = ["alpha", "bravo"][h];
+    let log = net.path(&format!("{node}.log"));
+    let pid = net.spawn(
+        h,
+        std::path::Path::new(env!("CARGO_BIN_EXE_pairbeatd")),
+        &["-c", conf.to_str().unwrap(), "--node", node],
+        &log,
+    );
+    (pid, net.path(node).join("pb.sock"))
+}
+
+fn peer_state(sock: &std::path::Path) -> String {
+    status(sock)
+        .map(|s| {
+            let local = s["local_node"].clone();
+            s["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|n| n["name"] != local)
+                .unwrap()["state"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+fn link_state(sock: &std::path::Path, i: usize) -> String {
+    status(sock)
+        .map(|s| s["links"][i]["state"].as_str().unwrap_or("").to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn two_hosts_see_each_other_notice_a_dead_link_and_a_killed_peer() {
+    let mut net = Net::new(2);
+    let (_a, sock_a) = start(&mut net, 0);
+    let (b, sock_b) = start(&mut net, 1);
+
+    let seen = wait_for(Duration::from_secs(3), || {
+        peer_state(&sock_a) == "online" && peer_state(&sock_b) == "online"
+    });
+    let logs = || {
+        format!(
+            "{}\n{}",
+            std::fs::read_to_string(net.path("alpha.log")).unwrap_or_default(),
+            std::fs::read_to_string(net.path("bravo.log")).unwrap_or_default()
+        )
+    };
+    let seen = seen.unwrap_or_else(|| panic!("the nodes did not see each other within initdead (3s):\n{}", logs()));
+    println!("both nodes online after {} ms", seen.as_millis());
+    assert!(wait_for(Duration::from_secs(1), || link_state(&sock_a, 0) == "up"
+        && link_state(&sock_a, 1) == "up")
+    .is_some());
+    let s = status(&sock_a).unwrap();
+    assert!(s["packets"]["accepted"].as_u64().unwrap() > 0, "{s}");
+    assert_eq!(s["packets"]["forged"], 0);
+
+    // Link 1 down on alpha: that link dies, the node stays online through link 0.
+    common::sh(&format!("ip -n {} link set pb1 down", net.ns[0]));
+    let t =
+        wait_for(Duration::from_secs(2), || link_state(&sock_a, 1) == "dead").expect("link ring1 not reported dead");
+    println!("link down reported dead after {} ms (deadtime 500 ms)", t.as_millis());
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(peer_state(&sock_a), "online", "one dead link must not kill the node");
+    assert_eq!(link_state(&sock_a, 0), "up");
+    common::sh(&format!("ip -n {} link set pb1 up", net.ns[0]));
+    let t = wait_for(Duration::from_secs(3), || link_state(&sock_a, 1) == "up").expect("link ring1 did not come back");
+    println!("link back up after {} ms", t.as_millis());
+
+    // kill -9 bravo's daemon: alpha must call it dead within keepalive + deadtime.
+    net.kill9(b);
+    let t = wait_for(Duration::from_secs(5), || peer_state(&sock_a) == "offline").expect("bravo never reported dead");
+    println!(
+        "kill -9 of bravo detected after {} ms (keepalive 100 + deadtime 500 = 600 ms)",
+        t.as_millis()
+    );
+    assert!(
+        t >= Duration::from_millis(400),
+        "detected in {t:?}: earlier than deadtime allows"
+    );
+    // 600 ms by the protocol, plus slack for a shared, noisy CI machine and our 5 ms polling.
+    assert!(
+        t <= Duration::from_millis(600 + 300),
+        "detected in {t:?}; the bound is keepalive + deadtime"
+    );
+    let log = std::fs::read_to_string(net.path("alpha.log")).unwrap();
+    assert!(log.contains("Node bravo is dead"), "{log}");
+    assert!(log.contains("Link bravo:ring1 dead"), "{log}");
+}
+
+#[test]
+fn a_restarted_peer_is_recognised_by_its_new_generation() {
+    let mut net = Net::new(1);
+    let (_a, sock_a) = start(&mut net, 0);
+    let (b, _) = start(&mut net, 1);
+    assert!(wait_for(Duration::from_secs(3), || peer_state(&sock_a) == "online").is_some());
+    net.kill9(b);
+    let (_b2, _) = start(&mut net, 1);
+    assert!(
+        wait_for(Duration::from_secs(3), || {
+            std::fs::read_to_string(net.path("alpha.log"))
+                .unwrap_or_default()
+                .contains("Node bravo restarted (generation")
+        })
+        .is_some(),
+        "{}",
+        std::fs::read_to_string(net.path("alpha.log")).unwrap_or_default()
+    );
+    assert_eq!(peer_state(&sock_a), "online");
+    // The generation file moved on by one.
+    let g = std::fs::read_to_string(net.path("bravo").join("state/generation")).unwrap();
+    assert!(g.trim().parse::<u64>().is_ok() && g.len() == 16, "{g:?}");
+}
+
+#[test]
+fn forged_and_replayed_packets_are_counted_and_change_nothing() {
+    let mut net = Net::new(1);
+    let (_a, sock_a) = start(&mut net, 0);
+    let (b, _) = start(&mut net, 1);
+    assert!(wait_for(Duration::from_secs(3), || peer_state(&sock_a) == "online").is_some());
+    // Capture one of bravo's real packets on alpha's side (as an attacker on the wire would).
+    let capture = net.exec(0, &format!(
+        "timeout 2 python3 -c \"import socket; s=socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP); \
+         import sys; \
+         [sys.stdout.write(p[28:].hex()+'\\n') and sys.exit(0) for p in iter(lambda: s.recv(65535), b'') if p[22:24]==(694).to_bytes(2,'big') and p[12:16]==bytes([10,200,{id},2])]\"",
+        id = net.id
+    ));
+    let pkt = String::from_utf8_lossy(&capture.stdout)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    assert!(
+        !pkt.is_empty(),
+        "no packet captured: {}",
+        String::from_utf8_lossy(&capture.stderr)
+    );
+    net.kill9(b);
+    assert!(wait_for(Duration::from_secs(2), || peer_state(&sock_a) == "offline").is_some());
+    // From bravo's address: the captured packet again, and one with its last byte changed.
+    // Change the digest's last hex digit (the byte before the closing ',').
+    let mut forged = pkt.clone();
+    let at = forged.len() - 4;
+    let digit = if &forged[at..at + 2] == "30" { "31" } else { "30" };
+    forged.replace_range(at..at + 2, digit);
+    let send = |hex: &str| {
+        net.exec(1, &format!(
+            "python3 -c \"import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('{src}', 0)); [s.sendto(bytes.fromhex('{hex}'), ('{dst}', 694)) for _ in range(5)]\"",
+            src = net.addr(1, 0), dst = net.addr(0, 0)
+        ))
+    };
+    for p in [&pkt, &forged] {
+        let out = send(p);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let counted = wait_for(Duration::from_secs(2), || {
+        // A replay inside the last 256 sequence numbers is indistinguishable from a
+        // link's second copy: it is counted as a duplicate, and refreshes nothing.
+        status(&sock_a).is_some_and(|s| {
+            let p = &s["packets"];
+            p["replayed"].as_u64().unwrap() + p["duplicates"].as_u64().unwrap() >= 5 && p["forged"].as_u64() >= Some(5)
+        })
+    });
+    assert!(counted.is_some(), "{}", status(&sock_a).unwrap()["packets"]);
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        peer_state(&sock_a),
+        "offline",
+        "replayed packets must not revive a dead peer"
+    );
+    let log = std::fs::read_to_string(net.path("alpha.log")).unwrap();
+    assert!(
+        log.contains("authentication failed (5 in the last 10s)")
+            || log.contains("authentication failed (1 in the last 10s)"),
+        "{log}"
+    );
+}
