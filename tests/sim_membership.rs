@@ -222,7 +222,10 @@ fn run(seed: u64, wall_step: bool) -> Outcome {
                         }
                     }
                 }
-                outputs.push((f.to, engine.on_datagram(t0 + now, f.link, &f.bytes)));
+                outputs.push((
+                    f.to,
+                    engine.on_datagram(t0 + now, 1_795_000_000 + now.as_secs(), f.link, &f.bytes),
+                ));
             }
         }
         for i in 0..2 {

@@ -99,6 +99,7 @@ pub async fn run(opts: Options, config: Config) -> Result<(), String> {
         node: config.local_name().to_string(),
         uuid,
         generation,
+        nodes: config.nodes.clone(),
     };
     let mut core = Membership::new(
         me,
@@ -135,7 +136,7 @@ pub async fn run(opts: Options, config: Config) -> Result<(), String> {
         let outputs = tokio::select! {
             biased;
             _ = tokio::time::sleep_until(deadline) => core.on_timeout(Instant::now(), wall_secs()),
-            Some((link, data)) = rx.recv() => core.on_datagram(Instant::now(), link, &data),
+            Some((link, data)) = rx.recv() => core.on_datagram(Instant::now(), wall_secs(), link, &data),
             _ = term.recv() => { log::info!("SIGTERM: shutting down"); break; }
             _ = int.recv() => { log::info!("SIGINT: shutting down"); break; }
             _ = hup.recv() => {

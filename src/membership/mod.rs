@@ -27,6 +27,8 @@ pub struct Identity {
     pub uuid: [u8; 16],
     /// Per-boot generation (Heartbeat's `hg`), persisted and incremented by the shell at start.
     pub generation: u64,
+    /// Both node names in configuration order, for Heartbeat's `repnodes` answer.
+    pub nodes: [String; 2],
 }
 
 /// Why a datagram was not used. Each reason has its own counter.
@@ -113,6 +115,11 @@ pub struct Membership {
 
 use liveness::Liveness;
 
+/// A request of type `t` addressed to us.
+fn fresh_request(msg: &Message, t: &str, me: &str) -> bool {
+    msg.get("t") == Some(t) && msg.get("dest") == Some(me)
+}
+
 impl Membership {
     /// `peer_floor`: the peer's (generation, seq) persisted before our restart.
     pub fn new(
@@ -186,8 +193,8 @@ impl Membership {
         out
     }
 
-    /// A datagram arrived on `link`.
-    pub fn on_datagram(&mut self, now: Instant, link: usize, data: &[u8]) -> Vec<Output> {
+    /// A datagram arrived on `link`. `wall_secs` feeds the `ts` field of any reply only.
+    pub fn on_datagram(&mut self, now: Instant, wall_secs: u64, link: usize, data: &[u8]) -> Vec<Output> {
         let mut out = Vec::new();
         let msg = match wire::open(data, &self.auth) {
             Ok(m) => m,
@@ -268,6 +275,12 @@ impl Membership {
                 seq > before
             }
         };
+        // A joining Heartbeat node asks for the node list and does not bring its
+        // communication up until it has the answer (as in the captured trace).
+        if fresh_request(&msg, "reqnodes", &self.me.node) {
+            let asker = msg.get_bin("srcuuid").unwrap_or(&[]).to_vec();
+            out.push(Output::Broadcast(self.repnodes(&asker, wall_secs)));
+        }
         if refreshes && seq == self.tracker.highest() && self.link_high[link] < (generation, seq) {
             if self.link_high.iter().all(|h| *h < (generation, seq)) {
                 self.highest_at = Some(now);
@@ -290,6 +303,24 @@ impl Membership {
             .add_str("st", if self.seq == 1 { "init" } else { "active" })
             .add_str("dt", &format!("{:x}", self.timing.deadtime.as_millis()))
             .add_str("protocol", "1")
+            .add_str("src", &self.me.node)
+            .add_bin("srcuuid", &self.me.uuid)
+            .add_str("seq", &format!("{:x}", self.seq))
+            .add_str("hg", &format!("{:x}", self.me.generation))
+            .add_str("ts", &format!("{wall_secs:x}"))
+            .add_str("ttl", "3");
+        wire::seal(&m, &self.auth)
+    }
+
+    /// Heartbeat's `repnodes`, fields in the order a Heartbeat node sends them.
+    fn repnodes(&mut self, asker_uuid: &[u8], wall_secs: u64) -> Vec<u8> {
+        self.seq += 1;
+        let mut m = Message::new();
+        m.add_str("dest", &self.peer)
+            .add_str("t", "repnodes")
+            .add_str("nodelist", &format!("{} {} ", self.me.nodes[0], self.me.nodes[1]))
+            .add_str("delnodelist", "")
+            .add_bin("destuuid", asker_uuid)
             .add_str("src", &self.me.node)
             .add_bin("srcuuid", &self.me.uuid)
             .add_str("seq", &format!("{:x}", self.seq))
