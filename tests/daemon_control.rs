@@ -203,6 +203,12 @@ fn status_json_shows_the_daemons_view() {
     );
     assert!(text.contains("  * Node bravo: UNKNOWN"), "{text}");
 
+    // realtime = true by default: the daemon runs SCHED_RR (policy 2, /proc/PID/stat field 41).
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", lab.pid())).unwrap();
+    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+    let policy: u32 = after_comm.split(' ').nth(41 - 3).unwrap().parse().unwrap();
+    assert_eq!(policy, libc::SCHED_RR as u32, "pairbeatd is not running realtime");
+
     // Root only: the socket is 0600 and the state dir was made 0700.
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&lab.socket()), 0o600);

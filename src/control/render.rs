@@ -40,6 +40,35 @@ pub fn text(s: &Status) -> String {
             l.name, l.kind, l.interface, l.port, l.peer
         );
     }
+    let p = &s.packets;
+    let _ = writeln!(
+        out,
+        "  * Packets from {}: {} accepted, {} duplicates, {} lost",
+        s.nodes
+            .iter()
+            .find(|n| !n.local)
+            .map(|n| n.name.as_str())
+            .unwrap_or("peer"),
+        p.accepted,
+        p.duplicates,
+        p.lost
+    );
+    let dropped: Vec<String> = [
+        ("forged", p.forged),
+        ("unknown key", p.unknown_key),
+        ("replayed", p.replayed),
+        ("malformed", p.malformed),
+        ("truncated", p.truncated),
+        ("oversized", p.oversized),
+        ("from unknown nodes", p.unknown_node),
+    ]
+    .iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(what, n)| format!("{n} {what}"))
+    .collect();
+    if !dropped.is_empty() {
+        let _ = writeln!(out, "  * Dropped: {}", dropped.join(", "));
+    }
     let _ = writeln!(out);
     let _ = writeln!(out, "Full List of Resources:");
     if s.group.resources.is_empty() {

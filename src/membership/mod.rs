@@ -341,3 +341,154 @@ impl Membership {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::{AuthKey, AuthMethod};
+
+    fn auth() -> Auth {
+        let mut keys = BTreeMap::new();
+        keys.insert(
+            1,
+            AuthKey {
+                method: AuthMethod::Sha1,
+                secret: b"k".to_vec(),
+            },
+        );
+        Auth {
+            sign_index: 1,
+            keys,
+            authkeys_file: None,
+        }
+    }
+
+    fn timing() -> Timing {
+        let ms = Duration::from_millis;
+        Timing {
+            keepalive: ms(100),
+            warntime: ms(250),
+            deadtime: ms(500),
+            initdead: ms(2000),
+        }
+    }
+
+    fn engine(me: &str, peer: &str, generation: u64, now: Instant) -> Membership {
+        let id = Identity {
+            node: me.into(),
+            uuid: [7; 16],
+            generation,
+            nodes: ["a".into(), "b".into()],
+        };
+        Membership::new(id, peer.into(), auth(), timing(), 1, None, now)
+    }
+
+    fn sent(out: &[Output]) -> Vec<Message> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Broadcast(b) => Some(wire::open(b, &auth()).unwrap()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn keepalives_carry_heartbeats_status_fields_in_order() {
+        let t0 = Instant::now();
+        let mut a = engine("a", "b", 0x6b01_9143, t0);
+        let first = sent(&a.on_timeout(t0, 0x6b01_9142));
+        let names: Vec<&str> = first[0].fields.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["t", "st", "dt", "protocol", "src", "srcuuid", "seq", "hg", "ts", "ttl", "auth"]
+        );
+        assert_eq!(first[0].get("st"), Some("init"));
+        assert_eq!(first[0].get("dt"), Some("1f4"));
+        assert_eq!(first[0].get("hg"), Some("6b019143"));
+        // The next one is due a keepalive later, not before.
+        assert_eq!(a.next_deadline(), t0 + Duration::from_millis(100));
+        let second = sent(&a.on_timeout(t0 + Duration::from_millis(100), 0));
+        assert_eq!((second[0].get("st"), second[0].get("seq")), (Some("active"), Some("2")));
+    }
+
+    #[test]
+    fn reqnodes_for_us_gets_repnodes_and_nothing_else_does() {
+        let t0 = Instant::now();
+        let mut a = engine("a", "b", 1, t0);
+        let mut req = Message::new();
+        req.add_str("t", "reqnodes")
+            .add_str("dest", "a")
+            .add_str("src", "b")
+            .add_bin("srcuuid", &[9; 16]);
+        req.add_str("seq", "5").add_str("hg", "2").add_str("ts", "1");
+        let replies = sent(&a.on_datagram(t0, 77, 0, &wire::seal(&req, &auth())));
+        assert_eq!(replies.len(), 1);
+        let r = &replies[0];
+        assert_eq!(
+            (r.get("t"), r.get("dest"), r.get("nodelist")),
+            (Some("repnodes"), Some("b"), Some("a b "))
+        );
+        assert_eq!(r.get_bin("destuuid"), Some(&[9u8; 16][..]));
+        assert_eq!(r.get_hex("ts"), Some(77));
+        // Addressed to someone else: no answer.
+        let mut other = req.clone();
+        other.fields[1].value = b"c".to_vec();
+        other.fields[5].value = b"6".to_vec();
+        assert!(sent(&a.on_datagram(t0, 77, 0, &wire::seal(&other, &auth()))).is_empty());
+    }
+
+    #[test]
+    fn own_unknown_and_unsequenced_packets_change_nothing() {
+        let t0 = Instant::now();
+        let mut a = engine("a", "b", 1, t0);
+        let mut b = engine("b", "a", 2, t0);
+        let mut own = engine("a", "b", 1, t0);
+        let own_pkt = match &own.on_timeout(t0, 0)[0] {
+            Output::Broadcast(p) => p.clone(),
+            o => panic!("{o:?}"),
+        };
+        assert!(
+            a.on_datagram(t0, 0, 0, &own_pkt).is_empty(),
+            "our own looped-back packet is ignored"
+        );
+        let mut stranger = engine("c", "a", 3, t0);
+        let s = match &stranger.on_timeout(t0, 0)[0] {
+            Output::Broadcast(p) => p.clone(),
+            o => panic!("{o:?}"),
+        };
+        assert_eq!(
+            a.on_datagram(t0, 0, 0, &s),
+            vec![Output::Dropped {
+                link: 0,
+                why: DropReason::UnknownNode
+            }]
+        );
+        let mut bare = Message::new();
+        bare.add_str("t", "status").add_str("src", "b");
+        assert_eq!(
+            a.on_datagram(t0, 0, 0, &wire::seal(&bare, &auth())),
+            vec![Output::Dropped {
+                link: 0,
+                why: DropReason::Unsequenced
+            }]
+        );
+        assert_eq!(a.peer(), PeerLiveness::Unknown);
+        // A real keepalive from b brings it up, and says it is a first contact.
+        let pkt = match &b.on_timeout(t0, 0)[0] {
+            Output::Broadcast(p) => p.clone(),
+            o => panic!("{o:?}"),
+        };
+        let out = a.on_datagram(t0, 0, 0, &pkt);
+        assert!(out.contains(&Output::Event(Event::PeerRestarted {
+            generation: 2,
+            previous: None
+        })));
+        assert!(out.contains(&Output::PersistPeer { generation: 2, seq: 1 }));
+        assert_eq!(a.peer(), PeerLiveness::Up);
+        let c = a.counters();
+        assert_eq!((c.accepted, c.unknown_node, c.malformed), (1, 1, 1));
+    }
+}

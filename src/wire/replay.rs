@@ -144,12 +144,16 @@ mod tests {
 
     #[test]
     fn a_remembered_floor_refuses_what_was_seen_before_our_restart() {
-        let mut t = SeqTracker::with_floor(Some((9, 40)));
-        assert_eq!(t.check(8, 50), Verdict::Replay, "older life");
-        assert_eq!(t.check(9, 40), Verdict::Duplicate, "seen before the restart");
-        assert_eq!(t.check(9, 2), Verdict::Duplicate, "inside the window: counted as seen");
-        assert_eq!(t.check(9, 40 - WINDOW), Verdict::Replay, "below the window");
-        assert_eq!(t.check(9, 41), Verdict::Fresh { lost: 0 }, "same life, new packet");
+        let mut t = SeqTracker::with_floor(Some((9, 400)));
+        assert_eq!(t.check(8, 500), Verdict::Replay, "older life");
+        assert_eq!(t.check(9, 400), Verdict::Duplicate, "seen before the restart");
+        assert_eq!(
+            t.check(9, 390),
+            Verdict::Duplicate,
+            "inside the window: counted as seen"
+        );
+        assert_eq!(t.check(9, 100), Verdict::Replay, "below the window");
+        assert_eq!(t.check(9, 401), Verdict::Fresh { lost: 0 }, "same life, new packet");
         assert_eq!(t.check(10, 1), Verdict::Restarted { previous: Some(9) });
     }
 
