@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{pairbeat_config, status, wait_for, Net};
+use common::{pairbeat_config, pairbeat_config_with, status, wait_for, Net};
 
 const TIMING: &str = "keepalive = \"100ms\"\nwarntime = \"250ms\"\ndeadtime = \"500ms\"\ninitdead = \"3s\"";
 
@@ -190,6 +190,65 @@ fn forged_and_replayed_packets_are_counted_and_change_nothing() {
     assert!(
         log.contains("authentication failed (5 in the last 10s)")
             || log.contains("authentication failed (1 in the last 10s)"),
+        "{log}"
+    );
+}
+
+#[test]
+fn bcast_and_mcast_links_carry_keepalives_too() {
+    let mut net = Net::new(2);
+    let mut socks = Vec::new();
+    for h in 0..2 {
+        let conf = pairbeat_config_with(&net, h, &["bcast", "mcast"], TIMING, "realtime = false");
+        let node = ["alpha", "bravo"][h];
+        let log = net.path(&format!("{node}.log"));
+        net.spawn(
+            h,
+            std::path::Path::new(env!("CARGO_BIN_EXE_pairbeatd")),
+            &["-c", conf.to_str().unwrap(), "--node", node],
+            &log,
+        );
+        socks.push(net.path(node).join("pb.sock"));
+    }
+    let up = wait_for(Duration::from_secs(3), || {
+        (0..2).all(|h| link_state(&socks[h], 0) == "up" && link_state(&socks[h], 1) == "up")
+    });
+    let logs = format!(
+        "{}\n{}",
+        std::fs::read_to_string(net.path("alpha.log")).unwrap_or_default(),
+        std::fs::read_to_string(net.path("bravo.log")).unwrap_or_default()
+    );
+    assert!(up.is_some(), "bcast and mcast links not both up on both nodes:\n{logs}");
+    // Each node hears its own bcast/mcast packets too; those must not count as the peer.
+    let s = status(&socks[0]).unwrap();
+    assert_eq!(s["packets"]["unknown_node"], 0, "{}", s["packets"]);
+    assert_eq!(peer_state(&socks[0]), "online");
+}
+
+#[test]
+fn a_bcast_link_without_a_broadcast_address_is_refused_clearly() {
+    let mut net = Net::new(1);
+    common::sh(&format!(
+        "ip -n {} addr flush dev pb0 && ip -n {} addr add {}/24 dev pb0",
+        net.ns[0],
+        net.ns[0],
+        net.addr(0, 0)
+    ));
+    let conf = pairbeat_config_with(&net, 0, &["bcast"], TIMING, "realtime = false");
+    let log = net.path("alpha.log");
+    let pid = net.spawn(
+        0,
+        std::path::Path::new(env!("CARGO_BIN_EXE_pairbeatd")),
+        &["-c", conf.to_str().unwrap(), "--node", "alpha"],
+        &log,
+    );
+    let exit = net
+        .wait_exit(pid, Duration::from_secs(5))
+        .expect("pairbeatd kept running on an unusable link");
+    assert!(!exit.success());
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        log.contains("interface pb0 has no IPv4 broadcast address") && log.contains("brd +"),
         "{log}"
     );
 }

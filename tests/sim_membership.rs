@@ -144,6 +144,7 @@ fn run(seed: u64, wall_step: bool) -> Outcome {
             node: name.into(),
             uuid: [generation as u8; 16],
             generation,
+            nodes: ["a".into(), "b".into()],
         };
         Membership::new(me, peer.into(), auth("s3cret"), timing, LINKS, floor, t0 + now)
     };
@@ -228,8 +229,8 @@ fn run(seed: u64, wall_step: bool) -> Outcome {
                 ));
             }
         }
-        for i in 0..2 {
-            if let Some(engine) = nodes[i].engine.as_mut() {
+        for (i, node) in nodes.iter_mut().enumerate() {
+            if let Some(engine) = node.engine.as_mut() {
                 if t0 + now >= engine.next_deadline() {
                     let w = if i == 0 {
                         wall(now)

@@ -40,7 +40,12 @@ pub fn open(link: &Link, local: usize) -> Result<LinkSocket, String> {
             )
         }
         LinkKind::Bcast => {
-            let bcast = broadcast_address(&link.interface).unwrap_or(Ipv4Addr::BROADCAST);
+            let bcast = broadcast_address(&link.interface).ok_or_else(|| {
+                format!(
+                    "link {}: interface {} has no IPv4 broadcast address; give it one (`ip addr add ADDR/LEN brd + dev {}`) or use a ucast or mcast link",
+                    link.name, link.interface, link.interface
+                )
+            })?;
             (
                 SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), link.port),
                 SocketAddr::new(IpAddr::V4(bcast), link.port),
@@ -99,12 +104,16 @@ fn interface_ipv4(interface: &str) -> Option<Ipv4Addr> {
     })
 }
 
-/// The IPv4 broadcast address configured on an interface.
+/// The IPv4 broadcast address configured on an interface. For an address added
+/// without `brd`, getifaddrs reports the address itself (or 0.0.0.0), which would
+/// send our keepalives to ourselves: that counts as none.
 fn broadcast_address(interface: &str) -> Option<Ipv4Addr> {
     nix::ifaddrs::getifaddrs().ok()?.find_map(|ifa| {
         if ifa.interface_name != interface {
             return None;
         }
-        ifa.broadcast.as_ref()?.as_sockaddr_in().map(|a| a.ip())
+        let own = ifa.address.as_ref()?.as_sockaddr_in()?.ip();
+        let ip = ifa.broadcast.as_ref()?.as_sockaddr_in()?.ip();
+        (!ip.is_unspecified() && ip != own).then_some(ip)
     })
 }

@@ -73,7 +73,7 @@ impl Net {
             sh(&format!(
                 "ip link add pbt{id}x{i} netns {a} type veth peer name pbt{id}y{i} netns {b} && \
                  ip -n {a} link set pbt{id}x{i} name pb{i} && ip -n {b} link set pbt{id}y{i} name pb{i} && \
-                 ip -n {a} addr add {} dev pb{i} && ip -n {b} addr add {} dev pb{i} && \
+                 ip -n {a} addr add {} brd + dev pb{i} && ip -n {b} addr add {} brd + dev pb{i} && \
                  ip -n {a} link set pb{i} up && ip -n {b} link set pb{i} up",
                 format_args!("{}/24", net.addr(0, i)),
                 format_args!("{}/24", net.addr(1, i)),
@@ -172,13 +172,27 @@ pub fn wait_for(limit: Duration, mut probe: impl FnMut() -> bool) -> Option<Dura
 
 /// A pairbeat.toml for node `me` of a two-host Net: one ucast link per veth pair.
 pub fn pairbeat_config(net: &Net, me: usize, timing: &str, extra: &str) -> PathBuf {
+    let kinds = vec!["ucast"; net.links];
+    pairbeat_config_with(net, me, &kinds, timing, extra)
+}
+
+/// As `pairbeat_config`, with the kind of each link ("ucast", "bcast" or "mcast").
+pub fn pairbeat_config_with(net: &Net, me: usize, kinds: &[&str], timing: &str, extra: &str) -> PathBuf {
     let mut links = String::new();
-    for i in 0..net.links {
+    for (i, kind) in kinds.iter().enumerate() {
         links.push_str(&format!(
-            "[[link]]\nname = \"ring{i}\"\nkind = \"ucast\"\ninterface = \"pb{i}\"\naddress.alpha = \"{}\"\naddress.bravo = \"{}\"\n\n",
-            net.addr(0, i),
-            net.addr(1, i)
+            "[[link]]\nname = \"ring{i}\"\nkind = \"{kind}\"\ninterface = \"pb{i}\"\n"
         ));
+        match *kind {
+            "ucast" => links.push_str(&format!(
+                "address.alpha = \"{}\"\naddress.bravo = \"{}\"\n",
+                net.addr(0, i),
+                net.addr(1, i)
+            )),
+            "mcast" => links.push_str(&format!("group = \"239.0.{}.{i}\"\n", net.id)),
+            _ => {}
+        }
+        links.push('\n');
     }
     let name = ["alpha", "bravo"][me];
     let dir = net.path(name);
