@@ -27,27 +27,8 @@ pub struct Status {
     pub packets: PacketCounters,
 }
 
-/// Counters of received heartbeat packets (since the daemon started).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PacketCounters {
-    /// Authentic, new packets from the peer.
-    pub accepted: u64,
-    /// Second copies (one arrives per link).
-    pub duplicates: u64,
-    /// Sequence numbers the peer sent that never arrived on any link.
-    pub lost: u64,
-    /// Failed authentication.
-    pub forged: u64,
-    /// Signed with a key index we do not have.
-    pub unknown_key: u64,
-    /// Authentic but old: an earlier generation or an already-seen sequence number.
-    pub replayed: u64,
-    pub malformed: u64,
-    pub truncated: u64,
-    pub oversized: u64,
-    /// Authentic, from a node that is not our peer.
-    pub unknown_node: u64,
-}
+/// The packet counters are the membership core's own, serialized as they are.
+pub use crate::membership::Counters as PacketCounters;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DaemonInfo {

@@ -20,7 +20,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 use crate::config::{self, Config};
-use crate::control::status::{DaemonInfo, LinkState, NodeState, PacketCounters, Status};
+use crate::control::status::{DaemonInfo, LinkState, NodeState, Status};
 use crate::membership::{DropReason, Event, Identity, LinkLiveness, LivenessEvent, Membership, Output, PeerLiveness};
 
 pub use control_server::BindError;
@@ -271,19 +271,7 @@ fn publish(core: &Membership, shared: &Arc<Mutex<Shared>>) {
             LinkLiveness::Dead => LinkState::Dead,
         };
     }
-    let c = core.counters();
-    s.status.packets = PacketCounters {
-        accepted: c.accepted,
-        duplicates: c.duplicates,
-        lost: c.lost,
-        forged: c.forged,
-        unknown_key: c.unknown_key,
-        replayed: c.replayed,
-        malformed: c.malformed,
-        truncated: c.truncated,
-        oversized: c.oversized,
-        unknown_node: c.unknown_node,
-    };
+    s.status.packets = core.counters();
 }
 
 /// Bad packets are logged at most once per link and reason every ten seconds, with a

@@ -75,18 +75,25 @@ pub enum Event {
     },
 }
 
-/// Counts of what arrived, for status.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Counts of received heartbeat packets since start; shown as `packets` in status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counters {
+    /// Authentic, new packets from the peer.
     pub accepted: u64,
+    /// Second copies (one arrives per link), or replays inside the recent window.
     pub duplicates: u64,
+    /// Sequence numbers the peer sent that never arrived on any link.
     pub lost: u64,
+    /// Failed authentication.
     pub forged: u64,
+    /// Signed with a key index we do not have.
     pub unknown_key: u64,
+    /// Authentic but old: an earlier generation or a sequence number below the window.
     pub replayed: u64,
     pub malformed: u64,
     pub truncated: u64,
     pub oversized: u64,
+    /// Authentic, from a node that is not our peer.
     pub unknown_node: u64,
 }
 
@@ -297,31 +304,30 @@ impl Membership {
 
     /// Our status packet, fields in Heartbeat's order (reference.md §3.9).
     fn keepalive(&mut self, wall_secs: u64) -> Vec<u8> {
-        self.seq += 1;
         let mut m = Message::new();
         m.add_str("t", "status")
-            .add_str("st", if self.seq == 1 { "init" } else { "active" })
+            .add_str("st", if self.seq == 0 { "init" } else { "active" })
             .add_str("dt", &format!("{:x}", self.timing.deadtime.as_millis()))
-            .add_str("protocol", "1")
-            .add_str("src", &self.me.node)
-            .add_bin("srcuuid", &self.me.uuid)
-            .add_str("seq", &format!("{:x}", self.seq))
-            .add_str("hg", &format!("{:x}", self.me.generation))
-            .add_str("ts", &format!("{wall_secs:x}"))
-            .add_str("ttl", "3");
-        wire::seal(&m, &self.auth)
+            .add_str("protocol", "1");
+        self.seal_sequenced(m, wall_secs)
     }
 
     /// Heartbeat's `repnodes`, fields in the order a Heartbeat node sends them.
     fn repnodes(&mut self, asker_uuid: &[u8], wall_secs: u64) -> Vec<u8> {
-        self.seq += 1;
         let mut m = Message::new();
         m.add_str("dest", &self.peer)
             .add_str("t", "repnodes")
             .add_str("nodelist", &format!("{} {} ", self.me.nodes[0], self.me.nodes[1]))
             .add_str("delnodelist", "")
-            .add_bin("destuuid", asker_uuid)
-            .add_str("src", &self.me.node)
+            .add_bin("destuuid", asker_uuid);
+        self.seal_sequenced(m, wall_secs)
+    }
+
+    /// Appends the fields Heartbeat's `add_control_msg_fields` adds to every sequenced
+    /// message, in its order, with the next sequence number, and signs the result.
+    fn seal_sequenced(&mut self, mut m: Message, wall_secs: u64) -> Vec<u8> {
+        self.seq += 1;
+        m.add_str("src", &self.me.node)
             .add_bin("srcuuid", &self.me.uuid)
             .add_str("seq", &format!("{:x}", self.seq))
             .add_str("hg", &format!("{:x}", self.me.generation))
