@@ -14,4 +14,5 @@ pub mod control;
 pub mod daemon;
 pub mod logging;
 pub mod membership;
+pub mod resources;
 pub mod wire;
