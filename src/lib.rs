@@ -9,6 +9,7 @@
 //! - [`daemon`]: the tokio shell that owns sockets, signals and timers.
 //! - [`logging`]: the log backend chosen by `[daemon] log`.
 
+pub mod agent;
 pub mod config;
 pub mod control;
 pub mod daemon;

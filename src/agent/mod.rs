@@ -1,0 +1,368 @@
+//! Running resource agents: OCF, LSB init scripts and Heartbeat v1 resource scripts.
+//!
+//! Each operation runs as a child in its own process group, with a clean
+//! environment (parameters reach agents only through `OCF_RESKEY_*`, never a shell
+//! string), stdin from /dev/null, inherited descriptors closed, a parent-death
+//! signal, and stdout/stderr captured up to a cap. When the time limit passes the
+//! whole process group gets SIGTERM, then SIGKILL. Exit codes (and, for Heartbeat
+//! `status`, the printed words) become [`Outcome`]s; an `ocf-exit-reason:` line on
+//! stderr is kept for status.
+
+pub mod metadata;
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::config::{AgentSpec, Resource};
+use crate::resources::{Action, Outcome, Severity};
+
+/// How much of each output stream is kept; the rest is read and dropped.
+pub const OUTPUT_CAP: usize = 64 * 1024;
+/// After SIGTERM to a timed-out operation's process group, how long before SIGKILL.
+pub const KILL_GRACE: Duration = Duration::from_secs(3);
+/// After the agent exits, how long to keep reading output a daemonized child may hold open.
+const DRAIN: Duration = Duration::from_millis(200);
+/// The PATH agents run with.
+const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Where agents live. Defaults are the standard Linux paths.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub ocf_root: PathBuf,
+    pub init_d: PathBuf,
+    pub heartbeat_resource_d: PathBuf,
+}
+
+impl Default for Paths {
+    fn default() -> Self {
+        Paths {
+            ocf_root: PathBuf::from("/usr/lib/ocf"),
+            init_d: PathBuf::from("/etc/init.d"),
+            heartbeat_resource_d: PathBuf::from("/etc/ha.d/resource.d"),
+        }
+    }
+}
+
+/// What an operation came to, with what the agent said.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub outcome: Outcome,
+    /// The last `ocf-exit-reason:` line, or for failures without one, the last
+    /// line of stderr (what an operator most needs to see).
+    pub reason: Option<String>,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Paths {
+    /// The executable for a resource's agent, if it exists.
+    pub fn executable(&self, agent: &AgentSpec) -> Result<PathBuf, String> {
+        let candidates: Vec<PathBuf> = match agent {
+            AgentSpec::Ocf { provider, kind } => vec![self.ocf_root.join("resource.d").join(provider).join(kind)],
+            AgentSpec::Lsb { name } => vec![self.init_d.join(name)],
+            // ResourceManager's search order: resource.d, then init.d.
+            AgentSpec::Heartbeat { name } => vec![self.heartbeat_resource_d.join(name), self.init_d.join(name)],
+        };
+        candidates.iter().find(|p| is_executable(p)).cloned().ok_or_else(|| {
+            format!(
+                "agent {agent} is not installed (looked for {})",
+                join_paths(&candidates)
+            )
+        })
+    }
+}
+
+fn join_paths(p: &[PathBuf]) -> String {
+    p.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The agent's command line and environment for one verb (`start`, `monitor`,
+/// `meta-data`, …); `interval` and `depth` matter to monitors only.
+fn command(
+    paths: &Paths,
+    exe: &Path,
+    rsc: &Resource,
+    verb: &str,
+    interval: Duration,
+    depth: u32,
+    timeout: Duration,
+) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.env_clear().env("PATH", PATH).env("LANG", "C");
+    match &rsc.agent {
+        AgentSpec::Ocf { provider, kind } => {
+            cmd.arg(verb)
+                .env("OCF_ROOT", &paths.ocf_root)
+                .env("OCF_RA_VERSION_MAJOR", "1")
+                .env("OCF_RA_VERSION_MINOR", "1")
+                .env("OCF_RESOURCE_INSTANCE", &rsc.id)
+                .env("OCF_RESOURCE_TYPE", kind)
+                .env("OCF_RESOURCE_PROVIDER", provider)
+                .env("OCF_RESKEY_CRM_meta_interval", interval.as_millis().to_string())
+                .env("OCF_RESKEY_CRM_meta_timeout", timeout.as_millis().to_string())
+                .env("OCF_CHECK_LEVEL", depth.to_string());
+            for (k, v) in &rsc.params {
+                cmd.env(format!("OCF_RESKEY_{k}"), v);
+            }
+        }
+        AgentSpec::Lsb { .. } => {
+            cmd.arg(verb);
+        }
+        AgentSpec::Heartbeat { .. } => {
+            cmd.args(&rsc.args).arg(verb);
+        }
+    }
+    cmd
+}
+
+/// The verb an action is for this agent's class.
+fn verb(agent: &AgentSpec, action: Action) -> &'static str {
+    match agent {
+        AgentSpec::Ocf { .. } => match action {
+            Action::Probe | Action::Monitor { .. } => "monitor",
+            other => other.name(),
+        },
+        _ => lsb_verb(action),
+    }
+}
+
+fn lsb_verb(action: Action) -> &'static str {
+    match action {
+        Action::Start => "start",
+        Action::Stop => "stop",
+        // LSB and Heartbeat v1 scripts know status, not monitor; promote/demote are
+        // refused for them by config validation.
+        _ => "status",
+    }
+}
+
+/// Runs one action of a resource's agent, within `timeout`.
+pub async fn run(paths: &Paths, rsc: &Resource, action: Action, timeout: Duration) -> RunResult {
+    let started = Instant::now();
+    let exe = match paths.executable(&rsc.agent) {
+        Ok(p) => p,
+        Err(e) => {
+            return RunResult {
+                outcome: Outcome::Error(Severity::Hard, 5),
+                reason: Some(e),
+                stdout: String::new(),
+                stderr: String::new(),
+                elapsed: started.elapsed(),
+            }
+        }
+    };
+    let (interval, depth) = match action {
+        Action::Monitor { interval, check_level } => (interval, check_level),
+        _ => (Duration::ZERO, 0),
+    };
+    let mut cmd = command(paths, &exe, rsc, verb(&rsc.agent, action), interval, depth, timeout);
+    let (code, stdout, stderr, timed_out) = match spawn_and_wait(&mut cmd, timeout).await {
+        Ok(r) => r,
+        Err(e) => {
+            return RunResult {
+                outcome: Outcome::Error(Severity::Hard, 5),
+                reason: Some(format!("cannot run {}: {e}", exe.display())),
+                stdout: String::new(),
+                stderr: String::new(),
+                elapsed: started.elapsed(),
+            }
+        }
+    };
+    let is_status = matches!(action, Action::Probe | Action::Monitor { .. });
+    let outcome = if timed_out {
+        Outcome::TimedOut
+    } else {
+        match (&rsc.agent, code) {
+            (AgentSpec::Heartbeat { .. }, _) if is_status => Outcome::from_heartbeat_status(&stdout),
+            (_, None) => Outcome::Error(Severity::Soft, 1),
+            (AgentSpec::Ocf { .. }, Some(c)) => Outcome::from_ocf(c),
+            (AgentSpec::Lsb { .. }, Some(c)) => Outcome::from_lsb(c, is_status),
+            (AgentSpec::Heartbeat { .. }, Some(c)) => Outcome::from_heartbeat(c),
+        }
+    };
+    let reason = exit_reason(&stderr).or_else(|| {
+        if timed_out {
+            Some(format!(
+                "{} did not finish within {} ms; its process group was killed",
+                action.name(),
+                timeout.as_millis()
+            ))
+        } else if outcome.is_error() {
+            stderr
+                .lines()
+                .rev()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .map(str::to_string)
+        } else {
+            None
+        }
+    });
+    RunResult {
+        outcome,
+        reason,
+        stdout,
+        stderr,
+        elapsed: started.elapsed(),
+    }
+}
+
+/// Runs `meta-data` and parses it (OCF agents only).
+pub async fn metadata(paths: &Paths, rsc: &Resource) -> Result<metadata::MetaData, String> {
+    let AgentSpec::Ocf { .. } = rsc.agent else {
+        return Err("only OCF agents have meta-data".into());
+    };
+    let exe = paths.executable(&rsc.agent)?;
+    let mut md = command(paths, &exe, rsc, "meta-data", Duration::ZERO, 0, Duration::from_secs(5));
+    let (code, stdout, stderr, timed_out) = spawn_and_wait(&mut md, Duration::from_secs(5))
+        .await
+        .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
+    if timed_out {
+        return Err(format!("{} meta-data did not finish within 5 s", exe.display()));
+    }
+    if code != Some(0) {
+        return Err(format!(
+            "{} meta-data failed (exit {:?}): {}",
+            exe.display(),
+            code,
+            stderr.trim()
+        ));
+    }
+    metadata::parse(&stdout)
+}
+
+fn exit_reason(stderr: &str) -> Option<String> {
+    stderr
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("ocf-exit-reason:").map(|r| r.trim().to_string()))
+        .filter(|r| !r.is_empty())
+}
+
+/// Spawns with child hygiene, waits up to `timeout`, kills the process group on timeout.
+/// Returns (exit code if it exited, stdout, stderr, timed out).
+async fn spawn_and_wait(
+    cmd: &mut tokio::process::Command,
+    timeout: Duration,
+) -> std::io::Result<(Option<i32>, String, String, bool)> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(false);
+    // Its own process group, so a timeout can take down everything it started.
+    cmd.as_std_mut().process_group(0);
+    // SAFETY: only async-signal-safe calls (prctl, close_range/close) between fork and exec.
+    unsafe {
+        cmd.as_std_mut().pre_exec(|| {
+            // Die with us rather than outlive a crashed daemon as an orphan.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            // Nothing of ours leaks into agents (sockets, state files).
+            if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) != 0 {
+                for fd in 3..1024 {
+                    libc::close(fd);
+                }
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn()?;
+    let pgid = child.id().map(|p| p as i32);
+    let (out_buf, err_buf) = (Captured::default(), Captured::default());
+    let out = tokio::spawn(read_capped(child.stdout.take(), out_buf.clone()));
+    let err = tokio::spawn(read_capped(child.stderr.take(), err_buf.clone()));
+    let (status, timed_out) = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(s) => (Some(s?), false),
+        Err(_) => {
+            if let Some(pg) = pgid {
+                kill_group(pg, libc::SIGTERM);
+                if tokio::time::timeout(KILL_GRACE, child.wait()).await.is_err() {
+                    kill_group(pg, libc::SIGKILL);
+                }
+                // Whatever ignored TERM gets KILL too, the leader included.
+                kill_group(pg, libc::SIGKILL);
+            }
+            let _ = child.wait().await;
+            (None, true)
+        }
+    };
+    let stdout = drain(out, &out_buf).await;
+    let stderr = drain(err, &err_buf).await;
+    let code = status.and_then(|s| s.code());
+    Ok((code, stdout, stderr, timed_out))
+}
+
+fn kill_group(pgid: i32, sig: i32) {
+    // SAFETY: kill(2) with a negative pid signals that process group only.
+    unsafe {
+        libc::kill(-pgid, sig);
+    }
+}
+
+/// One output stream as read so far: its first and its last `OUTPUT_CAP / 2` bytes.
+/// The head shows what the agent set out to do, the tail how it ended (exit reasons
+/// come last); the middle of a flood is dropped and counted.
+#[derive(Default)]
+struct Capture {
+    head: Vec<u8>,
+    tail: std::collections::VecDeque<u8>,
+    dropped: usize,
+}
+
+impl Capture {
+    fn push(&mut self, mut data: &[u8]) {
+        let half = OUTPUT_CAP / 2;
+        let room = half.saturating_sub(self.head.len());
+        let (h, rest) = data.split_at(room.min(data.len()));
+        self.head.extend_from_slice(h);
+        data = rest;
+        self.tail.extend(data);
+        while self.tail.len() > half {
+            self.tail.pop_front();
+            self.dropped += 1;
+        }
+    }
+
+    fn text(&self) -> String {
+        let mut bytes = self.head.clone();
+        if self.dropped > 0 {
+            bytes.extend_from_slice(format!("\n[... {} bytes dropped ...]\n", self.dropped).as_bytes());
+        }
+        bytes.extend(self.tail.iter());
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+type Captured = std::sync::Arc<std::sync::Mutex<Capture>>;
+
+/// Output read so far, after waiting a moment for the rest: a daemon the agent
+/// started may keep the pipe open forever, and must not hold up the result.
+async fn drain(task: tokio::task::JoinHandle<()>, buf: &Captured) -> String {
+    // On timeout the reader stays blocked on a pipe a daemon holds; it ends when the daemon does.
+    let _ = tokio::time::timeout(DRAIN, task).await;
+    buf.lock().map(|c| c.text()).unwrap_or_default()
+}
+
+async fn read_capped<R: AsyncRead + Unpin>(pipe: Option<R>, kept: Captured) {
+    let Some(mut pipe) = pipe else { return };
+    let mut buf = [0u8; 8192];
+    loop {
+        match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if let Ok(mut k) = kept.lock() {
+                    k.push(&buf[..n]);
+                }
+            }
+        }
+    }
+}
