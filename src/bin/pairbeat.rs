@@ -26,6 +26,9 @@ enum Command {
         #[arg(long = "output-as", value_enum, default_value_t = Format::Text)]
         output_as: Format,
     },
+    /// Forget a resource's failures (all resources' without RESOURCE), unblock the
+    /// group, and probe again.
+    Cleanup { resource: Option<String> },
     /// Check or import configuration files.
     Config {
         #[command(subcommand)]
@@ -68,6 +71,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Status { output_as } => status(&cli.socket, output_as),
+        Command::Cleanup { resource } => match client::request(&cli.socket, &Request::Cleanup { resource }) {
+            Ok(resp) => {
+                println!("{}", resp.message.unwrap_or_else(|| "done".into()));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("pairbeat: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Config {
             command: ConfigCommand::Check { file, node },
         } => check(&file, node.as_deref()),

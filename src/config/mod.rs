@@ -330,6 +330,8 @@ pub struct DaemonSettings {
     /// Run the daemon's thread at SCHED_RR priority and lock its memory, so host load
     /// and swapping cannot delay keepalives (Heartbeat's `realtime`, on by default).
     pub realtime: bool,
+    /// Where OCF agents live (`resource.d/PROVIDER/TYPE` below it); OCF_ROOT for agents.
+    pub ocf_root: PathBuf,
 }
 
 /// Reads and checks a configuration file.

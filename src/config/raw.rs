@@ -119,4 +119,5 @@ pub struct RawDaemon {
     pub log: S<String>,
     pub log_level: S<String>,
     pub realtime: S<bool>,
+    pub ocf_root: S<String>,
 }

@@ -1200,6 +1200,7 @@ fn daemon(cx: &mut Ctx, raw: S<RawDaemon>) -> Option<DaemonSettings> {
         }
     }
     let state_dir = abs(cx, r.and_then(|r| r.state_dir.as_ref()), "state_dir", DEFAULT_STATE_DIR);
+    let ocf_root = abs(cx, r.and_then(|r| r.ocf_root.as_ref()), "ocf_root", "/usr/lib/ocf");
     let socket_group = match r.and_then(|r| r.socket_group.as_ref()) {
         None => None,
         Some(g) => match nix::unistd::Group::from_name(g.get_ref()) {
@@ -1259,5 +1260,6 @@ fn daemon(cx: &mut Ctx, raw: S<RawDaemon>) -> Option<DaemonSettings> {
             .and_then(|r| r.realtime.as_ref())
             .map(|b| *b.get_ref())
             .unwrap_or(true),
+        ocf_root: ocf_root?,
     })
 }

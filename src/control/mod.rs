@@ -24,9 +24,12 @@ pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 pub enum Request {
     /// The daemon's whole view: nodes, links, the group.
     Status,
+    /// Forget failures (of one resource, or all), unblock, re-probe: `pairbeat cleanup`.
+    Cleanup { resource: Option<String> },
 }
 
-/// The daemon's answer: `{"ok":true,"status":{…}}` or `{"ok":false,"error":"…"}`.
+/// The daemon's answer: `{"ok":true,"status":{…}}`, `{"ok":true,"message":"…"}` or
+/// `{"ok":false,"error":"…"}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Response {
     pub ok: bool,
@@ -34,6 +37,9 @@ pub struct Response {
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<Status>,
+    /// What a command did, in a sentence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 impl Response {
@@ -42,6 +48,16 @@ impl Response {
             ok: true,
             error: None,
             status: Some(status),
+            message: None,
+        }
+    }
+
+    pub fn done(message: impl Into<String>) -> Self {
+        Response {
+            ok: true,
+            error: None,
+            status: None,
+            message: Some(message.into()),
         }
     }
 
@@ -50,6 +66,7 @@ impl Response {
             ok: false,
             error: Some(message.into()),
             status: None,
+            message: None,
         }
     }
 }

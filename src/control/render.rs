@@ -90,5 +90,47 @@ pub fn text(s: &Status) -> String {
             let _ = writeln!(out, "    * {}\t({}):\t {}", r.id, r.agent, state.trim_end());
         }
     }
+    if s.group.blocked {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "Group {} is BLOCKED: a stop failed. Nothing more is done with it until `pairbeat cleanup`, and it will not start on the peer unless this node is fenced.",
+            s.group.id
+        );
+    }
+    if let Some(why) = &s.group.banned {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "Group {} may not run on {}: {why} (`pairbeat cleanup` clears this).",
+            s.group.id, s.local_node
+        );
+    }
+    let failed: Vec<_> = s
+        .group
+        .resources
+        .iter()
+        .filter_map(|r| r.last_failure.as_ref().map(|f| (r, f)))
+        .collect();
+    if !failed.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "Failed Resource Actions:");
+        for (r, f) in failed {
+            let when = humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(f.at));
+            let _ = write!(
+                out,
+                "  * {} {} on {}: {} (fail count {}, at {when})",
+                r.id, f.action, s.local_node, f.outcome, r.fail_count
+            );
+            match &f.reason {
+                Some(reason) => {
+                    let _ = writeln!(out, ": '{reason}'");
+                }
+                None => {
+                    let _ = writeln!(out);
+                }
+            }
+        }
+    }
     out
 }

@@ -104,6 +104,21 @@ pub struct ResourceStatus {
     /// Where it runs, when known.
     pub node: Option<String>,
     pub fail_count: u32,
+    /// The most recent failed operation, until `pairbeat cleanup`.
+    pub last_failure: Option<FailureStatus>,
+}
+
+/// A failed operation, in words.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailureStatus {
+    /// "start", "stop", "monitor", "probe", "promote", "demote"
+    pub action: String,
+    /// e.g. "not running", "timed out", "generic error (exit 1, soft)"
+    pub outcome: String,
+    /// The agent's exit reason (`ocf-exit-reason:`), or its last line of stderr.
+    pub reason: Option<String>,
+    /// Seconds since the Unix epoch.
+    pub at: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -111,6 +126,11 @@ pub struct GroupStatus {
     pub id: String,
     /// The node that runs the group, when known.
     pub owner: Option<String>,
+    /// A stop failed (or on_fail = block): nothing is done with the group until
+    /// `pairbeat cleanup`, and it must not start on the peer unless this node is fenced.
+    pub blocked: bool,
+    /// Why the group may not run on this node (until cleanup), if it may not.
+    pub banned: Option<String>,
     pub resources: Vec<ResourceStatus>,
 }
 
@@ -164,8 +184,11 @@ impl Status {
                         state: ResourceState::Unknown,
                         node: None,
                         fail_count: 0,
+                        last_failure: None,
                     })
                     .collect(),
+                blocked: false,
+                banned: None,
             },
             packets: PacketCounters::default(),
         }

@@ -86,7 +86,14 @@ pub fn bind(settings: &DaemonSettings) -> Result<Listener, BindError> {
     })
 }
 
-pub async fn serve(listener: Listener, shared: Arc<Mutex<Shared>>) {
+/// A request that changes something: carried to the main loop, which alone owns the
+/// engines, and answered from there.
+pub struct Command {
+    pub request: Request,
+    pub reply: tokio::sync::oneshot::Sender<Response>,
+}
+
+pub async fn serve(listener: Listener, shared: Arc<Mutex<Shared>>, commands: tokio::sync::mpsc::Sender<Command>) {
     let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
     loop {
         let (stream, _) = match listener.inner.accept().await {
@@ -102,16 +109,22 @@ pub async fn serve(listener: Listener, shared: Arc<Mutex<Shared>>) {
         };
         let shared = shared.clone();
         let allowed = listener.allowed;
+        let commands = commands.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            if let Err(e) = client(stream, allowed, shared).await {
+            if let Err(e) = client(stream, allowed, shared, commands).await {
                 log::debug!("control client: {e}");
             }
         });
     }
 }
 
-async fn client(stream: UnixStream, allowed: Allowed, shared: Arc<Mutex<Shared>>) -> io::Result<()> {
+async fn client(
+    stream: UnixStream,
+    allowed: Allowed,
+    shared: Arc<Mutex<Shared>>,
+    commands: tokio::sync::mpsc::Sender<Command>,
+) -> io::Result<()> {
     let cred = stream.peer_cred()?;
     let (read, mut write) = stream.into_split();
     if let Err(why) = authorize(Uid::from_raw(cred.uid()), Gid::from_raw(cred.gid()), allowed) {
@@ -150,6 +163,15 @@ async fn client(stream: UnixStream, allowed: Allowed, shared: Arc<Mutex<Shared>>
                     .map(|s| s.snapshot())
                     .map_err(|_| io::Error::other("state poisoned"))?,
             ),
+            Ok(request) => {
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                match commands.send(Command { request, reply }).await {
+                    Ok(()) => answer
+                        .await
+                        .unwrap_or_else(|_| Response::error("the daemon is shutting down")),
+                    Err(_) => Response::error("the daemon is shutting down"),
+                }
+            }
             Err(e) => Response::error(e),
         };
         write_response(&mut write, &resp).await?;

@@ -8,6 +8,7 @@
 //! block: slow work (state-file writes) goes to a blocking thread.
 
 mod control_server;
+mod group_runner;
 mod realtime;
 mod state_files;
 mod transport;
@@ -21,7 +22,9 @@ use tokio::sync::mpsc;
 
 use crate::config::{self, Config};
 use crate::control::status::{DaemonInfo, LinkState, NodeState, Status};
+use crate::control::{Request, Response};
 use crate::membership::{DropReason, Event, Identity, LinkLiveness, LivenessEvent, Membership, Output, PeerLiveness};
+use crate::resources::Target;
 
 pub use control_server::BindError;
 pub use realtime::make_realtime;
@@ -110,13 +113,36 @@ pub async fn run(opts: Options, config: Config) -> Result<(), String> {
         peer_floor,
         now,
     );
+    // The group: until the failover policy exists, the preferred node runs it and the
+    // other keeps it in standby (promotables unpromoted, the rest stopped).
+    let (done_tx, mut done_rx) = mpsc::channel::<group_runner::Finished>(64);
+    let mut group = group_runner::GroupRunner::new(&config, done_tx);
+    group.load_metadata().await;
+    let target = if config.failover.preferred == config.local {
+        Target::Active
+    } else {
+        Target::Passive
+    };
+    log::info!(
+        "this node {} the group ({} is the preferred node)",
+        if target == Target::Active {
+            "runs"
+        } else {
+            "keeps in standby"
+        },
+        config.nodes[config.failover.preferred]
+    );
     let status = Status::initial(&config, daemon_info(&config));
     let shared = Arc::new(Mutex::new(Shared {
         config,
         status,
         started: now,
     }));
-    let server = tokio::spawn(control_server::serve(listener, shared.clone()));
+    let (cmd_tx, mut cmd_rx) = mpsc::channel::<control_server::Command>(16);
+    let server = tokio::spawn(control_server::serve(listener, shared.clone(), cmd_tx));
+    let outs = group.engine.set_target(target);
+    group.handle(outs);
+    group.publish(&shared);
 
     // One receive task per link feeds the loop; the loop is the only writer.
     let (tx, mut rx) = mpsc::channel::<(usize, Vec<u8>)>(1024);
@@ -131,14 +157,56 @@ pub async fn run(opts: Options, config: Config) -> Result<(), String> {
     let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("cannot watch SIGINT: {e}"))?;
     let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("cannot watch SIGHUP: {e}"))?;
     let mut drops = DropLog::default();
+    let mut stopping = false;
     loop {
-        let deadline = tokio::time::Instant::from_std(core.next_deadline());
+        if stopping && (group.engine.all_stopped() || group.engine.is_blocked()) {
+            if group.engine.is_blocked() {
+                log::error!("exiting with the group BLOCKED: a stop failed; see `pairbeat status` after restart");
+            }
+            break;
+        }
+        let mut deadline = core.next_deadline();
+        if let Some(d) = group.engine.next_deadline() {
+            deadline = deadline.min(d);
+        }
+        let deadline = tokio::time::Instant::from_std(deadline);
         let outputs = tokio::select! {
             biased;
-            _ = tokio::time::sleep_until(deadline) => core.on_timeout(Instant::now(), wall_secs()),
+            _ = tokio::time::sleep_until(deadline) => {
+                let now = Instant::now();
+                let outs = group.engine.on_timeout(now);
+                group.handle(outs);
+                group.publish(&shared);
+                core.on_timeout(now, wall_secs())
+            }
             Some((link, data)) = rx.recv() => core.on_datagram(Instant::now(), wall_secs(), link, &data),
-            _ = term.recv() => { log::info!("SIGTERM: shutting down"); break; }
-            _ = int.recv() => { log::info!("SIGINT: shutting down"); break; }
+            Some((id, result)) = done_rx.recv() => {
+                let outs = group.engine.on_result(Instant::now(), id, result.outcome, result.reason);
+                group.handle(outs);
+                group.publish(&shared);
+                Vec::new()
+            }
+            Some(cmd) = cmd_rx.recv() => {
+                let resp = command(cmd.request, &mut group, &shared);
+                let _ = cmd.reply.send(resp);
+                Vec::new()
+            }
+            _ = term.recv() => {
+                if stopping {
+                    log::warn!("second SIGTERM: exiting without waiting for the group to stop");
+                    break;
+                }
+                log::info!("SIGTERM: stopping the group, then exiting");
+                stopping = true;
+                let outs = group.engine.set_target(Target::Stopped);
+                group.handle(outs);
+                group.publish(&shared);
+                Vec::new()
+            }
+            _ = int.recv() => {
+                log::info!("SIGINT: exiting (resources are left as they are)");
+                break;
+            }
             _ = hup.recv() => {
                 if let Some(auth) = reload(&opts, &shared) {
                     core.set_auth(auth);
@@ -162,6 +230,38 @@ pub async fn run(opts: Options, config: Config) -> Result<(), String> {
     let _ = std::fs::remove_file(&socket_path);
     log::info!("pairbeatd stopped");
     Ok(())
+}
+
+/// Answers a control request that changes something.
+fn command(request: Request, group: &mut group_runner::GroupRunner, shared: &Arc<Mutex<Shared>>) -> Response {
+    match request {
+        Request::Status => Response::status(
+            shared
+                .lock()
+                .map(|s| s.snapshot())
+                .unwrap_or_else(|e| e.into_inner().snapshot()),
+        ),
+        Request::Cleanup { resource } => {
+            let index = match &resource {
+                None => None,
+                Some(id) => match group.index(id) {
+                    Some(i) => Some(i),
+                    None => return Response::error(format!("no resource `{id}` in the group")),
+                },
+            };
+            log::info!(
+                "cleanup of {} requested",
+                resource.as_deref().unwrap_or("all resources")
+            );
+            let outs = group.engine.cleanup(Instant::now(), index);
+            group.handle(outs);
+            group.publish(shared);
+            Response::done(format!(
+                "cleaned up {}: failures forgotten, state probed again",
+                resource.as_deref().unwrap_or("every resource")
+            ))
+        }
+    }
 }
 
 async fn receive(link: usize, s: Arc<transport::LinkSocket>, tx: mpsc::Sender<(usize, Vec<u8>)>) {
