@@ -43,14 +43,19 @@ fn next_id() -> u32 {
     (std::process::id() % 31) * 8 + NEXT.fetch_add(1, Ordering::Relaxed) % 8
 }
 
-/// Two hosts, `a` and `b`, each in its own network namespace, joined by `links`
-/// veth pairs: pair i is `pbI` in both, 10.(200+i).N.1/24 in a and .2 in b.
+/// Two hosts, `a` and `b`, each in its own network namespace and its own private
+/// mount namespace, joined by `links` veth pairs: pair i is `pbI` in both,
+/// 10.(200+i).N.1/24 in a and .2 in b. Each host's mount namespace is held open by
+/// a sleeping holder process that every command of that host joins, so a filesystem
+/// mounted by one daemon is still mounted for the next, as on a real host.
 pub struct Net {
     pub id: u32,
     pub ns: [String; 2],
     pub links: usize,
     pub dir: tempfile::TempDir,
     procs: Vec<Child>,
+    holders: Vec<Child>,
+    loops: Vec<String>,
 }
 
 impl Net {
@@ -58,16 +63,43 @@ impl Net {
         require_root_and_ip();
         let id = next_id();
         let ns = [format!("pbt{id}a"), format!("pbt{id}b")];
-        let net = Net {
+        let mut net = Net {
             id,
             ns: ns.clone(),
             links,
             dir: tempfile::tempdir().unwrap(),
             procs: Vec::new(),
+            holders: Vec::new(),
+            loops: Vec::new(),
         };
         for n in &ns {
             let _ = Command::new("ip").args(["netns", "del", n]).output();
             sh(&format!("ip netns add {n} && ip -n {n} link set lo up"));
+            let holder = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    n,
+                    "unshare",
+                    "--mount",
+                    "--propagation",
+                    "private",
+                    "sleep",
+                    "infinity",
+                ])
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap();
+            net.holders.push(holder);
+        }
+        // The holders must have entered their namespaces before anyone joins them.
+        for h in 0..2 {
+            let pid = net.holders[h].id();
+            let own = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+            let ok = wait_for(Duration::from_secs(5), || {
+                std::fs::read_link(format!("/proc/{pid}/ns/mnt")).is_ok_and(|m| m != own)
+            });
+            assert!(ok.is_some(), "host {h}'s mount namespace holder did not start");
         }
         for i in 0..links {
             sh(&format!(
@@ -93,19 +125,34 @@ impl Net {
         self.dir.path().join(name)
     }
 
-    /// Runs a command inside host h's namespace and waits for it.
-    pub fn exec(&self, h: usize, cmd: &str) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.ns[h], "sh", "-c", cmd])
-            .output()
-            .unwrap()
+    /// `nsenter` into host h's network and mount namespaces.
+    fn enter(&self, h: usize) -> Command {
+        let mut c = Command::new("nsenter");
+        c.args(["-t", &self.holders[h].id().to_string(), "-m", "-n", "--"]);
+        c
     }
 
-    /// Starts a long-running process in host h (ip netns exec execs it: the PID is the program's).
+    /// Runs a command inside host h and waits for it.
+    pub fn exec(&self, h: usize, cmd: &str) -> Output {
+        self.enter(h).args(["sh", "-c", cmd]).output().unwrap()
+    }
+
+    /// Makes an ext4 filesystem on a new loop device (detached when the Net is dropped).
+    pub fn loop_ext4(&mut self, size_mb: u32) -> String {
+        let img = self.path(&format!("disk{}.img", self.loops.len()));
+        sh(&format!("truncate -s {size_mb}M {}", img.display()));
+        let out = sh(&format!("losetup --find --show {}", img.display()));
+        let dev = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        self.loops.push(dev.clone());
+        sh(&format!("mkfs.ext4 -q -F {dev}"));
+        dev
+    }
+
+    /// Starts a long-running process in host h (nsenter execs it: the PID is the program's).
     pub fn spawn(&mut self, h: usize, program: &Path, args: &[&str], log: &Path) -> u32 {
         let file = std::fs::File::create(log).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns[h]])
+        let child = self
+            .enter(h)
             .arg(program)
             .args(args)
             .stdout(file.try_clone().unwrap())
@@ -148,12 +195,30 @@ impl Net {
 
 impl Drop for Net {
     fn drop(&mut self) {
-        for c in &mut self.procs {
+        for c in self.procs.iter_mut().chain(self.holders.iter_mut()) {
             let _ = c.kill();
             let _ = c.wait();
         }
+        // Daemons a test started inside a host (services) may outlive the ones we
+        // track: end every process still in the hosts' network namespaces, by PID.
+        for n in &self.ns {
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", n]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout)
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok())
+                {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
         for n in &self.ns {
             let _ = Command::new("ip").args(["netns", "del", n]).output();
+        }
+        // With the last process of a host gone, its mounts are gone; a loop device still
+        // busy is detached by the kernel when released (losetup -d sets autoclear).
+        for dev in &self.loops {
+            let _ = Command::new("losetup").args(["-d", dev]).output();
         }
     }
 }
