@@ -339,6 +339,50 @@ fn metadata_gives_parameters_and_default_timeouts() {
     let d = tempfile::tempdir().unwrap();
     let p = paths(d.path());
     let md = rt().block_on(agent::metadata(&p, &scripted("md", &[]))).unwrap();
-    assert!(md.parameters.iter().any(|x| x.name == "needed" && x.required));
+    assert!(md.parameters.iter().any(|x| x.name == "needed" && !x.required));
     assert!(md.timeouts.contains(&(OpName::Stop, Duration::from_secs(9))));
+}
+
+#[test]
+fn config_check_reads_installed_agents_meta_data() {
+    // The real IPaddr2 (resource-agents) requires `ip`.
+    assert!(
+        Path::new("/usr/lib/ocf/resource.d/heartbeat/IPaddr2").exists(),
+        "resource-agents is missing: `make test` installs it via scripts/setup"
+    );
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("authkeys"), "auth 1\n1 sha1 k\n").unwrap();
+    std::fs::set_permissions(d.path().join("authkeys"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let conf = d.path().join("pairbeat.toml");
+    let base = "[cluster]\nname = \"c\"\n[[node]]\nname = \"alpha\"\n[[node]]\nname = \"bravo\"\n\
+        [[link]]\nkind = \"bcast\"\ninterface = \"eth0\"\n[auth]\nauthkeys = \"authkeys\"\n[group]\n\
+        [[group.resource]]\nid = \"vip\"\nagent = \"ocf:heartbeat:IPaddr2\"\n";
+    let check = |params: &str| {
+        std::fs::write(&conf, format!("{base}{params}\n")).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_pairbeat"))
+            .args(["config", "check", conf.to_str().unwrap(), "--node", "alpha"])
+            .output()
+            .unwrap()
+    };
+    let out = check("params = { ipp = \"10.0.0.5\" }");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("resource vip (ocf:heartbeat:IPaddr2): required parameter `ip` is missing"),
+        "{err}"
+    );
+    assert!(
+        err.contains("unknown parameter `ipp`") && err.contains("did you mean `ip`?"),
+        "{err}"
+    );
+    let out = check("params = { ip = \"10.0.0.5\", cidr_netmask = 24 }");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // An agent that is not installed here cannot be checked, and says so.
+    let out = check("params = { ip = \"10.0.0.5\" }\n[[group.resource]]\nid = \"x\"\nagent = \"ocf:nosuch:Thing\"");
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("resource x: agent ocf:nosuch:Thing is not installed"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

@@ -366,3 +366,78 @@ async fn read_capped<R: AsyncRead + Unpin>(pipe: Option<R>, kept: Captured) {
         }
     }
 }
+
+/// Checks each OCF resource's params against its agent's meta-data, where the agent
+/// is installed: a missing required parameter is an error, an unknown one a warning
+/// with the closest known name (some agents take parameters they do not declare).
+pub async fn check_params(config: &crate::config::Config) -> crate::config::Diagnostics {
+    use crate::config::{diag::closest, Location};
+    let paths = Paths {
+        ocf_root: config.daemon.ocf_root.clone(),
+        ..Paths::default()
+    };
+    let mut diags = crate::config::Diagnostics::default();
+    let here = Location::file(&config.path);
+    for r in &config.group.resources {
+        if !matches!(r.agent, AgentSpec::Ocf { .. }) {
+            continue;
+        }
+        let md = match metadata(&paths, r).await {
+            Ok(md) => md,
+            Err(e) => {
+                diags.warning(
+                    here.clone(),
+                    format!("resource {}: {e}; its parameters were not checked", r.id),
+                    None,
+                );
+                continue;
+            }
+        };
+        for p in md
+            .parameters
+            .iter()
+            .filter(|p| p.required && !r.params.contains_key(&p.name))
+        {
+            diags.error(
+                here.clone(),
+                format!(
+                    "resource {} ({}): required parameter `{}` is missing",
+                    r.id, r.agent, p.name
+                ),
+                Some(format!(
+                    "add {} = \"...\" to its params (see `{} meta-data`)",
+                    p.name, r.agent
+                )),
+            );
+        }
+        for name in r.params.keys().filter(|k| !md.parameters.iter().any(|p| &p.name == *k)) {
+            let help = closest(name, md.parameters.iter().map(|p| p.name.as_str()))
+                .map(|c| format!("did you mean `{c}`?"))
+                .unwrap_or_else(|| "the agent's meta-data does not declare it".into());
+            diags.warning(
+                here.clone(),
+                format!("resource {} ({}): unknown parameter `{name}`", r.id, r.agent),
+                Some(help),
+            );
+        }
+    }
+    diags
+}
+
+/// `check_params` for a freshly loaded config, from synchronous code (the CLI, and
+/// the daemon before its runtime starts): the same findings for both.
+pub fn check_installed_agents(
+    (config, mut warnings): (crate::config::Config, crate::config::Diagnostics),
+) -> Result<(crate::config::Config, crate::config::Diagnostics), crate::config::Diagnostics> {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(_) => return Ok((config, warnings)),
+    };
+    let found = rt.block_on(check_params(&config));
+    warnings.extend(found);
+    if warnings.has_errors() {
+        Err(warnings.sorted())
+    } else {
+        Ok((config, warnings.sorted()))
+    }
+}

@@ -125,7 +125,7 @@ fn status(socket: &std::path::Path, format: Format) -> ExitCode {
 }
 
 fn check(file: &std::path::Path, node: Option<&str>) -> ExitCode {
-    match config::load(file, node) {
+    match config::load(file, node).and_then(pairbeat::agent::check_installed_agents) {
         Ok((_, warnings)) => {
             print!("{}", warnings.report(file));
             ExitCode::SUCCESS

@@ -21,7 +21,8 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let (config, warnings) = match config::load(&args.config, args.node.as_deref()) {
+    let loaded = config::load(&args.config, args.node.as_deref()).and_then(pairbeat::agent::check_installed_agents);
+    let (config, warnings) = match loaded {
         Ok(ok) => ok,
         Err(diags) => {
             // The same report as `pairbeat config check`, so one can be checked against the other.
