@@ -440,3 +440,29 @@ fn a_failing_resource_shows_in_status_and_cleanup_recovers_it() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no resource `nope` in the group"));
 }
+
+#[test]
+fn a_hung_stop_blocks_the_group_and_is_never_ignored() {
+    let mut lab = Lab::new();
+    // www's stop hangs for a minute; its timeout is 1 s.
+    lab.write_config(&CONFIG.replace(
+        "params = { state = \"@DIR@/www.running\" }",
+        "params = { state = \"@DIR@/www.running\", sleep_stop = \"60\" }\nop = [{ name = \"stop\", timeout = \"1s\" }]",
+    ));
+    lab.start();
+    assert!(wait_until(|| lab.status_json().unwrap()["group"]["owner"] == "alpha"));
+    let t = Instant::now();
+    lab.signal(nix::sys::signal::Signal::SIGTERM);
+    let out = lab.daemon.take().unwrap().wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    // Three attempts, each killed at its timeout, then the group is blocked: vip under
+    // www is NOT stopped (nothing may happen under a resource in doubt).
+    assert_eq!(log.matches("resource www: stop failed: timed out").count(), 3, "{log}");
+    assert!(
+        log.contains("group BLOCKED: stop of www failed 3 time(s) (timed out)"),
+        "{log}"
+    );
+    assert!(log.contains("exiting with the group BLOCKED"), "{log}");
+    assert!(lab.path("vip.running").exists(), "vip was stopped under a blocked www");
+    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+}
