@@ -8,8 +8,11 @@ use std::path::Path;
 
 use common::Net;
 
+/// ocf-tester `-o` options, and environment variables, for one agent's run.
+type TesterSetup = (Vec<String>, Vec<(&'static str, String)>);
+
 /// ocf-tester options per agent, and environment for the run. `@DIR@` is a scratch dir.
-fn options(agent: &str) -> Option<(Vec<String>, Vec<(&'static str, String)>)> {
+fn options(agent: &str) -> Option<TesterSetup> {
     let root = env!("CARGO_MANIFEST_DIR");
     match agent {
         // Hadoop cannot run here: its hadoop-daemon.sh is a stand-in (tests/fixtures/hadoop-standin).
