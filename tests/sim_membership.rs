@@ -14,30 +14,15 @@
 //! - every restart of B is recognised as a new generation; no replay ever is;
 //! - a wall-clock step changes nothing.
 
+mod common;
+
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::time::{Duration, Instant};
 
+use common::Rng;
 use pairbeat::config::{Auth, AuthKey, AuthMethod, Timing};
 use pairbeat::membership::{Event, Identity, LivenessEvent, Membership, Output, PeerLiveness};
-
-/// splitmix64: small, fast, and the same on every machine.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn chance(&mut self, per_mille: u64) -> bool {
-        self.below(1000) < per_mille
-    }
-}
 
 fn auth(secret: &str) -> Auth {
     let mut keys = BTreeMap::new();

@@ -13,27 +13,13 @@
 //! - once faults stop, the group settles where the target says (or stays blocked
 //!   until cleanup, or leaves the node when banned).
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::Rng;
 use pairbeat::config::{AgentSpec, Group, OnFail, Op, OpName, Resource};
 use pairbeat::resources::{Action, Engine, Event, Outcome, Output, RscState, Severity, Target, STOP_ATTEMPTS};
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn chance(&mut self, per_mille: u64) -> bool {
-        self.below(1000) < per_mille
-    }
-}
 
 fn group(rng: &mut Rng) -> Group {
     let n = 2 + rng.below(4) as usize;

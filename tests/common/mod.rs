@@ -281,3 +281,25 @@ pub fn status(socket: &Path) -> Option<serde_json::Value> {
     let resp = pairbeat::control::client::request(socket, &pairbeat::control::Request::Status).ok()?;
     serde_json::to_value(resp.status?).ok()
 }
+
+/// splitmix64: a small deterministic PRNG, the same on every machine, so every
+/// simulated schedule is reproducible from its seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    pub fn chance(&mut self, per_mille: u64) -> bool {
+        self.below(1000) < per_mille
+    }
+}
