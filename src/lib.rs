@@ -15,5 +15,6 @@ pub mod control;
 pub mod daemon;
 pub mod logging;
 pub mod membership;
+pub mod policy;
 pub mod resources;
 pub mod wire;

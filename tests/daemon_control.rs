@@ -31,6 +31,11 @@ port = @PORT2@
 address.alpha = "127.0.0.3"
 address.bravo = "127.0.0.4"
 
+[timing]
+keepalive = "100ms"
+deadtime = "500ms"
+initdead = "1s"
+
 [auth]
 authkeys = "authkeys"
 
@@ -228,7 +233,8 @@ fn status_json_shows_the_daemons_view() {
         text.contains("  * Resource Group: web:\n    * vip\t(ocf:pbtest:scripted):\t Started alpha"),
         "{text}"
     );
-    assert!(text.contains("  * Node bravo: UNKNOWN"), "{text}");
+    // bravo never started: after initdead it is offline.
+    assert!(text.contains("  * Node bravo: OFFLINE"), "{text}");
 
     // realtime = true by default: the daemon runs SCHED_RR (policy 2, /proc/PID/stat field 41).
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", lab.pid())).unwrap();
@@ -249,7 +255,7 @@ fn invalid_config_is_refused_with_the_same_report_as_config_check() {
         &CONFIG
             .replacen("kind = \"ucast\"", "kind = \"ucst\"", 1)
             .replace("id = \"www\"", "id = \"vip\"")
-            .replace("[group]", "[timing]\ndeadtime = \"1s\"\n\n[group]"),
+            .replace("deadtime = \"500ms\"", "deadtime = \"150ms\""),
     );
     let daemon = lab.pairbeatd().output().unwrap();
     let check = Command::new(env!("CARGO_BIN_EXE_pairbeat"))
@@ -269,7 +275,7 @@ fn invalid_config_is_refused_with_the_same_report_as_config_check() {
     assert!(report.contains("unknown link kind `ucst`"), "{report}");
     assert!(report.contains("resource id `vip` is already used"), "{report}");
     assert!(
-        report.contains("deadtime (1s) must be more than twice keepalive (1s)"),
+        report.contains("deadtime (150ms) must be more than twice keepalive (100ms)"),
         "{report}"
     );
     assert!(report.contains("3 errors"), "{report}");
@@ -349,7 +355,7 @@ fn reload_keeps_the_running_config_when_the_new_one_is_bad() {
     );
     assert!(log.contains("configuration reloaded"), "{log}");
     assert!(!lab.socket().exists(), "a clean stop removes the socket");
-    assert!(log.contains("SIGTERM: stopping the group"), "{log}");
+    assert!(log.contains("SIGTERM: handing the group over"), "{log}");
     assert!(
         !lab.path("vip.running").exists() && !lab.path("www.running").exists(),
         "SIGTERM must stop the group:\n{log}"

@@ -29,6 +29,12 @@ enum Command {
     /// Forget a resource's failures (all resources' without RESOURCE), unblock the
     /// group, and probe again.
     Cleanup { resource: Option<String> },
+    /// Hand the group to the peer and keep this node out until `online` (kept across restarts).
+    Standby,
+    /// Ask the peer to hand the group to this node.
+    Takeover,
+    /// End standby on this node.
+    Online,
     /// Check or import configuration files.
     Config {
         #[command(subcommand)]
@@ -71,16 +77,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Status { output_as } => status(&cli.socket, output_as),
-        Command::Cleanup { resource } => match client::request(&cli.socket, &Request::Cleanup { resource }) {
-            Ok(resp) => {
-                println!("{}", resp.message.unwrap_or_else(|| "done".into()));
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("pairbeat: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Cleanup { resource } => act(&cli.socket, Request::Cleanup { resource }),
+        Command::Standby => act(&cli.socket, Request::Standby),
+        Command::Takeover => act(&cli.socket, Request::Takeover),
+        Command::Online => act(&cli.socket, Request::Online),
         Command::Config {
             command: ConfigCommand::Check { file, node },
         } => check(&file, node.as_deref()),
@@ -100,6 +100,20 @@ fn main() -> ExitCode {
                 authkeys,
                 from_node,
             })
+        }
+    }
+}
+
+/// Sends a command to the daemon and prints what it did.
+fn act(socket: &std::path::Path, request: Request) -> ExitCode {
+    match client::request(socket, &request) {
+        Ok(resp) => {
+            println!("{}", resp.message.unwrap_or_else(|| "done".into()));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pairbeat: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -26,6 +26,12 @@ pub enum Request {
     Status,
     /// Forget failures (of one resource, or all), unblock, re-probe: `pairbeat cleanup`.
     Cleanup { resource: Option<String> },
+    /// Hand the group to the peer and stay ineligible until `online`: `pairbeat standby`.
+    Standby,
+    /// Ask the peer to hand the group over: `pairbeat takeover`.
+    Takeover,
+    /// End standby (and a pending takeover request): `pairbeat online`.
+    Online,
 }
 
 /// The daemon's answer: `{"ok":true,"status":{…}}`, `{"ok":true,"message":"…"}` or

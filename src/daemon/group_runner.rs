@@ -137,7 +137,7 @@ impl GroupRunner {
                 at: self.wall(f.at),
             });
         }
-        s.status.group.owner = (all_up && self.engine.target() == Target::Active).then(|| self.local.clone());
+        s.status.group.owner = (all_up && self.engine.target() == Some(Target::Active)).then(|| self.local.clone());
         s.status.group.blocked = self.engine.is_blocked();
         s.status.group.banned = self.engine.banned().map(str::to_string);
     }

@@ -10,6 +10,7 @@
 mod control_server;
 mod group_runner;
 mod realtime;
+mod role;
 mod state_files;
 mod transport;
 
@@ -24,7 +25,6 @@ use crate::config::{self, Config};
 use crate::control::status::{DaemonInfo, LinkState, NodeState, Status};
 use crate::control::{Request, Response};
 use crate::membership::{DropReason, Event, Identity, LinkLiveness, LivenessEvent, Membership, Output, PeerLiveness};
-use crate::resources::Target;
 
 pub use control_server::BindError;
 pub use realtime::make_realtime;
@@ -113,24 +113,15 @@ pub async fn run(opts: Options, config: Config) -> Result<(), String> {
         peer_floor,
         now,
     );
-    // The group: until the failover policy exists, the preferred node runs it and the
-    // other keeps it in standby (promotables unpromoted, the rest stopped).
+    // The group, and this node's part in the pair (the policy decides the target).
     let (done_tx, mut done_rx) = mpsc::channel::<group_runner::Finished>(64);
     let mut group = group_runner::GroupRunner::new(&config, done_tx);
     group.load_metadata().await;
-    let target = if config.failover.preferred == config.local {
-        Target::Active
-    } else {
-        Target::Passive
-    };
-    log::info!(
-        "this node {} the group ({} is the preferred node)",
-        if target == Target::Active {
-            "runs"
-        } else {
-            "keeps in standby"
-        },
-        config.nodes[config.failover.preferred]
+    let mut role = role::Role::new(
+        config.local,
+        config.failover.preferred,
+        config.failover.auto_failback,
+        &state_dir,
     );
     let status = Status::initial(&config, daemon_info(&config));
     let shared = Arc::new(Mutex::new(Shared {
@@ -140,8 +131,6 @@ pub async fn run(opts: Options, config: Config) -> Result<(), String> {
     }));
     let (cmd_tx, mut cmd_rx) = mpsc::channel::<control_server::Command>(16);
     let server = tokio::spawn(control_server::serve(listener, shared.clone(), cmd_tx));
-    let outs = group.engine.set_target(target);
-    group.handle(outs);
     group.publish(&shared);
 
     // One receive task per link feeds the loop; the loop is the only writer.
@@ -152,6 +141,9 @@ pub async fn run(opts: Options, config: Config) -> Result<(), String> {
         receivers.push(tokio::spawn(receive(i, s.clone(), tx.clone())));
     }
     drop(tx);
+    // Probe every resource first: the policy decides on what really runs here.
+    let outs = group.engine.start_probing();
+    group.handle(outs);
 
     let mut term = signal(SignalKind::terminate()).map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("cannot watch SIGINT: {e}"))?;
@@ -159,6 +151,16 @@ pub async fn run(opts: Options, config: Config) -> Result<(), String> {
     let mut drops = DropLog::default();
     let mut stopping = false;
     loop {
+        // This node's part: advert to the peer (sent at once when it changes), and the target.
+        let (send, target) = role.reconsider(&mut core, &group.engine, wall_secs());
+        if let Some(o) = send {
+            carry_out(o, &sockets, &shared, &state_dir, &mut drops);
+        }
+        if let Some(t) = target {
+            let outs = group.engine.set_target(t);
+            group.handle(outs);
+        }
+        publish_role(&role, &core, &group, &shared);
         if stopping && (group.engine.all_stopped() || group.engine.is_blocked()) {
             if group.engine.is_blocked() {
                 log::error!("exiting with the group BLOCKED: a stop failed; see `pairbeat status` after restart");
@@ -187,7 +189,7 @@ pub async fn run(opts: Options, config: Config) -> Result<(), String> {
                 Vec::new()
             }
             Some(cmd) = cmd_rx.recv() => {
-                let resp = command(cmd.request, &mut group, &shared);
+                let resp = command(cmd.request, &mut group, &mut role, &shared);
                 let _ = cmd.reply.send(resp);
                 Vec::new()
             }
@@ -196,11 +198,9 @@ pub async fn run(opts: Options, config: Config) -> Result<(), String> {
                     log::warn!("second SIGTERM: exiting without waiting for the group to stop");
                     break;
                 }
-                log::info!("SIGTERM: stopping the group, then exiting");
+                log::info!("SIGTERM: handing the group over (stopping it here), then exiting");
                 stopping = true;
-                let outs = group.engine.set_target(Target::Stopped);
-                group.handle(outs);
-                group.publish(&shared);
+                role.leaving = true;
                 Vec::new()
             }
             _ = int.recv() => {
@@ -233,8 +233,31 @@ pub async fn run(opts: Options, config: Config) -> Result<(), String> {
 }
 
 /// Answers a control request that changes something.
-fn command(request: Request, group: &mut group_runner::GroupRunner, shared: &Arc<Mutex<Shared>>) -> Response {
+fn command(
+    request: Request,
+    group: &mut group_runner::GroupRunner,
+    role: &mut role::Role,
+    shared: &Arc<Mutex<Shared>>,
+) -> Response {
     match request {
+        Request::Standby => {
+            log::info!("standby requested by the operator");
+            role.set_standby(true);
+            Response::done("this node is in standby: the group moves to the peer (`pairbeat online` ends standby)")
+        }
+        Request::Online => {
+            log::info!("online requested by the operator");
+            role.set_standby(false);
+            Response::done("this node is online: it may run the group again")
+        }
+        Request::Takeover => {
+            if role.standby {
+                return Response::error("this node is in standby; run `pairbeat online` first");
+            }
+            log::info!("takeover requested by the operator");
+            role.takeover = true;
+            Response::done("asked the peer to hand the group over; it starts here once the peer has stopped it")
+        }
         Request::Status => Response::status(
             shared
                 .lock()
@@ -338,6 +361,7 @@ fn carry_out(
             Some(p) => log::warn!("Node {} restarted (generation {p} -> {generation})", peer()),
             None => log::info!("Node {}: generation {generation}", peer()),
         },
+        Output::Event(Event::PeerAdvert(a)) => log::debug!("{} advertises {a:?}", peer()),
         Output::Event(Event::PacketsLost { count }) => {
             log::debug!("{count} packet(s) from {} lost on every link", peer())
         }
@@ -351,6 +375,32 @@ fn carry_out(
                 }
             });
         }
+    }
+}
+
+/// Node states from this node's mode and the peer's advert.
+fn publish_role(role: &role::Role, core: &Membership, group: &group_runner::GroupRunner, shared: &Arc<Mutex<Shared>>) {
+    let Ok(mut s) = shared.lock() else { return };
+    let local = s.config.local;
+    s.status.nodes[local].state = match role.mode(&group.engine) {
+        crate::policy::Mode::Standby | crate::policy::Mode::Leaving => NodeState::Standby,
+        _ => NodeState::Online,
+    };
+    if core.peer() == PeerLiveness::Up {
+        if let Some(a) = core.peer_advert() {
+            if matches!(a.mode, crate::policy::Mode::Standby | crate::policy::Mode::Leaving) {
+                s.status.nodes[1 - local].state = NodeState::Standby;
+            }
+        }
+    }
+    // The group runs on the peer when the peer says so (and it does not run here).
+    if s.status.group.owner.is_none()
+        && core.peer() == PeerLiveness::Up
+        && core
+            .peer_advert()
+            .is_some_and(|a| a.holding == crate::policy::Holding::Running && a.settled)
+    {
+        s.status.group.owner = Some(s.config.peer_name().to_string());
     }
 }
 
@@ -442,7 +492,12 @@ fn reload(opts: &Options, shared: &Arc<Mutex<Shared>>) -> Option<crate::config::
         }
         Err(diags) => {
             for d in &diags.items {
-                log::error!("{}", d.to_string().lines().next().unwrap_or(""));
+                let line = d.to_string();
+                let line = line.lines().next().unwrap_or("");
+                match d.severity {
+                    crate::config::Severity::Error => log::error!("{line}"),
+                    crate::config::Severity::Warning => log::warn!("{line}"),
+                }
             }
             log::error!(
                 "reload refused: {} error(s) in {}; still running the previous configuration",

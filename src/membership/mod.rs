@@ -15,6 +15,7 @@ pub mod liveness;
 use std::time::Instant;
 
 use crate::config::{Auth, Timing};
+use crate::policy::Advert;
 use crate::wire::replay::{SeqTracker, Verdict};
 use crate::wire::{self, Message, WireError};
 
@@ -73,6 +74,8 @@ pub enum Event {
     PacketsLost {
         count: u64,
     },
+    /// The peer's advertised group state changed (pairbeat peers only).
+    PeerAdvert(Advert),
 }
 
 /// Counts of received heartbeat packets since start; shown as `packets` in status.
@@ -116,6 +119,10 @@ pub struct Membership {
     highest_at: Option<Instant>,
     /// The peer sequence number last handed out for persisting.
     persisted_seq: u64,
+    /// What we advertise in every keepalive (the policy's `Advert`).
+    advert: Option<Advert>,
+    /// What the peer last advertised.
+    peer_advert: Option<Advert>,
     liveness: Liveness,
     counters: Counters,
 }
@@ -149,6 +156,8 @@ impl Membership {
             link_high: vec![(0, 0); links],
             highest_at: None,
             persisted_seq: peer_floor.map_or(0, |f| f.1),
+            advert: None,
+            peer_advert: None,
             liveness: Liveness::new(timing, links, now),
             counters: Counters::default(),
         }
@@ -168,6 +177,22 @@ impl Membership {
 
     pub fn peer_generation(&self) -> Option<u64> {
         self.tracker.generation()
+    }
+
+    /// What the peer last advertised, if it is a pairbeat node.
+    pub fn peer_advert(&self) -> Option<Advert> {
+        self.peer_advert
+    }
+
+    /// Sets what our keepalives advertise.
+    pub fn set_advert(&mut self, advert: Advert) {
+        self.advert = Some(advert);
+    }
+
+    /// A keepalive now, outside the rhythm: a change of state reaches the peer at once
+    /// instead of a keepalive later.
+    pub fn send_now(&mut self, wall_secs: u64) -> Output {
+        Output::Broadcast(self.keepalive(wall_secs))
     }
 
     /// New keys (authkeys reloaded); effective for the next packet either way.
@@ -299,6 +324,15 @@ impl Membership {
                 out.extend(events.into_iter().map(|e| Output::Event(Event::Liveness(e))));
             }
         }
+        // The newest status carries the peer's newest advert (duplicates repeat it).
+        if refreshes && msg.get("t") == Some("status") {
+            if let Some(a) = Advert::parse(|k| msg.get(k).map(str::to_string)) {
+                if self.peer_advert != Some(a) {
+                    self.peer_advert = Some(a);
+                    out.push(Output::Event(Event::PeerAdvert(a)));
+                }
+            }
+        }
         out
     }
 
@@ -309,6 +343,11 @@ impl Membership {
             .add_str("st", if self.seq == 0 { "init" } else { "active" })
             .add_str("dt", &format!("{:x}", self.timing.deadtime.as_millis()))
             .add_str("protocol", "1");
+        if let Some(a) = self.advert {
+            for (k, v) in a.fields() {
+                m.add_str(k, v);
+            }
+        }
         self.seal_sequenced(m, wall_secs)
     }
 

@@ -185,7 +185,8 @@ struct Rsc {
 /// The engine for one group on this node.
 pub struct Engine {
     rscs: Vec<Rsc>,
-    target: Target,
+    /// None until the policy has decided: only probes run before that.
+    target: Option<Target>,
     inflight: Option<(u64, usize, Action)>,
     next_id: u64,
     due_monitors: VecDeque<(usize, usize)>,
@@ -229,7 +230,7 @@ impl Engine {
                     metadata_timeouts: Vec::new(),
                 })
                 .collect(),
-            target: Target::Stopped,
+            target: None,
             inflight: None,
             next_id: 1,
             due_monitors: VecDeque::new(),
@@ -244,8 +245,19 @@ impl Engine {
         self.rscs[rsc].metadata_timeouts = timeouts;
     }
 
-    pub fn target(&self) -> Target {
+    /// The target set by the policy; `None` before the first decision.
+    pub fn target(&self) -> Option<Target> {
         self.target
+    }
+
+    /// Every resource's state is known (probes done).
+    pub fn probed(&self) -> bool {
+        self.rscs.iter().all(|r| r.state != RscState::Unknown)
+    }
+
+    /// Starts probing before any target is set, so the policy decides on facts.
+    pub fn start_probing(&mut self) -> Vec<Output> {
+        self.step()
     }
 
     pub fn view(&self, rsc: usize) -> RscView {
@@ -265,14 +277,39 @@ impl Engine {
         self.banned.as_deref()
     }
 
+    /// What this node holds, for the peer: anything up, failed or unknown (not probed
+    /// yet) counts as holding the group, except promotables running unpromoted, which
+    /// are the passive copy.
+    pub fn holding(&self) -> crate::policy::Holding {
+        use crate::policy::Holding;
+        if self.blocked {
+            return Holding::Blocked;
+        }
+        let holds = self.rscs.iter().any(|r| match r.state {
+            RscState::Stopped => false,
+            RscState::Started => !r.cfg.promotable,
+            _ => true,
+        });
+        if holds {
+            Holding::Running
+        } else {
+            Holding::Stopped
+        }
+    }
+
+    /// No operation running and every resource where the target wants it.
+    pub fn is_settled(&self) -> bool {
+        self.inflight.is_none() && self.settled
+    }
+
     /// True when nothing of the group runs here, as far as the engine knows.
     pub fn all_stopped(&self) -> bool {
         self.rscs.iter().all(|r| r.state == RscState::Stopped)
     }
 
     pub fn set_target(&mut self, target: Target) -> Vec<Output> {
-        if target != self.target {
-            self.target = target;
+        if Some(target) != self.target {
+            self.target = Some(target);
             self.settled = false;
         }
         self.step()
@@ -555,7 +592,10 @@ impl Engine {
     /// Where each resource should be, given the target and any ban.
     fn desired(&self, i: usize) -> RscState {
         let promotable = self.rscs[i].cfg.promotable;
-        match (self.target, self.banned.is_some()) {
+        let Some(target) = self.target else {
+            return self.rscs[i].state;
+        };
+        match (target, self.banned.is_some()) {
             (Target::Stopped, _) => RscState::Stopped,
             // Banned: the group leaves, but a promotable may stay as a passive copy.
             (Target::Passive, _) | (Target::Active, true) if promotable => RscState::Started,
@@ -574,6 +614,7 @@ impl Engine {
         if let Some(i) = self.rscs.iter().position(|r| r.state == RscState::Unknown) {
             return self.run(i, Action::Probe, out);
         }
+        let Some(target) = self.target else { return out };
         // The lowest resource that must come up (or restart) bounds everything above it.
         let k = (0..self.rscs.len()).find(|&i| {
             let s = self.rscs[i].state;
@@ -609,7 +650,7 @@ impl Engine {
         }
         if !self.settled {
             self.settled = true;
-            out.push(Output::Event(Event::Settled { target: self.target }));
+            out.push(Output::Event(Event::Settled { target }));
         }
         while let Some((i, j)) = self.due_monitors.pop_front() {
             if matches!(self.rscs[i].state, RscState::Started | RscState::Promoted) {
