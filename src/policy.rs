@@ -25,7 +25,10 @@ use crate::resources::Target;
 pub enum Holding {
     /// Nothing of the group runs there (promotables may run unpromoted).
     Stopped,
-    /// Starting, started, or stopping: the group is (partly) there.
+    /// Only leftovers: resources failed or not probed yet, none up. They must be
+    /// stopped before the peer may start the group, but they do not claim it.
+    Leftovers,
+    /// Some of the group is up (starting, started or stopping).
     Running,
     /// A stop failed: the group is there and unmanaged until cleanup or fencing.
     Blocked,
@@ -63,6 +66,7 @@ impl Advert {
                 "pb_hold",
                 match self.holding {
                     Holding::Stopped => "stopped",
+                    Holding::Leftovers => "leftovers",
                     Holding::Running => "running",
                     Holding::Blocked => "blocked",
                 },
@@ -85,6 +89,7 @@ impl Advert {
     pub fn parse(get: impl Fn(&str) -> Option<String>) -> Option<Advert> {
         let holding = match get("pb_hold")?.as_str() {
             "stopped" => Holding::Stopped,
+            "leftovers" => Holding::Leftovers,
             "running" => Holding::Running,
             "blocked" => Holding::Blocked,
             _ => return None,
@@ -188,7 +193,8 @@ pub fn decide(local: &Local, peer: Peer) -> Decision {
     if mine.mode != Mode::Online {
         return d(Target::Passive, Reason::NotEligible(mine.mode));
     }
-    let i_hold = mine.holding != Holding::Stopped;
+    // Running claims the group; leftovers do not (but the peer still waits for them).
+    let i_hold = mine.holding == Holding::Running;
     let preferred = local.preferred == local.me;
     let p = match peer {
         Peer::Unknown => {
@@ -208,7 +214,8 @@ pub fn decide(local: &Local, peer: Peer) -> Decision {
         Peer::Alive(Some(a)) => a,
     };
     let peer_eligible = p.mode == Mode::Online;
-    let peer_holds = p.holding != Holding::Stopped;
+    let peer_holds = p.holding == Holding::Running;
+    let peer_not_clear = p.holding != Holding::Stopped;
     // Whom the group belongs to, if nothing stood in the way.
     let (mine_to_run, reason) = if p.holding == Holding::Blocked {
         (false, Reason::PeerBlocked)
@@ -239,8 +246,8 @@ pub fn decide(local: &Local, peer: Peer) -> Decision {
     } else {
         (false, Reason::PeerPreferredTakesIt)
     };
-    // Never start while the peer may still hold it: wait for its "stopped".
-    if mine_to_run && peer_holds && !i_hold {
+    // Never start while the peer may still hold any of it: wait for its "stopped".
+    if mine_to_run && peer_not_clear && !i_hold {
         return d(Target::Passive, Reason::PeerStopping);
     }
     d(if mine_to_run { Target::Active } else { Target::Passive }, reason)
@@ -389,6 +396,26 @@ mod tests {
         assert_eq!(
             decide(&asker, Peer::Alive(Some(adv(Stopped, Online)))).reason,
             Reason::PeerYields
+        );
+    }
+
+    #[test]
+    fn leftovers_do_not_claim_the_group_but_are_waited_for() {
+        // A restarted preferred node with a failed leftover does not take the group back.
+        let restarted = local(0, false, adv(Leftovers, Online));
+        assert_eq!(
+            decide(&restarted, Peer::Alive(Some(adv(Running, Online)))).reason,
+            Reason::PeerHolds
+        );
+        // ...and the other node does not start while the leftovers are there.
+        let other = local(1, false, adv(Stopped, Online));
+        assert_eq!(
+            decide(&other, Peer::Alive(Some(adv(Leftovers, Standby)))).reason,
+            Reason::PeerStopping
+        );
+        assert_eq!(
+            decide(&other, Peer::Alive(Some(adv(Stopped, Standby)))).target,
+            Target::Active
         );
     }
 

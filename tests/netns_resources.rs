@@ -1,7 +1,8 @@
 //! The resource group with real agents from the `resource-agents` package, on a
 //! network-namespace host with its own mount namespace: ext4 on a loop device
 //! (ocf:heartbeat:Filesystem) → a virtual IP (ocf:heartbeat:IPaddr2) → a real HTTP
-//! server on that IP (ocf:heartbeat:anything running python3 -m http.server). A
+//! server on that IP (python3 -m http.server, through the test agent ocf:pbtest:httpd:
+//! ocf:heartbeat:anything starts it through `su -`, a login shell that runs the host's profile). A
 //! client on the other host fetches a file from the filesystem through the VIP.
 
 mod common;
@@ -30,8 +31,10 @@ fn host() -> Host {
     let mnt = net.path("mnt").display().to_string();
     std::fs::create_dir_all(&mnt).unwrap();
     let pidfile = net.path("web.pid").display().to_string();
+    let root = common::ocf_root(net.dir.path()).display().to_string();
     let group = format!(
         r#"realtime = false
+ocf_root = "{root}"
 
 [group]
 id = "web"
@@ -50,8 +53,8 @@ op = [{{ name = "monitor", interval = "1s", timeout = "10s" }}]
 
 [[group.resource]]
 id = "http"
-agent = "ocf:heartbeat:anything"
-params = {{ binfile = "/usr/bin/python3", cmdline_options = "-m http.server 8080 --bind {vip} --directory {mnt}", pidfile = "{pidfile}" }}
+agent = "ocf:pbtest:httpd"
+params = {{ ip = "{vip}", dir = "{mnt}", pidfile = "{pidfile}" }}
 op = [{{ name = "monitor", interval = "1s", timeout = "10s" }}]
 "#
     );

@@ -277,21 +277,27 @@ impl Engine {
         self.banned.as_deref()
     }
 
-    /// What this node holds, for the peer: anything up, failed or unknown (not probed
-    /// yet) counts as holding the group, except promotables running unpromoted, which
-    /// are the passive copy.
+    /// What this node holds, for the peer: Running when anything of the group is up
+    /// (promotables running unpromoted are the passive copy and do not count),
+    /// Leftovers when only failed or not-yet-probed resources remain.
     pub fn holding(&self) -> crate::policy::Holding {
         use crate::policy::Holding;
         if self.blocked {
             return Holding::Blocked;
         }
-        let holds = self.rscs.iter().any(|r| match r.state {
-            RscState::Stopped => false,
+        let up = self.rscs.iter().any(|r| match r.state {
             RscState::Started => !r.cfg.promotable,
-            _ => true,
+            RscState::Promoted => true,
+            _ => false,
         });
-        if holds {
+        let leftovers = self
+            .rscs
+            .iter()
+            .any(|r| matches!(r.state, RscState::Failed | RscState::Unknown));
+        if up {
             Holding::Running
+        } else if leftovers {
+            Holding::Leftovers
         } else {
             Holding::Stopped
         }

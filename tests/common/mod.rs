@@ -50,19 +50,65 @@ fn next_id() -> u32 {
 /// mounted by one daemon is still mounted for the next, as on a real host.
 pub struct Net {
     pub id: u32,
-    pub ns: [String; 2],
+    pub ns: Vec<String>,
     pub links: usize,
     pub dir: tempfile::TempDir,
     procs: Vec<Child>,
     holders: Vec<Child>,
     loops: Vec<String>,
+    /// The bridge's namespace, for a LAN.
+    switch: Option<String>,
 }
 
 impl Net {
+    /// Hosts `a` and `b` joined by `links` veth pairs (`pbI` on both sides).
     pub fn new(links: usize) -> Net {
+        let mut net = Net::hosts(2, links);
+        let (a, b, id) = (net.ns[0].clone(), net.ns[1].clone(), net.id);
+        for i in 0..links {
+            sh(&format!(
+                "ip link add pbt{id}x{i} netns {a} type veth peer name pbt{id}y{i} netns {b} && \
+                 ip -n {a} link set pbt{id}x{i} name pb{i} && ip -n {b} link set pbt{id}y{i} name pb{i} && \
+                 ip -n {a} addr add {} brd + dev pb{i} && ip -n {b} addr add {} brd + dev pb{i} && \
+                 ip -n {a} link set pb{i} up && ip -n {b} link set pb{i} up",
+                format_args!("{}/24", net.addr(0, i)),
+                format_args!("{}/24", net.addr(1, i)),
+            ));
+        }
+        net.links = links;
+        net
+    }
+
+    /// `hosts` hosts (a, b, c, …) on one LAN: each one's `pb0` is plugged into a bridge
+    /// in a switch namespace of its own, with address 10.200.N.(h+1)/24.
+    pub fn lan(hosts: usize) -> Net {
+        let mut net = Net::hosts(hosts, 1);
+        let id = net.id;
+        let sw = format!("pbt{id}s");
+        let _ = Command::new("ip").args(["netns", "del", &sw]).output();
+        sh(&format!(
+            "ip netns add {sw} && ip -n {sw} link add br0 type bridge && ip -n {sw} link set br0 up"
+        ));
+        net.switch = Some(sw.clone());
+        for h in 0..hosts {
+            let n = net.ns[h].clone();
+            sh(&format!(
+                "ip link add pbt{id}p{h} netns {sw} type veth peer name pb0 netns {n} && \
+                 ip -n {sw} link set pbt{id}p{h} master br0 up && \
+                 ip -n {n} addr add {}/24 brd + dev pb0 && ip -n {n} link set pb0 up",
+                net.addr(h, 0)
+            ));
+        }
+        net
+    }
+
+    /// The namespaces, each with a mount-namespace holder, and nothing joining them yet.
+    fn hosts(count: usize, links: usize) -> Net {
         require_root_and_ip();
         let id = next_id();
-        let ns = [format!("pbt{id}a"), format!("pbt{id}b")];
+        let ns: Vec<String> = (0..count)
+            .map(|h| format!("pbt{id}{}", (b'a' + h as u8) as char))
+            .collect();
         let mut net = Net {
             id,
             ns: ns.clone(),
@@ -71,6 +117,7 @@ impl Net {
             procs: Vec::new(),
             holders: Vec::new(),
             loops: Vec::new(),
+            switch: None,
         };
         for n in &ns {
             let _ = Command::new("ip").args(["netns", "del", n]).output();
@@ -93,25 +140,13 @@ impl Net {
             net.holders.push(holder);
         }
         // The holders must have entered their namespaces before anyone joins them.
-        for h in 0..2 {
-            let pid = net.holders[h].id();
-            let own = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+        let own = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+        for (h, holder) in net.holders.iter().enumerate() {
+            let pid = holder.id();
             let ok = wait_for(Duration::from_secs(5), || {
                 std::fs::read_link(format!("/proc/{pid}/ns/mnt")).is_ok_and(|m| m != own)
             });
             assert!(ok.is_some(), "host {h}'s mount namespace holder did not start");
-        }
-        for i in 0..links {
-            sh(&format!(
-                "ip link add pbt{id}x{i} netns {a} type veth peer name pbt{id}y{i} netns {b} && \
-                 ip -n {a} link set pbt{id}x{i} name pb{i} && ip -n {b} link set pbt{id}y{i} name pb{i} && \
-                 ip -n {a} addr add {} brd + dev pb{i} && ip -n {b} addr add {} brd + dev pb{i} && \
-                 ip -n {a} link set pb{i} up && ip -n {b} link set pb{i} up",
-                format_args!("{}/24", net.addr(0, i)),
-                format_args!("{}/24", net.addr(1, i)),
-                a = ns[0],
-                b = ns[1]
-            ));
         }
         net
     }
@@ -212,7 +247,7 @@ impl Drop for Net {
             }
         }
         std::thread::sleep(Duration::from_millis(100));
-        for n in &self.ns {
+        for n in self.ns.iter().chain(self.switch.iter()) {
             let _ = Command::new("ip").args(["netns", "del", n]).output();
         }
         // With the last process of a host gone, its mounts are gone; a loop device still
@@ -302,4 +337,26 @@ impl Rng {
     pub fn chance(&mut self, per_mille: u64) -> bool {
         self.below(1000) < per_mille
     }
+}
+
+/// An OCF root for a test: the real agents of the resource-agents package (and their
+/// shell library) plus the test agents of tests/agents/pbtest.
+pub fn ocf_root(dir: &Path) -> PathBuf {
+    let root = dir.join("ocf");
+    std::fs::create_dir_all(root.join("resource.d")).unwrap();
+    let link = |from: &Path, to: PathBuf| {
+        if !to.exists() {
+            std::os::unix::fs::symlink(from, to).unwrap();
+        }
+    };
+    link(Path::new("/usr/lib/ocf/lib"), root.join("lib"));
+    link(
+        Path::new("/usr/lib/ocf/resource.d/heartbeat"),
+        root.join("resource.d/heartbeat"),
+    );
+    link(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/agents/pbtest"),
+        root.join("resource.d/pbtest"),
+    );
+    root
 }

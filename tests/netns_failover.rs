@@ -1,0 +1,262 @@
+//! Two hosts and a client on one LAN (network namespaces on a bridge), each host with
+//! its own loop-backed ext4 disk, running the group Filesystem → IPaddr2 (the VIP) →
+//! a real HTTP server on the VIP. The client fetches a file that names the host it
+//! came from, so every move of the group is seen — and timed — from outside.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{pairbeat_config, status, wait_for, Net};
+
+const TIMING: &str = "keepalive = \"100ms\"\nwarntime = \"250ms\"\ndeadtime = \"500ms\"\ninitdead = \"2s\"";
+const NODES: [&str; 2] = ["alpha", "bravo"];
+
+struct Lab {
+    net: Net,
+    vip: String,
+    pids: [Option<u32>; 2],
+    runs: usize,
+}
+
+fn lab(auto_failback: bool) -> Lab {
+    let mut net = Net::lan(3);
+    let vip = format!("10.200.{}.100", net.id);
+    let root = common::ocf_root(net.dir.path()).display().to_string();
+    for h in 0..2 {
+        let node = NODES[h];
+        let dev = net.loop_ext4(16);
+        let mnt = net.path(&format!("{node}-mnt")).display().to_string();
+        std::fs::create_dir_all(&mnt).unwrap();
+        // Each disk says whose it is.
+        let out = net.exec(
+            h,
+            &format!("mount {dev} {mnt} && echo 'served by {node}' > {mnt}/who.txt && umount {mnt}"),
+        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let pidfile = net.path(&format!("{node}-http.pid")).display().to_string();
+        let extra = format!(
+            r#"realtime = false
+ocf_root = "{root}"
+
+[failover]
+preferred_node = "alpha"
+auto_failback = {auto_failback}
+
+[group]
+id = "web"
+
+[[group.resource]]
+id = "fs"
+agent = "ocf:heartbeat:Filesystem"
+params = {{ device = "{dev}", directory = "{mnt}", fstype = "ext4" }}
+op = [{{ name = "monitor", interval = "2s", timeout = "20s" }}]
+
+[[group.resource]]
+id = "vip"
+agent = "ocf:heartbeat:IPaddr2"
+params = {{ ip = "{vip}", cidr_netmask = 24, nic = "pb0" }}
+op = [{{ name = "monitor", interval = "1s", timeout = "10s" }}]
+
+[[group.resource]]
+id = "http"
+agent = "ocf:pbtest:httpd"
+params = {{ ip = "{vip}", dir = "{mnt}", pidfile = "{pidfile}" }}
+op = [{{ name = "monitor", interval = "1s", timeout = "10s" }}]
+"#
+        );
+        pairbeat_config(&net, h, TIMING, &extra);
+    }
+    Lab {
+        net,
+        vip,
+        pids: [None, None],
+        runs: 0,
+    }
+}
+
+impl Lab {
+    fn start(&mut self, h: usize) {
+        let node = NODES[h];
+        self.runs += 1;
+        let conf = self.net.path(node).join("pairbeat.toml");
+        let log = self.net.path(&format!("{node}.{}.log", self.runs));
+        let pid = self.net.spawn(
+            h,
+            Path::new(env!("CARGO_BIN_EXE_pairbeatd")),
+            &["-c", conf.to_str().unwrap(), "--node", node],
+            &log,
+        );
+        self.pids[h] = Some(pid);
+    }
+
+    fn sock(&self, h: usize) -> std::path::PathBuf {
+        self.net.path(NODES[h]).join("pb.sock")
+    }
+
+    fn owner(&self, h: usize) -> Option<String> {
+        status(&self.sock(h)).and_then(|s| s["group"]["owner"].as_str().map(str::to_string))
+    }
+
+    /// Who the client reaches through the VIP, if anyone.
+    fn client_reaches(&self) -> Option<String> {
+        let out = self
+            .net
+            .exec(2, &format!("curl -s -m 1 http://{}:8080/who.txt", self.vip));
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        text.strip_prefix("served by ").map(str::to_string)
+    }
+
+    fn pairbeat(&self, h: usize, cmd: &str) -> String {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pairbeat"))
+            .arg("-s")
+            .arg(self.sock(h))
+            .arg(cmd)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn logs(&self) -> String {
+        let mut all = String::new();
+        for e in std::fs::read_dir(self.net.dir.path()).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "log") {
+                all += &format!(
+                    "--- {}\n{}",
+                    p.display(),
+                    std::fs::read_to_string(&p).unwrap_or_default()
+                );
+            }
+        }
+        all
+    }
+
+    /// Waits until the client is served by `node` and both daemons agree it owns the group.
+    fn served_by(&self, node: &str, limit: Duration) -> Duration {
+        wait_for(limit, || {
+            self.client_reaches().as_deref() == Some(node)
+                && (0..2).all(|h| self.pids[h].is_none() || self.owner(h).as_deref() == Some(node))
+        })
+        .unwrap_or_else(|| panic!("not served by {node} within {limit:?}:\n{}", self.logs()))
+    }
+
+    /// kill -9 of a host's pairbeatd and service, and its addresses gone, as a dead
+    /// host's would be; its disk unmounted, as after the reboot that follows.
+    fn crash(&mut self, h: usize) {
+        let node = NODES[h];
+        if let Some(pid) = self.pids[h].take() {
+            self.net.kill9(pid);
+        }
+        let pidfile = self.net.path(&format!("{node}-http.pid"));
+        if let Ok(pid) = std::fs::read_to_string(&pidfile) {
+            if let Ok(pid) = pid.trim().parse::<i32>() {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+        self.net.exec(
+            h,
+            &format!(
+                "ip addr del {}/24 dev pb0; umount -l {}",
+                self.vip,
+                self.net.path(&format!("{node}-mnt")).display()
+            ),
+        );
+    }
+}
+
+#[test]
+fn failover_standby_sigterm_and_no_failback() {
+    let mut lab = lab(false);
+    lab.start(0);
+    lab.start(1);
+    // Cold start of both: the preferred node runs the group.
+    let t = lab.served_by("alpha", Duration::from_secs(20));
+    println!("cold start: client served by alpha after {} ms", t.as_millis());
+
+    // Crash of the active host.
+    let t0 = Instant::now();
+    lab.crash(0);
+    lab.served_by("bravo", Duration::from_secs(20));
+    println!(
+        "crash of alpha: client served by bravo after {} ms (deadtime 500 ms + agents' start)",
+        t0.elapsed().as_millis()
+    );
+
+    // alpha comes back: with auto_failback off the group stays on bravo.
+    lab.start(0);
+    assert!(wait_for(Duration::from_secs(5), || status(&lab.sock(0))
+        .is_some_and(|s| s["nodes"][1]["state"] == "online"))
+    .is_some());
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        lab.client_reaches().as_deref(),
+        Some("bravo"),
+        "auto_failback off must leave the group where it is:\n{}",
+        lab.logs()
+    );
+    assert_eq!(
+        lab.owner(0).as_deref(),
+        Some("bravo"),
+        "both nodes must tell the same story"
+    );
+
+    // pairbeat standby on bravo: the group moves to alpha without waiting for deadtime.
+    let t0 = Instant::now();
+    let said = lab.pairbeat(1, "standby");
+    assert!(said.contains("standby"), "{said}");
+    lab.served_by("alpha", Duration::from_secs(20));
+    println!(
+        "pairbeat standby on bravo: client served by alpha after {} ms",
+        t0.elapsed().as_millis()
+    );
+    let s = status(&lab.sock(0)).unwrap();
+    assert_eq!(s["nodes"][1]["state"], "standby", "{s}");
+    lab.pairbeat(1, "online");
+
+    // SIGTERM of alpha's pairbeatd: the group moves to bravo at once.
+    let t0 = Instant::now();
+    let pid = lab.pids[0].take().unwrap();
+    lab.net.signal(pid, nix::sys::signal::Signal::SIGTERM);
+    lab.served_by("bravo", Duration::from_secs(20));
+    let moved = t0.elapsed();
+    println!(
+        "SIGTERM of alpha's pairbeatd: client served by bravo after {} ms",
+        moved.as_millis()
+    );
+    assert!(
+        lab.net
+            .wait_exit(pid, Duration::from_secs(20))
+            .is_some_and(|s| s.success()),
+        "{}",
+        lab.logs()
+    );
+    // Handed over, not failed over: bravo started because alpha reported the group
+    // stopped, before alpha's silence (it exited) was even noticed.
+    let bravo_log = std::fs::read_to_string(lab.net.path("bravo.2.log")).unwrap_or_default();
+    let lines: Vec<&str> = bravo_log.lines().collect();
+    let handover = lines
+        .iter()
+        .rposition(|l| l.contains("decision: run the group here: the peer is in standby, leaving or banned"));
+    let death = lines.iter().rposition(|l| l.contains("Node alpha is dead"));
+    assert!(handover.is_some() && handover < death, "{bravo_log}");
+}
+
+#[test]
+fn auto_failback_returns_the_group_to_the_preferred_node() {
+    let mut lab = lab(true);
+    lab.start(0);
+    lab.start(1);
+    lab.served_by("alpha", Duration::from_secs(20));
+    lab.crash(0);
+    lab.served_by("bravo", Duration::from_secs(20));
+    let t0 = Instant::now();
+    lab.start(0);
+    lab.served_by("alpha", Duration::from_secs(30));
+    println!(
+        "auto_failback: alpha restarted, client served by alpha again after {} ms (initdead 2 s)",
+        t0.elapsed().as_millis()
+    );
+}
