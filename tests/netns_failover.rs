@@ -24,8 +24,7 @@ fn lab(auto_failback: bool) -> Lab {
     let mut net = Net::lan(3);
     let vip = format!("10.200.{}.100", net.id);
     let root = common::ocf_root(net.dir.path()).display().to_string();
-    for h in 0..2 {
-        let node = NODES[h];
+    for (h, node) in NODES.iter().enumerate() {
         let dev = net.loop_ext4(16);
         let mnt = net.path(&format!("{node}-mnt")).display().to_string();
         std::fs::create_dir_all(&mnt).unwrap();
