@@ -222,7 +222,7 @@ fn status_json_shows_the_daemons_view() {
     let s = lab.status_json().unwrap();
     assert_eq!(
         s["group"]["resources"][0],
-        serde_json::json!({"id": "vip", "agent": "ocf:pbtest:scripted", "state": "started", "node": "alpha", "fail_count": 0, "last_failure": null})
+        serde_json::json!({"id": "vip", "agent": "ocf:pbtest:scripted", "state": "started", "node": "alpha", "fail_count": 0, "migration_threshold": null, "last_failure": null})
     );
     assert_eq!(s["group"]["blocked"], false);
     assert!(lab.path("vip.running").exists() && lab.path("www.running").exists());
@@ -234,7 +234,7 @@ fn status_json_shows_the_daemons_view() {
         "{text}"
     );
     // bravo never started: after initdead it is offline.
-    assert!(text.contains("  * Node bravo: OFFLINE"), "{text}");
+    assert!(text.contains("  * Online: [ alpha ]\n  * OFFLINE: [ bravo ]"), "{text}");
 
     // realtime = true by default: the daemon runs SCHED_RR (policy 2, /proc/PID/stat field 41).
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", lab.pid())).unwrap();
@@ -295,7 +295,8 @@ fn invalid_config_is_refused_with_the_same_report_as_config_check() {
 fn status_without_a_daemon_says_so_in_one_line() {
     let lab = Lab::new();
     let out = lab.pairbeat(&["status"]);
-    assert!(!out.status.success());
+    // A distinct code (69, EX_UNAVAILABLE) says "no daemon", as cl_status hbstatus does.
+    assert_eq!(out.status.code(), Some(69));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
@@ -425,7 +426,7 @@ fn a_failing_resource_shows_in_status_and_cleanup_recovers_it() {
     );
     let text = String::from_utf8_lossy(&lab.pairbeat(&["status"]).stdout).into_owned();
     assert!(
-        text.contains("Failed Resource Actions:\n  * www start on alpha: generic error (exit 1, soft) (fail count 1"),
+        text.contains("Failed Resource Actions:\n  * www start on alpha returned 'generic error (exit 1, soft)' at "),
         "{text}"
     );
     assert!(text.contains(": 'port 80 is taken'"), "{text}");

@@ -25,6 +25,21 @@ enum Command {
         /// Output format.
         #[arg(long = "output-as", value_enum, default_value_t = Format::Text)]
         output_as: Format,
+        /// Show node attributes: each node's heartbeat links and packet counts.
+        #[arg(short = 'A', long = "show-node-attributes")]
+        attributes: bool,
+        /// Show fail counts against migration thresholds.
+        #[arg(short = 'f', long = "failcounts")]
+        failcounts: bool,
+        /// Refresh until interrupted (every 2 s, or -i).
+        #[arg(short = 'w', long = "watch")]
+        watch: bool,
+        /// Refresh interval in seconds; implies --watch.
+        #[arg(short = 'i', long = "interval", value_name = "SECONDS")]
+        interval: Option<f64>,
+        /// Print once and exit (the default; for crm_mon habits).
+        #[arg(short = '1', long = "one-shot")]
+        one_shot: bool,
     },
     /// Forget a resource's failures (all resources' without RESOURCE), unblock the
     /// group, and probe again.
@@ -71,12 +86,44 @@ enum ConfigCommand {
 enum Format {
     Text,
     Json,
+    Xml,
 }
+
+/// Exit status when no daemon answers (sysexits' EX_UNAVAILABLE), distinct from
+/// errors in what was asked, so scripts can tell "pairbeat is down" apart.
+const EXIT_NO_DAEMON: u8 = 69;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Status { output_as } => status(&cli.socket, output_as),
+        Command::Status {
+            output_as,
+            attributes,
+            failcounts,
+            watch,
+            interval,
+            one_shot,
+        } => {
+            let opts = render::TextOptions { attributes, failcounts };
+            let every = match (watch || interval.is_some(), one_shot, interval) {
+                (_, true, _) | (false, _, _) => None,
+                (true, false, Some(i)) if i > 0.0 && i.is_finite() => Some(std::time::Duration::from_secs_f64(i)),
+                (true, false, Some(i)) => {
+                    eprintln!("pairbeat: -i {i}: the interval must be a positive number of seconds");
+                    return ExitCode::from(2);
+                }
+                (true, false, None) => Some(std::time::Duration::from_secs(2)),
+            };
+            match every {
+                None => status(&cli.socket, output_as, opts),
+                Some(d) => loop {
+                    // Clear the screen, print, wait: a poor man's crm_mon screen.
+                    print!("\x1b[H\x1b[2J");
+                    status(&cli.socket, output_as, opts);
+                    std::thread::sleep(d);
+                },
+            }
+        }
         Command::Cleanup { resource } => act(&cli.socket, Request::Cleanup { resource }),
         Command::Standby => act(&cli.socket, Request::Standby),
         Command::Takeover => act(&cli.socket, Request::Takeover),
@@ -118,7 +165,7 @@ fn act(socket: &std::path::Path, request: Request) -> ExitCode {
     }
 }
 
-fn status(socket: &std::path::Path, format: Format) -> ExitCode {
+fn status(socket: &std::path::Path, format: Format, opts: render::TextOptions) -> ExitCode {
     match client::request(socket, &Request::Status) {
         Ok(resp) => {
             let Some(status) = resp.status else {
@@ -127,9 +174,26 @@ fn status(socket: &std::path::Path, format: Format) -> ExitCode {
             };
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&status).expect("status serializes")),
-                Format::Text => print!("{}", render::text(&status)),
+                Format::Xml => match quick_xml::se::to_string_with_root("pairbeat-status", &status) {
+                    Ok(xml) => println!("<?xml version=\"1.0\"?>\n{xml}"),
+                    Err(e) => {
+                        eprintln!("pairbeat: cannot write the status as XML: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                },
+                Format::Text => {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0);
+                    print!("{}", render::text(&status, opts, now, render::Zone::Local));
+                }
             }
             ExitCode::SUCCESS
+        }
+        Err(e @ client::ClientError::Connect { .. }) => {
+            eprintln!("pairbeat: {e}");
+            ExitCode::from(EXIT_NO_DAEMON)
         }
         Err(e) => {
             eprintln!("pairbeat: {e}");

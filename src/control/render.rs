@@ -1,80 +1,157 @@
-//! Text view of a [`Status`], laid out like `crm_mon -1` so Pacemaker users read it at a glance.
+//! Text view of a [`Status`], laid out like Pacemaker's `crm_mon -1` (reference.md
+//! §5.1) so operators read it at a glance: section headers at column 0, items as
+//! `  * `, one blank line between sections, empty sections left out.
 
 use std::fmt::Write as _;
 
 use super::status::{LinkState, NodeState, ResourceState, Status};
 
-pub fn text(s: &Status) -> String {
+/// Which optional sections to show (crm_mon's `-A` and `-f`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TextOptions {
+    /// `Node Attributes:` — each node's mode and heartbeat links.
+    pub attributes: bool,
+    /// `Migration Summary:` — fail counts against migration thresholds.
+    pub failcounts: bool,
+}
+
+/// Time zone for dates: local, as crm_mon prints them; UTC for reproducible output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Zone {
+    Local,
+    Utc,
+}
+
+/// `ctime()`-style date without the newline: "Sat Nov 21 12:45:14 2026".
+pub fn ctime(secs: u64, zone: Zone) -> String {
+    let t = secs as libc::time_t;
+    // SAFETY: tm is plain data; the _r variants write only into it.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let ok = unsafe {
+        match zone {
+            Zone::Local => !libc::localtime_r(&t, &mut tm).is_null(),
+            Zone::Utc => !libc::gmtime_r(&t, &mut tm).is_null(),
+        }
+    };
+    if !ok {
+        return format!("@{secs}");
+    }
+    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{} {} {:>2} {:02}:{:02}:{:02} {}",
+        DAYS[tm.tm_wday.clamp(0, 6) as usize],
+        MONTHS[tm.tm_mon.clamp(0, 11) as usize],
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+        tm.tm_year + 1900
+    )
+}
+
+/// The status as text; `now` is the "Last updated" time.
+pub fn text(s: &Status, opts: TextOptions, now: u64, zone: Zone) -> String {
     let mut out = String::new();
-    let owner = s.group.owner.as_deref().unwrap_or("unknown");
-    let _ = writeln!(out, "Cluster Summary:");
-    let _ = writeln!(out, "  * Stack: {}", s.stack);
-    let _ = writeln!(out, "  * Cluster: {}", s.cluster);
-    let _ = writeln!(out, "  * Current owner of group {}: {owner}", s.group.id);
-    let _ = writeln!(out, "  * Local node: {} (pairbeatd pid {})", s.local_node, s.daemon.pid);
-    let _ = writeln!(out, "  * {} nodes configured", s.nodes.len());
-    let _ = writeln!(out, "  * {} resource instances configured", s.group.resources.len());
-    let _ = writeln!(out);
-    let _ = writeln!(out, "Node List:");
-    for n in &s.nodes {
+    let mut section = |title: &str, items: Vec<String>| {
+        if items.is_empty() {
+            return;
+        }
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        let _ = writeln!(out, "{title}:");
+        for i in items {
+            let _ = writeln!(out, "{i}");
+        }
+    };
+
+    let blocked = s
+        .group
+        .resources
+        .iter()
+        .filter(|r| r.state == ResourceState::Blocked)
+        .count();
+    let mut summary = vec![
+        format!("  * Stack: {}", s.stack),
+        format!("  * Cluster: {} (this node: {})", s.cluster, s.local_node),
+        match &s.group.owner {
+            Some(o) => format!("  * Current owner: {o} (group {})", s.group.id),
+            None => format!("  * Current owner: NONE (group {} runs nowhere)", s.group.id),
+        },
+        format!("  * Last updated: {}", ctime(now, zone)),
+    ];
+    if let Some(c) = &s.last_change {
+        summary.push(format!("  * Last change:  {} ({})", ctime(c.at, zone), c.what));
+    }
+    summary.push(format!("  * {} nodes configured", s.nodes.len()));
+    let mut count = format!("  * {} resource instances configured", s.group.resources.len());
+    if blocked > 0 {
+        let _ = write!(count, " ({blocked} BLOCKED from further action due to failure)");
+    }
+    summary.push(count);
+    section("Cluster Summary", summary);
+
+    // Nodes: special states alone first, then the collapsed Online/OFFLINE lists.
+    let mut nodes = Vec::new();
+    let name_of = |n: &super::status::NodeStatus| n.name.clone();
+    for n in s
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.state, NodeState::Standby | NodeState::Unknown))
+    {
         let state = match n.state {
-            NodeState::Unknown => "UNKNOWN",
-            NodeState::Online => "online",
-            NodeState::Offline => "OFFLINE",
+            NodeState::Standby if s.group.owner.as_deref() == Some(n.name.as_str()) => {
+                "standby (with active resources)"
+            }
             NodeState::Standby => "standby",
+            _ => "pending (not heard yet)",
         };
-        let _ = writeln!(out, "  * Node {}: {state}", n.name);
+        nodes.push(format!("  * Node {}: {state}", n.name));
     }
-    let _ = writeln!(out);
-    let _ = writeln!(out, "Links:");
-    for l in &s.links {
-        let state = match l.state {
-            LinkState::Unknown => "unknown",
-            LinkState::Up => "up",
-            LinkState::Late => "late",
-            LinkState::Dead => "DEAD",
-        };
-        let _ = writeln!(
-            out,
-            "  * {} ({} on {}, port {}) to {}: {state}",
-            l.name, l.kind, l.interface, l.port, l.peer
-        );
+    let online: Vec<String> = s
+        .nodes
+        .iter()
+        .filter(|n| n.state == NodeState::Online)
+        .map(name_of)
+        .collect();
+    let offline: Vec<String> = s
+        .nodes
+        .iter()
+        .filter(|n| n.state == NodeState::Offline)
+        .map(name_of)
+        .collect();
+    if !online.is_empty() {
+        nodes.push(format!("  * Online: [ {} ]", online.join(" ")));
     }
-    let p = &s.packets;
-    let _ = writeln!(
-        out,
-        "  * Packets from {}: {} accepted, {} duplicates, {} lost",
-        s.nodes
-            .iter()
-            .find(|n| !n.local)
-            .map(|n| n.name.as_str())
-            .unwrap_or("peer"),
-        p.accepted,
-        p.duplicates,
-        p.lost
-    );
-    let dropped: Vec<String> = [
-        ("forged", p.forged),
-        ("unknown key", p.unknown_key),
-        ("replayed", p.replayed),
-        ("malformed", p.malformed),
-        ("truncated", p.truncated),
-        ("oversized", p.oversized),
-        ("from unknown nodes", p.unknown_node),
-    ]
-    .iter()
-    .filter(|(_, n)| *n > 0)
-    .map(|(what, n)| format!("{n} {what}"))
-    .collect();
-    if !dropped.is_empty() {
-        let _ = writeln!(out, "  * Dropped: {}", dropped.join(", "));
+    if !offline.is_empty() {
+        nodes.push(format!("  * OFFLINE: [ {} ]", offline.join(" ")));
     }
-    let _ = writeln!(out);
-    let _ = writeln!(out, "Full List of Resources:");
+    // A link down while the peer is up is the warning that matters before a failover.
+    for l in s
+        .links
+        .iter()
+        .filter(|l| matches!(l.state, LinkState::Dead | LinkState::Late))
+    {
+        let state = if l.state == LinkState::Dead { "DEAD" } else { "late" };
+        nodes.push(format!(
+            "  * Link {} ({} on {}) to {}: {state}",
+            l.name, l.kind, l.interface, l.peer
+        ));
+    }
+    section("Node List", nodes);
+
+    let mut rscs = Vec::new();
     if s.group.resources.is_empty() {
-        let _ = writeln!(out, "  * No resources");
+        rscs.push("  * No resources".to_string());
     } else {
-        let _ = writeln!(out, "  * Resource Group: {}:", s.group.id);
+        let mut header = format!("  * Resource Group: {}:", s.group.id);
+        if s.group.blocked {
+            header.push_str(" (blocked)");
+        }
+        rscs.push(header);
         for r in &s.group.resources {
             let on = r.node.as_deref().unwrap_or("");
             let state = match r.state {
@@ -87,50 +164,106 @@ pub fn text(s: &Status) -> String {
                 ResourceState::Failed => format!("FAILED {on}"),
                 ResourceState::Blocked => format!("FAILED {on} (blocked)"),
             };
-            let _ = writeln!(out, "    * {}\t({}):\t {}", r.id, r.agent, state.trim_end());
+            rscs.push(format!("    * {}\t({}):\t {}", r.id, r.agent, state.trim_end()));
         }
     }
-    if s.group.blocked {
-        let _ = writeln!(out);
-        let _ = writeln!(
-            out,
-            "Group {} is BLOCKED: a stop failed. Nothing more is done with it until `pairbeat cleanup`, and it will not start on the peer unless this node is fenced.",
-            s.group.id
-        );
+    section("Full List of Resources", rscs);
+
+    if opts.attributes {
+        let mut attrs = Vec::new();
+        for n in &s.nodes {
+            attrs.push(format!("  * Node: {}:", n.name));
+            if n.local {
+                attrs.push(attr("pairbeat-pid", &s.daemon.pid.to_string()));
+            } else {
+                for l in &s.links {
+                    let state = match l.state {
+                        LinkState::Unknown => "unknown",
+                        LinkState::Up => "up",
+                        LinkState::Late => "late",
+                        LinkState::Dead => "dead",
+                    };
+                    attrs.push(attr(&format!("link-{}", l.name), state));
+                }
+                let p = &s.packets;
+                attrs.push(attr("packets-accepted", &p.accepted.to_string()));
+                let dropped =
+                    p.forged + p.unknown_key + p.replayed + p.malformed + p.truncated + p.oversized + p.unknown_node;
+                attrs.push(attr("packets-dropped", &dropped.to_string()));
+            }
+        }
+        section("Node Attributes", attrs);
     }
-    if let Some(why) = &s.group.banned {
-        let _ = writeln!(out);
-        let _ = writeln!(
-            out,
-            "Group {} may not run on {}: {why} (`pairbeat cleanup` clears this).",
-            s.group.id, s.local_node
-        );
+
+    if opts.failcounts {
+        let failed: Vec<_> = s.group.resources.iter().filter(|r| r.fail_count > 0).collect();
+        if !failed.is_empty() {
+            let mut items = vec![format!("  * Node: {}:", s.local_node)];
+            for r in failed {
+                let threshold = r.migration_threshold.map_or("none".to_string(), |t| t.to_string());
+                let mut line = format!(
+                    "    * {}: migration-threshold={threshold} fail-count={}",
+                    r.id, r.fail_count
+                );
+                if let Some(f) = &r.last_failure {
+                    let _ = write!(line, " last-failure='{}'", ctime(f.at, zone));
+                }
+                items.push(line);
+            }
+            section("Migration Summary", items);
+        }
     }
-    let failed: Vec<_> = s
+
+    let failures: Vec<String> = s
         .group
         .resources
         .iter()
-        .filter_map(|r| r.last_failure.as_ref().map(|f| (r, f)))
-        .collect();
-    if !failed.is_empty() {
-        let _ = writeln!(out);
-        let _ = writeln!(out, "Failed Resource Actions:");
-        for (r, f) in failed {
-            let when = humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(f.at));
-            let _ = write!(
-                out,
-                "  * {} {} on {}: {} (fail count {}, at {when})",
-                r.id, f.action, s.local_node, f.outcome, r.fail_count
+        .filter_map(|r| {
+            let f = r.last_failure.as_ref()?;
+            let mut line = format!(
+                "  * {} {} on {} returned '{}' at {}",
+                r.id,
+                f.action,
+                s.local_node,
+                f.outcome,
+                ctime(f.at, zone)
             );
-            match &f.reason {
-                Some(reason) => {
-                    let _ = writeln!(out, ": '{reason}'");
-                }
-                None => {
-                    let _ = writeln!(out);
-                }
+            if let Some(reason) = &f.reason {
+                let _ = write!(line, ": '{reason}'");
             }
-        }
+            Some(line)
+        })
+        .collect();
+    section("Failed Resource Actions", failures);
+
+    let mut notes = Vec::new();
+    if s.group.blocked {
+        notes.push(format!(
+            "  * Group {} is BLOCKED: a stop failed. Nothing more is done with it until `pairbeat cleanup`, and it will not start on the peer unless {} is fenced.",
+            s.group.id, s.local_node
+        ));
     }
+    if let Some(why) = &s.group.banned {
+        notes.push(format!(
+            "  * Group {} may not run on {}: {why} (`pairbeat cleanup` clears this).",
+            s.group.id, s.local_node
+        ));
+    }
+    section("Attention", notes);
     out
+}
+
+fn attr(name: &str, value: &str) -> String {
+    format!("    * {name:<32}\t: {value:<10}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ctime_matches_the_c_library_layout() {
+        assert_eq!(ctime(1_795_264_835, Zone::Utc), "Sat Nov 21 12:40:35 2026");
+        assert_eq!(ctime(0, Zone::Utc), "Thu Jan  1 00:00:00 1970");
+    }
 }

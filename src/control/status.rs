@@ -25,6 +25,18 @@ pub struct Status {
     pub group: GroupStatus,
     /// What arrived on the heartbeat links, and what was dropped and why.
     pub packets: PacketCounters,
+    /// The last time the group settled somewhere, and where.
+    #[serde(default)]
+    pub last_change: Option<Change>,
+}
+
+/// A change of where the group runs, for "Last change:".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    /// Seconds since the Unix epoch.
+    pub at: u64,
+    /// e.g. "group running on alpha"
+    pub what: String,
 }
 
 /// The packet counters are the membership core's own, serialized as they are.
@@ -104,6 +116,9 @@ pub struct ResourceStatus {
     /// Where it runs, when known.
     pub node: Option<String>,
     pub fail_count: u32,
+    /// Failures on one node after which the group leaves it (`None`: never for a count).
+    #[serde(default)]
+    pub migration_threshold: Option<u32>,
     /// The most recent failed operation, until `pairbeat cleanup`.
     pub last_failure: Option<FailureStatus>,
 }
@@ -184,6 +199,7 @@ impl Status {
                         state: ResourceState::Unknown,
                         node: None,
                         fail_count: 0,
+                        migration_threshold: r.migration_threshold,
                         last_failure: None,
                     })
                     .collect(),
@@ -191,6 +207,7 @@ impl Status {
                 banned: None,
             },
             packets: PacketCounters::default(),
+            last_change: None,
         }
     }
 }

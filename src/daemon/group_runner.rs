@@ -25,6 +25,8 @@ pub struct GroupRunner {
     done: mpsc::Sender<Finished>,
     /// Monotonic instant ↔ wall time, for failure timestamps in status.
     epoch: (Instant, SystemTime),
+    /// The last time the group settled, for "Last change:".
+    last_change: Option<crate::control::status::Change>,
 }
 
 impl GroupRunner {
@@ -39,6 +41,7 @@ impl GroupRunner {
             local: config.local_name().to_string(),
             done,
             epoch: (Instant::now(), SystemTime::now()),
+            last_change: None,
         }
     }
 
@@ -73,7 +76,19 @@ impl GroupRunner {
                         let _ = done.send((req.id, result)).await;
                     });
                 }
-                Output::Event(e) => self.log(&e),
+                Output::Event(e) => {
+                    if let Event::Settled { target } = &e {
+                        let what = match target {
+                            Target::Active => format!("group running on {}", self.local),
+                            Target::Passive | Target::Stopped => format!("group stopped on {}", self.local),
+                        };
+                        self.last_change = Some(crate::control::status::Change {
+                            at: self.wall(Instant::now()),
+                            what,
+                        });
+                    }
+                    self.log(&e);
+                }
             }
         }
     }
@@ -139,6 +154,9 @@ impl GroupRunner {
         }
         s.status.group.owner = (all_up && self.engine.target() == Some(Target::Active)).then(|| self.local.clone());
         s.status.group.blocked = self.engine.is_blocked();
+        if self.last_change.is_some() {
+            s.status.last_change = self.last_change.clone();
+        }
         s.status.group.banned = self.engine.banned().map(str::to_string);
     }
 
