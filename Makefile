@@ -3,12 +3,15 @@
 #   make            build release binaries
 #   make test       install missing test prerequisites, then run every test
 #   make install    binaries to /usr/sbin, agents to /usr/lib/ocf/resource.d/pairbeat,
-#                   sample config to /etc/pairbeat (DESTDIR and PREFIX respected)
+#                   sample config to /etc/pairbeat, systemd unit, SysV init script
+#                   (DESTDIR and PREFIX respected)
 
 PREFIX   ?= /usr
 SBINDIR  ?= $(PREFIX)/sbin
 OCFDIR   ?= $(PREFIX)/lib/ocf/resource.d/pairbeat
 CONFDIR  ?= /etc/pairbeat
+UNITDIR  ?= /lib/systemd/system
+INITDIR  ?= /etc/init.d
 CARGO    ?= cargo
 
 .PHONY: all build test setup install uninstall clean
@@ -37,9 +40,12 @@ install: build
 	# Never overwrite a configuration an operator already has.
 	[ -e $(DESTDIR)$(CONFDIR)/pairbeat.toml ] || install -m 0600 etc/pairbeat.toml $(DESTDIR)$(CONFDIR)/pairbeat.toml
 	[ -e $(DESTDIR)$(CONFDIR)/authkeys ] || install -m 0600 etc/authkeys $(DESTDIR)$(CONFDIR)/authkeys
+	install -D -m 0644 etc/pairbeatd.service $(DESTDIR)$(UNITDIR)/pairbeatd.service
+	install -D -m 0755 etc/init.d/pairbeat $(DESTDIR)$(INITDIR)/pairbeat
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/pairbeatd $(DESTDIR)$(SBINDIR)/pairbeat $(DESTDIR)$(CONFDIR)/pairbeat.toml.sample
+	rm -f $(DESTDIR)$(UNITDIR)/pairbeatd.service $(DESTDIR)$(INITDIR)/pairbeat
 	for a in agents/*; do rm -f $(DESTDIR)$(OCFDIR)/$$(basename "$$a"); done
 
 clean:

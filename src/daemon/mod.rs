@@ -12,6 +12,7 @@ mod group_runner;
 mod realtime;
 mod role;
 mod state_files;
+mod systemd;
 mod transport;
 
 use std::path::PathBuf;
@@ -144,6 +145,11 @@ pub async fn run(opts: Options, config: Config) -> Result<(), String> {
     // Probe every resource first: the policy decides on what really runs here.
     let outs = group.engine.start_probing();
     group.handle(outs);
+    // Config loaded, every socket bound: systemd may consider us started.
+    let notify = systemd::Notifier::from_env();
+    notify.send("READY=1\nSTATUS=probing resources");
+    let mut watchdog = notify.watchdog.map(|every| tokio::time::interval(every));
+    let mut last_status = String::new();
 
     let mut term = signal(SignalKind::terminate()).map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("cannot watch SIGINT: {e}"))?;
@@ -161,6 +167,11 @@ pub async fn run(opts: Options, config: Config) -> Result<(), String> {
             group.handle(outs);
         }
         publish_role(&role, &core, &group, &shared);
+        let summary = status_line(&shared);
+        if summary != last_status {
+            notify.send(&format!("STATUS={summary}"));
+            last_status = summary;
+        }
         if stopping && (group.engine.all_stopped() || group.engine.is_blocked()) {
             if group.engine.is_blocked() {
                 log::error!("exiting with the group BLOCKED: a stop failed; see `pairbeat status` after restart");
@@ -193,7 +204,13 @@ pub async fn run(opts: Options, config: Config) -> Result<(), String> {
                 let _ = cmd.reply.send(resp);
                 Vec::new()
             }
+            _ = async { watchdog.as_mut().unwrap().tick().await }, if watchdog.is_some() => {
+                // From the main loop itself: if it wedges, keepalives stop and so does this.
+                notify.send("WATCHDOG=1");
+                Vec::new()
+            }
             _ = term.recv() => {
+                notify.send("STOPPING=1\nSTATUS=handing the group over and stopping");
                 if stopping {
                     log::warn!("second SIGTERM: exiting without waiting for the group to stop");
                     break;
@@ -208,9 +225,11 @@ pub async fn run(opts: Options, config: Config) -> Result<(), String> {
                 break;
             }
             _ = hup.recv() => {
+                notify.send("RELOADING=1");
                 if let Some(auth) = reload(&opts, &shared) {
                     core.set_auth(auth);
                 }
+                notify.send("READY=1");
                 Vec::new()
             }
         };
@@ -376,6 +395,24 @@ fn carry_out(
             });
         }
     }
+}
+
+/// One line for systemd's STATUS= (shown by `systemctl status`).
+fn status_line(shared: &Arc<Mutex<Shared>>) -> String {
+    let Ok(s) = shared.lock() else { return String::new() };
+    let peer = &s.status.nodes[1 - s.config.local];
+    let peer_state = match peer.state {
+        NodeState::Online => "online",
+        NodeState::Offline => "OFFLINE",
+        NodeState::Standby => "standby",
+        NodeState::Unknown => "not heard yet",
+    };
+    let group = match (&s.status.group.owner, s.status.group.blocked) {
+        (_, true) => "group BLOCKED".to_string(),
+        (Some(o), _) => format!("group on {o}"),
+        (None, _) => "group stopped".to_string(),
+    };
+    format!("{group}; peer {} {peer_state}", peer.name)
 }
 
 /// Node states from this node's mode and the peer's advert.
