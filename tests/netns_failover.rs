@@ -241,6 +241,20 @@ fn failover_standby_sigterm_and_no_failback() {
         .rposition(|l| l.contains("decision: run the group here: the peer is in standby, leaving or banned"));
     let death = lines.iter().rposition(|l| l.contains("Node alpha is dead"));
     assert!(handover.is_some() && handover < death, "{bravo_log}");
+
+    // alpha returns (the group stays on bravo), then takes it back on request.
+    lab.start(0);
+    assert!(wait_for(Duration::from_secs(5), || status(&lab.sock(0))
+        .is_some_and(|s| s["nodes"][1]["state"] == "online"))
+    .is_some());
+    let t0 = Instant::now();
+    let said = lab.pairbeat(0, "takeover");
+    assert!(said.contains("asked the peer"), "{said}");
+    lab.served_by("alpha", Duration::from_secs(20));
+    println!(
+        "pairbeat takeover on alpha: client served by alpha after {} ms",
+        t0.elapsed().as_millis()
+    );
 }
 
 #[test]
