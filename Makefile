@@ -2,6 +2,8 @@
 #
 #   make            build release binaries
 #   make test       install missing test prerequisites, then run every test
+#   make demo       a two-node lab on this machine: start, crash the active node, fail over
+#   make bench      the failover benchmark (BENCHMARKS.md)
 #   make install    binaries to /usr/sbin, agents to /usr/lib/ocf/resource.d/pairbeat,
 #                   sample config to /etc/pairbeat, systemd unit, SysV init script
 #                   (DESTDIR and PREFIX respected)
@@ -14,7 +16,7 @@ UNITDIR  ?= /lib/systemd/system
 INITDIR  ?= /etc/init.d
 CARGO    ?= cargo
 
-.PHONY: all build test setup install uninstall clean
+.PHONY: all build test setup install uninstall clean demo lab-down bench
 
 all: build
 
@@ -26,6 +28,17 @@ setup:
 
 test: setup
 	$(CARGO) test --locked --all-targets
+
+# The README's first command: pairbeat failing over in a two-node lab on this machine.
+demo: setup build
+	./scripts/demo
+
+lab-down:
+	./scripts/lab down
+
+# Failover, switchover, idle cost and false-failover figures (long: see BENCHMARKS.md).
+bench: setup build
+	./scripts/bench
 
 install: build
 	install -D -m 0755 target/release/pairbeatd $(DESTDIR)$(SBINDIR)/pairbeatd

@@ -437,7 +437,19 @@ fn publish_role(role: &role::Role, core: &Membership, group: &group_runner::Grou
             .peer_advert()
             .is_some_and(|a| a.holding == crate::policy::Holding::Running && a.settled)
     {
-        s.status.group.owner = Some(s.config.peer_name().to_string());
+        let peer = s.config.peer_name().to_string();
+        s.status.group.owner = Some(peer.clone());
+        // A settled peer that runs the group runs all of it: say so, as it would.
+        for r in s
+            .status
+            .group
+            .resources
+            .iter_mut()
+            .filter(|r| r.state == crate::control::status::ResourceState::Stopped)
+        {
+            r.state = crate::control::status::ResourceState::Started;
+            r.node = Some(peer.clone());
+        }
     }
 }
 
