@@ -4,6 +4,8 @@
 //! Regenerate the golden files after an intended change with
 //! `UPDATE_GOLDEN=1 cargo test --test config_import`, and read the diff.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -50,16 +52,7 @@ fn import(seed: &str, node: &str) -> (tempfile::TempDir, String, String, bool) {
 }
 
 fn golden(name: &str, actual: &str) {
-    let path = fixtures().join(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, actual).unwrap();
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert!(
-        expected == actual,
-        "{} differs from the output:\n--- expected\n{expected}\n--- actual\n{actual}",
-        path.display()
-    );
+    common::golden(&fixtures().join(name), actual);
 }
 
 /// Replaces each `<PLACEHOLDER>=value` line of the seed's .fill file in the imported TOML.

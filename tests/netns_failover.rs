@@ -43,27 +43,8 @@ ocf_root = "{root}"
 preferred_node = "alpha"
 auto_failback = {auto_failback}
 
-[group]
-id = "web"
-
-[[group.resource]]
-id = "fs"
-agent = "ocf:heartbeat:Filesystem"
-params = {{ device = "{dev}", directory = "{mnt}", fstype = "ext4" }}
-op = [{{ name = "monitor", interval = "2s", timeout = "20s" }}]
-
-[[group.resource]]
-id = "vip"
-agent = "ocf:heartbeat:IPaddr2"
-params = {{ ip = "{vip}", cidr_netmask = 24, nic = "pb0" }}
-op = [{{ name = "monitor", interval = "1s", timeout = "10s" }}]
-
-[[group.resource]]
-id = "http"
-agent = "ocf:pbtest:httpd"
-params = {{ ip = "{vip}", dir = "{mnt}", pidfile = "{pidfile}" }}
-op = [{{ name = "monitor", interval = "1s", timeout = "10s" }}]
-"#
+{group}"#,
+            group = common::web_group(&dev, &mnt, &vip, &pidfile)
         );
         pairbeat_config(&net, h, TIMING, &extra);
     }

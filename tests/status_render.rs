@@ -2,6 +2,8 @@
 //! in tests/fixtures/status. Regenerate after an intended change with
 //! `UPDATE_GOLDEN=1 cargo test --test status_render`, and read the diff.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use pairbeat::control::render::{self, TextOptions, Zone};
@@ -20,16 +22,7 @@ fn load(name: &str) -> Status {
 }
 
 fn golden(name: &str, actual: &str) {
-    let path = fixtures().join(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, actual).unwrap();
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert!(
-        expected == actual,
-        "{} differs:\n--- expected\n{expected}\n--- actual\n{actual}",
-        path.display()
-    );
+    common::golden(&fixtures().join(name), actual);
 }
 
 #[test]

@@ -360,3 +360,45 @@ pub fn ocf_root(dir: &Path) -> PathBuf {
     );
     root
 }
+
+/// The group the real-agent tests run: ext4 on `dev` mounted at `mnt`
+/// (ocf:heartbeat:Filesystem) → `vip` on pb0 (ocf:heartbeat:IPaddr2) → an HTTP server
+/// on the VIP serving `mnt` (ocf:pbtest:httpd), each monitored.
+pub fn web_group(dev: &str, mnt: &str, vip: &str, pidfile: &str) -> String {
+    format!(
+        r#"[group]
+id = "web"
+
+[[group.resource]]
+id = "fs"
+agent = "ocf:heartbeat:Filesystem"
+params = {{ device = "{dev}", directory = "{mnt}", fstype = "ext4" }}
+op = [{{ name = "monitor", interval = "2s", timeout = "20s" }}]
+
+[[group.resource]]
+id = "vip"
+agent = "ocf:heartbeat:IPaddr2"
+params = {{ ip = "{vip}", cidr_netmask = 24, nic = "pb0" }}
+op = [{{ name = "monitor", interval = "1s", timeout = "10s" }}]
+
+[[group.resource]]
+id = "http"
+agent = "ocf:pbtest:httpd"
+params = {{ ip = "{vip}", dir = "{mnt}", pidfile = "{pidfile}" }}
+op = [{{ name = "monitor", interval = "1s", timeout = "10s" }}]
+"#
+    )
+}
+
+/// Compares `actual` with the golden file at `path`; `UPDATE_GOLDEN=1` rewrites it.
+pub fn golden(path: &Path, actual: &str) {
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(path, actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(
+        expected == actual,
+        "{} differs from the output:\n--- expected\n{expected}\n--- actual\n{actual}",
+        path.display()
+    );
+}
