@@ -337,7 +337,11 @@ fn reload_keeps_the_running_config_when_the_new_one_is_bad() {
         "bad reload must change nothing"
     );
 
-    lab.write_config(&CONFIG.replace("name = \"lab\"", "name = \"lab2\""));
+    lab.write_config(
+        &CONFIG
+            .replace("name = \"lab\"", "name = \"lab2\"")
+            .replace("id = \"web\"", "id = \"web2\""),
+    );
     lab.signal(nix::sys::signal::Signal::SIGHUP);
     let deadline = Instant::now() + Duration::from_secs(5);
     while lab.status_json().unwrap()["cluster"] != "lab2" {
@@ -355,6 +359,11 @@ fn reload_keeps_the_running_config_when_the_new_one_is_bad() {
         "{log}"
     );
     assert!(log.contains("configuration reloaded"), "{log}");
+    // The group changed too: not applied while running, and the log says so.
+    assert!(
+        log.contains("the group, failover and daemon settings changed: they take effect at the next restart"),
+        "{log}"
+    );
     assert!(!lab.socket().exists(), "a clean stop removes the socket");
     assert!(log.contains("SIGTERM: handing the group over"), "{log}");
     assert!(

@@ -348,8 +348,19 @@ fn parse_ha_cf(file: &SourceFile, notes: &mut Diagnostics) -> HaCf {
         }
     }
     // One log target: a file wins over syslog only when no facility was asked for.
-    cf.log = match (facility, logfile) {
-        (Some((f, _)), Some((path, line))) if f != "none" => {
+    // One log target: syslog when a facility was asked for, else the log file.
+    let syslog = facility.filter(|(f, _)| f != "none");
+    if let Some((f, line)) = &syslog {
+        if f != "daemon" {
+            notes.warning(
+                Location::at(file, file.line_span(*line)),
+                format!("pairbeat logs to syslog with facility daemon, not {f}"),
+                None,
+            );
+        }
+    }
+    cf.log = match (syslog, logfile) {
+        (Some((f, _)), Some((path, line))) => {
             notes.warning(
                 Location::at(file, file.line_span(line)),
                 format!(
@@ -359,8 +370,8 @@ fn parse_ha_cf(file: &SourceFile, notes: &mut Diagnostics) -> HaCf {
             );
             Some("syslog".into())
         }
-        (Some((f, _)), None) if f != "none" => Some("syslog".into()),
-        (_, Some((path, line))) => {
+        (Some(_), None) => Some("syslog".into()),
+        (None, Some((path, line))) => {
             if !path.starts_with('/') || path.contains('$') {
                 notes.warning(
                     Location::at(file, file.line_span(line)),
@@ -372,27 +383,9 @@ fn parse_ha_cf(file: &SourceFile, notes: &mut Diagnostics) -> HaCf {
                 Some(path)
             }
         }
-        _ => None,
+        (None, None) => None,
     };
-    if let Some((f, line)) = &cf.log.as_ref().and(facility_line(file)) {
-        if f != "daemon" {
-            notes.warning(
-                Location::at(file, file.line_span(*line)),
-                format!("pairbeat logs to syslog with facility daemon, not {f}"),
-                None,
-            );
-        }
-    }
     cf
-}
-
-/// The facility named by `logfacility`, if any, for the facility warning.
-fn facility_line(file: &SourceFile) -> Option<(String, usize)> {
-    (1..=file.text.lines().count()).find_map(|n| {
-        let content = file.line_text(n).split('#').next().unwrap_or("").trim().to_string();
-        let mut w = content.split_whitespace();
-        (w.next() == Some("logfacility")).then(|| (w.next().unwrap_or("").to_string(), n))
-    })
 }
 
 /// Heartbeat's `cl_get_msec`: a bare number is seconds; `ms` and `us` are accepted.
@@ -685,10 +678,7 @@ impl Emitter {
         match &cf.auto_failback {
             Some((v, _)) if v == "off" => self.line("auto_failback = false"),
             Some((v, _)) if v == "on" => self.line("auto_failback = true"),
-            Some((_, line)) => {
-                self.line("auto_failback = true  # from `legacy`: the group returns to its owner");
-                let _ = line;
-            }
+            Some(_) => self.line("auto_failback = true  # from `legacy`: the group returns to its owner"),
             None => self.line("auto_failback = true  # Heartbeat's default (legacy) returns the group to its owner"),
         }
 
@@ -1004,6 +994,22 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("ha.cf:4:1: error: keepalive 2min"), "{t}");
+    }
+
+    #[test]
+    fn logfacility_none_leaves_the_log_file_and_no_facility_warning() {
+        let f = SourceFile::new("ha.cf", "logfacility none\nlogfile /var/log/ha-log\n");
+        let mut d = Diagnostics::default();
+        assert_eq!(parse_ha_cf(&f, &mut d).log.as_deref(), Some("/var/log/ha-log"));
+        assert!(d.items.is_empty(), "{d}");
+        let f = SourceFile::new("ha.cf", "logfacility local0\n");
+        let mut d = Diagnostics::default();
+        assert_eq!(parse_ha_cf(&f, &mut d).log.as_deref(), Some("syslog"));
+        assert!(
+            d.to_string()
+                .contains("ha.cf:1:1: warning: pairbeat logs to syslog with facility daemon, not local0"),
+            "{d}"
+        );
     }
 
     #[test]

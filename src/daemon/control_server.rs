@@ -3,7 +3,7 @@
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::unistd::{Gid, Uid};
@@ -11,7 +11,6 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 
-use super::Shared;
 use crate::config::DaemonSettings;
 use crate::control::{parse_request, Request, Response, MAX_REQUEST_BYTES};
 
@@ -86,14 +85,14 @@ pub fn bind(settings: &DaemonSettings) -> Result<Listener, BindError> {
     })
 }
 
-/// A request that changes something: carried to the main loop, which alone owns the
-/// engines, and answered from there.
+/// A request, carried to the main loop (which alone owns the engines and the status)
+/// and answered from there.
 pub struct Command {
     pub request: Request,
     pub reply: tokio::sync::oneshot::Sender<Response>,
 }
 
-pub async fn serve(listener: Listener, shared: Arc<Mutex<Shared>>, commands: tokio::sync::mpsc::Sender<Command>) {
+pub async fn serve(listener: Listener, commands: tokio::sync::mpsc::Sender<Command>) {
     let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
     loop {
         let (stream, _) = match listener.inner.accept().await {
@@ -107,24 +106,18 @@ pub async fn serve(listener: Listener, shared: Arc<Mutex<Shared>>, commands: tok
         let Ok(permit) = slots.clone().acquire_owned().await else {
             return;
         };
-        let shared = shared.clone();
         let allowed = listener.allowed;
         let commands = commands.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            if let Err(e) = client(stream, allowed, shared, commands).await {
+            if let Err(e) = client(stream, allowed, commands).await {
                 log::debug!("control client: {e}");
             }
         });
     }
 }
 
-async fn client(
-    stream: UnixStream,
-    allowed: Allowed,
-    shared: Arc<Mutex<Shared>>,
-    commands: tokio::sync::mpsc::Sender<Command>,
-) -> io::Result<()> {
+async fn client(stream: UnixStream, allowed: Allowed, commands: tokio::sync::mpsc::Sender<Command>) -> io::Result<()> {
     let cred = stream.peer_cred()?;
     let (read, mut write) = stream.into_split();
     if let Err(why) = authorize(Uid::from_raw(cred.uid()), Gid::from_raw(cred.gid()), allowed) {
@@ -157,12 +150,7 @@ async fn client(
             .map_err(|_| "request is not UTF-8".to_string())
             .and_then(parse_request)
         {
-            Ok(Request::Status) => Response::status(
-                shared
-                    .lock()
-                    .map(|s| s.snapshot())
-                    .map_err(|_| io::Error::other("state poisoned"))?,
-            ),
+            // Every request, status included, is answered by the main loop: one place.
             Ok(request) => {
                 let (reply, answer) = tokio::sync::oneshot::channel();
                 match commands.send(Command { request, reply }).await {

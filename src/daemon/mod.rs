@@ -131,7 +131,7 @@ pub async fn run(opts: Options, config: Config) -> Result<(), String> {
         started: now,
     }));
     let (cmd_tx, mut cmd_rx) = mpsc::channel::<control_server::Command>(16);
-    let server = tokio::spawn(control_server::serve(listener, shared.clone(), cmd_tx));
+    let server = tokio::spawn(control_server::serve(listener, cmd_tx));
     group.publish(&shared);
 
     // One receive task per link feeds the loop; the loop is the only writer.
@@ -251,7 +251,7 @@ pub async fn run(opts: Options, config: Config) -> Result<(), String> {
     Ok(())
 }
 
-/// Answers a control request that changes something.
+/// Answers a control request (status, and the commands that change something).
 fn command(
     request: Request,
     group: &mut group_runner::GroupRunner,
@@ -515,8 +515,9 @@ impl DropLog {
     }
 }
 
-/// SIGHUP: read the configuration again; a bad one changes nothing. Returns new keys
-/// for the core. Links, nodes and timing take effect at the next restart.
+/// SIGHUP: read the configuration again; a bad one changes nothing. The keys and the
+/// cluster name are applied at once (the keys are returned for the core); any other
+/// change takes effect at the next restart, and the log says so.
 fn reload(opts: &Options, shared: &Arc<Mutex<Shared>>) -> Option<crate::config::Auth> {
     log::info!("SIGHUP: reloading {}", opts.config_path.display());
     match config::load(&opts.config_path, opts.node.as_deref()) {
@@ -525,18 +526,21 @@ fn reload(opts: &Options, shared: &Arc<Mutex<Shared>>) -> Option<crate::config::
                 log::warn!("{}", w.to_string().lines().next().unwrap_or(""));
             }
             let mut s = shared.lock().ok()?;
-            let old = &s.config;
-            if new.daemon.socket != old.daemon.socket
-                || new.links != old.links
-                || new.nodes != old.nodes
-                || new.timing != old.timing
-            {
-                log::warn!("links, nodes, timing and the control socket take effect at the next restart");
+            let applied = Config {
+                auth: new.auth.clone(),
+                cluster_name: new.cluster_name.clone(),
+                ..s.config.clone()
+            };
+            if applied != new {
+                log::warn!(
+                    "links, nodes, timing, the group, failover and daemon settings changed: they take effect at the next restart"
+                );
             }
             let auth = new.auth.clone();
             s.status.cluster = new.cluster_name.clone();
-            s.config = new;
-            log::info!("configuration reloaded");
+            // What runs: the new keys and name, everything else as before.
+            s.config = applied;
+            log::info!("configuration reloaded (keys and cluster name applied)");
             Some(auth)
         }
         Err(diags) => {

@@ -175,10 +175,6 @@ impl Membership {
         self.counters
     }
 
-    pub fn peer_generation(&self) -> Option<u64> {
-        self.tracker.generation()
-    }
-
     /// What the peer last advertised, if it is a pairbeat node.
     pub fn peer_advert(&self) -> Option<Advert> {
         self.peer_advert

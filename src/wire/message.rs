@@ -223,12 +223,10 @@ pub(super) fn take_netstring(data: &[u8]) -> Result<(&[u8], &[u8]), WireError> {
 
 /// `(<type>)name=value` as raw bytes.
 fn parse_field(item: &[u8]) -> Result<Field, WireError> {
-    let mut field = parse_field_text(item)?;
     if !item.starts_with(b"(") {
         return Err(WireError::Malformed("netstring field without (type)"));
     }
-    field.value.shrink_to_fit();
-    Ok(field)
+    parse_field_text(item)
 }
 
 /// `[(<type>)]name=value`; the type defaults to string (classic form).
