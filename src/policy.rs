@@ -46,6 +46,53 @@ pub enum Mode {
     Banned,
 }
 
+/// What ends a split brain once the nodes hear each other again and both run the group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SplitBrainPolicy {
+    /// The preferred node keeps the group; the other stops it.
+    KeepPreferred,
+    /// The node that has run the group longer keeps it (near-ties: the preferred node).
+    KeepRunningLongest,
+    /// The node that became the owner last keeps it (higher ownership epoch): its
+    /// clients were the last to write. Equal epochs: the preferred node.
+    KeepLastWriter,
+    /// Both stop and wait for `pairbeat resolve --keep NODE`.
+    StopBoth,
+}
+
+impl SplitBrainPolicy {
+    pub const ALL: [SplitBrainPolicy; 4] = [
+        SplitBrainPolicy::KeepPreferred,
+        SplitBrainPolicy::KeepRunningLongest,
+        SplitBrainPolicy::KeepLastWriter,
+        SplitBrainPolicy::StopBoth,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SplitBrainPolicy::KeepPreferred => "keep-preferred",
+            SplitBrainPolicy::KeepRunningLongest => "keep-running-longest",
+            SplitBrainPolicy::KeepLastWriter => "keep-last-writer",
+            SplitBrainPolicy::StopBoth => "stop-both",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.name() == s)
+    }
+}
+
+/// A node's verdict on a split brain, advertised so both act on one decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// This node keeps the group (advertised once it re-asserted its resources).
+    Keep,
+    /// This node stops the group once the peer says `Keep`.
+    Yield,
+    /// stop-both: this node stops and waits for the operator.
+    Stop,
+}
+
 /// What each node tells the other in its keepalives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Advert {
@@ -55,37 +102,77 @@ pub struct Advert {
     pub takeover: bool,
     /// The group is settled where the node wants it (no operation pending).
     pub settled: bool,
+    /// Tie-break targets this node reaches; `None` without a `[tiebreak]`.
+    pub reach: Option<u32>,
+    /// Ownership epoch: raised past both nodes' epochs each time a node starts the
+    /// group, persisted, so the last owner is known after a partition.
+    pub epoch: u64,
+    /// The verdict while both run the group.
+    pub heal: Option<Verdict>,
+    /// A stop-both split brain waits for the operator here.
+    pub awaiting_operator: bool,
+    /// `pairbeat resolve --keep` ran here: `Some(true)` the sender keeps the group,
+    /// `Some(false)` the receiver does. Repeated until the peer stops waiting.
+    pub resolve_sender_keeps: Option<bool>,
 }
 
 impl Advert {
-    /// Encoded as pairbeat-only fields of the status packet: `pb_hold`, `pb_mode`,
-    /// `pb_want`, `pb_settled` (a Heartbeat peer ignores fields it does not know).
-    pub fn fields(&self) -> [(&'static str, &'static str); 4] {
-        [
-            (
-                "pb_hold",
-                match self.holding {
-                    Holding::Stopped => "stopped",
-                    Holding::Leftovers => "leftovers",
-                    Holding::Running => "running",
-                    Holding::Blocked => "blocked",
-                },
-            ),
-            (
-                "pb_mode",
-                match self.mode {
-                    Mode::Online => "online",
-                    Mode::Standby => "standby",
-                    Mode::Leaving => "leaving",
-                    Mode::Banned => "banned",
-                },
-            ),
-            ("pb_want", if self.takeover { "takeover" } else { "" }),
-            ("pb_settled", if self.settled { "1" } else { "0" }),
+    /// A plain advert (no tie-break, epoch 0, no split brain), for tests and start-up.
+    pub fn new(holding: Holding, mode: Mode) -> Self {
+        Advert {
+            holding,
+            mode,
+            takeover: false,
+            settled: true,
+            reach: None,
+            epoch: 0,
+            heal: None,
+            awaiting_operator: false,
+            resolve_sender_keeps: None,
+        }
+    }
+
+    /// Encoded as pairbeat-only fields of the status packet, `pb_*` (a Heartbeat
+    /// peer ignores fields it does not know).
+    pub fn fields(&self) -> Vec<(&'static str, String)> {
+        let hold = match self.holding {
+            Holding::Stopped => "stopped",
+            Holding::Leftovers => "leftovers",
+            Holding::Running => "running",
+            Holding::Blocked => "blocked",
+        };
+        let mode = match self.mode {
+            Mode::Online => "online",
+            Mode::Standby => "standby",
+            Mode::Leaving => "leaving",
+            Mode::Banned => "banned",
+        };
+        let heal = match self.heal {
+            None => "",
+            Some(Verdict::Keep) => "keep",
+            Some(Verdict::Yield) => "yield",
+            Some(Verdict::Stop) => "stop",
+        };
+        let resolve = match self.resolve_sender_keeps {
+            None => "",
+            Some(true) => "sender",
+            Some(false) => "receiver",
+        };
+        vec![
+            ("pb_hold", hold.to_string()),
+            ("pb_mode", mode.to_string()),
+            ("pb_want", if self.takeover { "takeover" } else { "" }.to_string()),
+            ("pb_settled", if self.settled { "1" } else { "0" }.to_string()),
+            ("pb_reach", self.reach.map(|r| r.to_string()).unwrap_or_default()),
+            ("pb_epoch", self.epoch.to_string()),
+            ("pb_heal", heal.to_string()),
+            ("pb_sbhold", if self.awaiting_operator { "1" } else { "0" }.to_string()),
+            ("pb_resolve", resolve.to_string()),
         ]
     }
 
     /// Decodes the fields; `None` when the sender is not a pairbeat node (Heartbeat).
+    /// Fields added after the first release are optional, read as their default.
     pub fn parse(get: impl Fn(&str) -> Option<String>) -> Option<Advert> {
         let holding = match get("pb_hold")?.as_str() {
             "stopped" => Holding::Stopped,
@@ -106,8 +193,46 @@ impl Advert {
             mode,
             takeover: get("pb_want").as_deref() == Some("takeover"),
             settled: get("pb_settled").as_deref() == Some("1"),
+            reach: get("pb_reach").and_then(|r| r.parse().ok()),
+            epoch: get("pb_epoch").and_then(|e| e.parse().ok()).unwrap_or(0),
+            heal: match get("pb_heal").as_deref() {
+                Some("keep") => Some(Verdict::Keep),
+                Some("yield") => Some(Verdict::Yield),
+                Some("stop") => Some(Verdict::Stop),
+                _ => None,
+            },
+            awaiting_operator: get("pb_sbhold").as_deref() == Some("1"),
+            resolve_sender_keeps: match get("pb_resolve").as_deref() {
+                Some("sender") => Some(true),
+                Some("receiver") => Some(false),
+                _ => None,
+            },
         })
     }
+}
+
+/// Where fencing the peer stands (reset when the peer is heard from again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FenceState {
+    #[default]
+    NotFenced,
+    InProgress,
+    /// The device confirmed the peer is off.
+    Fenced,
+    /// The last attempt failed; another follows after the retry interval.
+    Failed,
+}
+
+/// What this node knows of the peer besides its liveness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PeerView {
+    /// Its last advert, if it sent one (a Heartbeat peer does not).
+    pub advert: Option<Advert>,
+    /// How long it has run the group, as it last said, aged to now.
+    pub ran_ms: Option<u64>,
+    /// Silent for warntime on every link (not dead yet).
+    pub late: bool,
+    pub fence: FenceState,
 }
 
 /// The peer as membership and its adverts show it.
@@ -115,10 +240,9 @@ impl Advert {
 pub enum Peer {
     /// Not heard yet, within initdead.
     Unknown,
-    /// Alive; its last advert, if it sent one (a Heartbeat peer does not).
-    Alive(Option<Advert>),
-    /// Silent on every link; what it last advertised.
-    Dead(Option<Advert>),
+    Alive(PeerView),
+    /// Silent on every link.
+    Dead(PeerView),
 }
 
 /// This node's side.
@@ -128,6 +252,30 @@ pub struct Local {
     pub preferred: usize,
     pub auto_failback: bool,
     pub advert: Advert,
+    pub policy: SplitBrainPolicy,
+    /// A fencing device is configured.
+    pub fencing: bool,
+    /// How long the group has run here.
+    pub ran_ms: Option<u64>,
+    /// Run times closer than this count as equal (one keepalive: what the peer's
+    /// figure may lag by).
+    pub tolerance_ms: u64,
+}
+
+impl Local {
+    /// A node with the default policy, no fencing and no tie-break.
+    pub fn new(me: usize, preferred: usize, auto_failback: bool, advert: Advert) -> Self {
+        Local {
+            me,
+            preferred,
+            auto_failback,
+            advert,
+            policy: SplitBrainPolicy::KeepPreferred,
+            fencing: false,
+            ran_ms: None,
+            tolerance_ms: 1000,
+        }
+    }
 }
 
 /// The decision, with the reason to log.
@@ -135,6 +283,10 @@ pub struct Local {
 pub struct Decision {
     pub target: Target,
     pub reason: Reason,
+    /// The peer must be fenced (the shell runs the device unless it already did).
+    pub fence_peer: bool,
+    /// This node's split-brain verdict, while both run the group.
+    pub heal: Option<Verdict>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,13 +301,27 @@ pub enum Reason {
     PeerPreferredTakesIt,
     KeepsIt,
     PeerYields,
+    PeerTakesOver,
     YieldToTakeover,
     FailbackToPreferred,
     FailbackFromPeer,
     PeerNotEligible,
     PeerBlocked,
-    BothHold,
     HeartbeatPeer,
+    SelfFence,
+    NoTargets,
+    ReachesMore,
+    PeerReachesMore,
+    Fencing,
+    FenceFailed,
+    FenceFailedKeeps,
+    PeerFenced,
+    SplitBrainKeep(SplitBrainPolicy),
+    SplitBrainYield(SplitBrainPolicy),
+    SplitBrainWaitForKeeper,
+    SplitBrainStop,
+    AwaitingOperator,
+    PeerAwaitsOperator,
 }
 
 impl fmt::Display for Reason {
@@ -174,55 +340,119 @@ impl fmt::Display for Reason {
             Reason::PeerPreferredTakesIt => "both nodes up, neither runs the group, the peer is the preferred node",
             Reason::KeepsIt => "this node runs the group and keeps it (auto_failback off, or this is the preferred node)",
             Reason::PeerYields => "the peer yields the group",
+            Reason::PeerTakesOver => "the peer asked to take the group (pairbeat takeover or resolve)",
             Reason::YieldToTakeover => "the peer asked to take the group over (pairbeat takeover)",
             Reason::FailbackToPreferred => "auto_failback: the preferred node is back, handing the group to it",
             Reason::FailbackFromPeer => "auto_failback: this is the preferred node, taking the group back",
             Reason::PeerNotEligible => "the peer is in standby, leaving or banned",
             Reason::PeerBlocked => "the peer's group is BLOCKED: not starting it here unless the peer is fenced",
-            Reason::BothHold => "both nodes hold the group: the preferred node keeps it",
             Reason::HeartbeatPeer => "the peer is a Heartbeat node (no group adverts): the preferred node runs the group",
+            Reason::SelfFence => "self-fencing: the peer is silent and no tie-break target answers, so this node may be the cut-off one; stopping the group so the peer can take it safely",
+            Reason::NoTargets => "the peer is silent but no tie-break target answers either: this node may be the cut-off one, not taking over",
+            Reason::ReachesMore => "this node reaches more tie-break targets than the peer: the group moves here",
+            Reason::PeerReachesMore => "the peer reaches more tie-break targets: handing the group to it",
+            Reason::Fencing => "the peer is silent and may still hold the group: fencing it before anything starts here",
+            Reason::FenceFailed => "fencing the peer FAILED: not taking over (it may still hold the data); retrying",
+            Reason::FenceFailedKeeps => "fencing the peer FAILED; this node keeps running the group and retries",
+            Reason::PeerFenced => "the peer is fenced: taking the group over",
+            Reason::SplitBrainKeep(p) => return write!(f, "SPLIT BRAIN healed: both nodes ran the group; policy {} keeps it here", p.name()),
+            Reason::SplitBrainYield(p) => return write!(f, "SPLIT BRAIN healed: both nodes ran the group; policy {} gives it to the peer, stopping it here", p.name()),
+            Reason::SplitBrainWaitForKeeper => "SPLIT BRAIN: both nodes run the group; this node yields once the peer has re-asserted it",
+            Reason::SplitBrainStop => "SPLIT BRAIN healed: both nodes ran the group; policy stop-both stops it on both (pairbeat resolve --keep NODE)",
+            Reason::AwaitingOperator => "a split brain waits for the operator: `pairbeat resolve --keep NODE`",
+            Reason::PeerAwaitsOperator => "the peer waits for the operator after a split brain: `pairbeat resolve --keep NODE`",
         };
         f.write_str(s)
     }
 }
 
+/// The epoch to record when this node starts the group: past both nodes' epochs.
+pub fn next_epoch(mine: u64, peer: Option<u64>) -> u64 {
+    mine.max(peer.unwrap_or(0)) + 1
+}
+
 /// The group's target on this node.
 pub fn decide(local: &Local, peer: Peer) -> Decision {
     let mine = local.advert;
-    let d = |target, reason| Decision { target, reason };
+    let d = |target, reason| Decision {
+        target,
+        reason,
+        fence_peer: false,
+        heal: None,
+    };
+    let i_hold = mine.holding == Holding::Running;
+    // Cut off from the peer and from every target: this may be the isolated node.
+    let cut_off = mine.reach == Some(0)
+        && match peer {
+            Peer::Dead(_) => true,
+            Peer::Alive(v) => v.late,
+            Peer::Unknown => false,
+        };
+    if cut_off && i_hold {
+        return d(Target::Passive, Reason::SelfFence);
+    }
     if mine.mode != Mode::Online {
         return d(Target::Passive, Reason::NotEligible(mine.mode));
     }
-    // Running claims the group; leftovers do not (but the peer still waits for them).
-    let i_hold = mine.holding == Holding::Running;
+    if mine.awaiting_operator {
+        return d(Target::Passive, Reason::AwaitingOperator);
+    }
     let preferred = local.preferred == local.me;
-    let p = match peer {
+    let v = match peer {
         Peer::Unknown => {
             return d(
                 if i_hold { Target::Active } else { Target::Passive },
                 Reason::WaitingForPeer,
             )
         }
-        Peer::Dead(Some(a)) if a.holding == Holding::Blocked => return d(Target::Passive, Reason::PeerDeadBlocked),
-        Peer::Dead(_) => return d(Target::Active, Reason::PeerDead),
-        Peer::Alive(None) => {
-            return d(
-                if preferred { Target::Active } else { Target::Passive },
-                Reason::HeartbeatPeer,
-            );
-        }
-        Peer::Alive(Some(a)) => a,
+        Peer::Dead(v) => return peer_dead(local, v),
+        Peer::Alive(v) => v,
     };
+    let Some(p) = v.advert else {
+        return d(
+            if preferred { Target::Active } else { Target::Passive },
+            Reason::HeartbeatPeer,
+        );
+    };
+    if cut_off {
+        return d(Target::Passive, Reason::NoTargets);
+    }
+    if p.awaiting_operator {
+        return d(Target::Passive, Reason::PeerAwaitsOperator);
+    }
     let peer_eligible = p.mode == Mode::Online;
     let peer_holds = p.holding == Holding::Running;
     let peer_not_clear = p.holding != Holding::Stopped;
+    // Unequal reachability moves the group to the better-connected node (ipfail).
+    let reach = match (mine.reach, p.reach) {
+        (Some(a), Some(b)) => a.cmp(&b),
+        _ => std::cmp::Ordering::Equal,
+    };
+    if p.holding == Holding::Blocked {
+        // Only fencing settles a peer whose stop failed.
+        return match (local.fencing, v.fence) {
+            (true, FenceState::Fenced) => d(Target::Active, Reason::PeerFenced),
+            (true, FenceState::Failed) => Decision {
+                fence_peer: true,
+                ..d(Target::Passive, Reason::FenceFailed)
+            },
+            (true, _) => Decision {
+                fence_peer: true,
+                ..d(Target::Passive, Reason::Fencing)
+            },
+            (false, _) => d(Target::Passive, Reason::PeerBlocked),
+        };
+    }
+    if i_hold && peer_holds && peer_eligible {
+        return heal(local, p, v);
+    }
     // Whom the group belongs to, if nothing stood in the way.
-    let (mine_to_run, reason) = if p.holding == Holding::Blocked {
-        (false, Reason::PeerBlocked)
-    } else if !peer_eligible {
+    let (mine_to_run, reason) = if !peer_eligible {
         (true, Reason::PeerNotEligible)
-    } else if i_hold && peer_holds {
-        (preferred, Reason::BothHold)
+    } else if i_hold && reach.is_lt() {
+        (false, Reason::PeerReachesMore)
+    } else if peer_holds && reach.is_gt() {
+        (true, Reason::ReachesMore)
     } else if i_hold {
         if p.takeover && !mine.takeover {
             (false, Reason::YieldToTakeover)
@@ -239,8 +469,19 @@ pub fn decide(local: &Local, peer: Peer) -> Decision {
         } else {
             (false, Reason::PeerHolds)
         }
-    } else if mine.takeover {
+    } else if mine.takeover && !p.takeover {
         (true, Reason::PeerYields)
+    } else if p.takeover && !mine.takeover {
+        (false, Reason::PeerTakesOver)
+    } else if reach.is_ne() {
+        (
+            reach.is_gt(),
+            if reach.is_gt() {
+                Reason::ReachesMore
+            } else {
+                Reason::PeerReachesMore
+            },
+        )
     } else if preferred {
         (true, Reason::PreferredTakesIt)
     } else {
@@ -253,26 +494,103 @@ pub fn decide(local: &Local, peer: Peer) -> Decision {
     d(if mine_to_run { Target::Active } else { Target::Passive }, reason)
 }
 
+/// The peer is silent on every link.
+fn peer_dead(local: &Local, v: PeerView) -> Decision {
+    let mine = local.advert;
+    let d = |target, reason, fence_peer| Decision {
+        target,
+        reason,
+        fence_peer,
+        heal: None,
+    };
+    let i_hold = mine.holding == Holding::Running;
+    if mine.reach == Some(0) {
+        return d(Target::Passive, Reason::NoTargets, false);
+    }
+    // A peer that said it stopped and left needs no fencing; any other may hold the group.
+    let left_cleanly = v
+        .advert
+        .is_some_and(|a| a.holding == Holding::Stopped && a.mode == Mode::Leaving);
+    if local.fencing && !left_cleanly {
+        return match v.fence {
+            FenceState::Fenced => d(Target::Active, Reason::PeerFenced, false),
+            FenceState::Failed if i_hold => d(Target::Active, Reason::FenceFailedKeeps, true),
+            FenceState::Failed => d(Target::Passive, Reason::FenceFailed, true),
+            _ if i_hold => d(Target::Active, Reason::Fencing, true),
+            _ => d(Target::Passive, Reason::Fencing, true),
+        };
+    }
+    if v.advert.is_some_and(|a| a.holding == Holding::Blocked) {
+        return d(Target::Passive, Reason::PeerDeadBlocked, false);
+    }
+    d(Target::Active, Reason::PeerDead, false)
+}
+
+/// Both nodes run the group and hear each other: the policy picks one, and the two
+/// agree through their advertised verdicts before anything stops. The keeper never
+/// stops; the other stops only once the keeper says `Keep` (advertised after it
+/// re-asserted its resources, e.g. IPaddr2's ARP refresh), so clients never lose it.
+fn heal(local: &Local, p: Advert, v: PeerView) -> Decision {
+    let preferred = local.preferred == local.me;
+    let by_preference = if preferred { Verdict::Keep } else { Verdict::Yield };
+    let mine = match local.policy {
+        SplitBrainPolicy::StopBoth => Verdict::Stop,
+        SplitBrainPolicy::KeepPreferred => by_preference,
+        SplitBrainPolicy::KeepRunningLongest => match (local.ran_ms, v.ran_ms) {
+            (Some(a), Some(b)) if a > b + local.tolerance_ms => Verdict::Keep,
+            (Some(a), Some(b)) if b > a + local.tolerance_ms => Verdict::Yield,
+            _ => by_preference,
+        },
+        SplitBrainPolicy::KeepLastWriter => match local.advert.epoch.cmp(&p.epoch) {
+            std::cmp::Ordering::Greater => Verdict::Keep,
+            std::cmp::Ordering::Less => Verdict::Yield,
+            std::cmp::Ordering::Equal => by_preference,
+        },
+    };
+    // Both claim, or both yield (clocks of run time seen a keepalive apart, or the two
+    // configs differ): the preferred node keeps it.
+    let mine = match (mine, p.heal) {
+        (Verdict::Keep, Some(Verdict::Keep)) | (Verdict::Yield, Some(Verdict::Yield)) => by_preference,
+        (m, _) => m,
+    };
+    let d = |target, reason| Decision {
+        target,
+        reason,
+        fence_peer: false,
+        heal: Some(mine),
+    };
+    match mine {
+        Verdict::Stop => d(Target::Passive, Reason::SplitBrainStop),
+        Verdict::Keep => d(Target::Active, Reason::SplitBrainKeep(local.policy)),
+        Verdict::Yield if p.heal == Some(Verdict::Keep) => d(Target::Passive, Reason::SplitBrainYield(local.policy)),
+        Verdict::Yield => d(Target::Active, Reason::SplitBrainWaitForKeeper),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn adv(holding: Holding, mode: Mode) -> Advert {
-        Advert {
-            holding,
-            mode,
-            takeover: false,
-            settled: true,
-        }
+        Advert::new(holding, mode)
     }
 
     fn local(me: usize, auto_failback: bool, advert: Advert) -> Local {
-        Local {
-            me,
-            preferred: 0,
-            auto_failback,
-            advert,
-        }
+        Local::new(me, 0, auto_failback, advert)
+    }
+
+    fn alive(a: Advert) -> Peer {
+        Peer::Alive(PeerView {
+            advert: Some(a),
+            ..PeerView::default()
+        })
+    }
+
+    fn dead(a: Option<Advert>) -> Peer {
+        Peer::Dead(PeerView {
+            advert: a,
+            ..PeerView::default()
+        })
     }
 
     use Holding::*;
@@ -283,31 +601,28 @@ mod tests {
         let stopped = adv(Stopped, Online);
         assert_eq!(decide(&local(0, false, stopped), Peer::Unknown).target, Target::Passive);
         assert_eq!(
-            decide(&local(0, false, stopped), Peer::Alive(Some(stopped))).reason,
+            decide(&local(0, false, stopped), alive(stopped)).reason,
             Reason::PreferredTakesIt
         );
         assert_eq!(
-            decide(&local(1, false, stopped), Peer::Alive(Some(stopped))).target,
+            decide(&local(1, false, stopped), alive(stopped)).target,
             Target::Passive
         );
         // Alone after initdead: take it.
-        assert_eq!(
-            decide(&local(1, false, stopped), Peer::Dead(None)).target,
-            Target::Active
-        );
+        assert_eq!(decide(&local(1, false, stopped), dead(None)).target, Target::Active);
     }
 
     #[test]
     fn never_start_while_the_peer_still_holds_it() {
         let me = local(1, false, adv(Stopped, Online));
         for mode in [Standby, Leaving, Banned] {
-            let d = decide(&me, Peer::Alive(Some(adv(Running, mode))));
+            let d = decide(&me, alive(adv(Running, mode)));
             assert_eq!(
                 (d.target, d.reason),
                 (Target::Passive, Reason::PeerStopping),
                 "{mode:?}"
             );
-            let d = decide(&me, Peer::Alive(Some(adv(Stopped, mode))));
+            let d = decide(&me, alive(adv(Stopped, mode)));
             assert_eq!(
                 (d.target, d.reason),
                 (Target::Active, Reason::PeerNotEligible),
@@ -319,34 +634,22 @@ mod tests {
     #[test]
     fn a_dead_peer_is_taken_over_unless_its_group_was_blocked() {
         let me = local(1, false, adv(Stopped, Online));
-        assert_eq!(
-            decide(&me, Peer::Dead(Some(adv(Running, Online)))).target,
-            Target::Active
-        );
-        let d = decide(&me, Peer::Dead(Some(adv(Blocked, Online))));
+        assert_eq!(decide(&me, dead(Some(adv(Running, Online)))).target, Target::Active);
+        let d = decide(&me, dead(Some(adv(Blocked, Online))));
         assert_eq!((d.target, d.reason), (Target::Passive, Reason::PeerDeadBlocked));
-        assert_eq!(
-            decide(&me, Peer::Alive(Some(adv(Blocked, Online)))).reason,
-            Reason::PeerBlocked
-        );
+        assert_eq!(decide(&me, alive(adv(Blocked, Online))).reason, Reason::PeerBlocked);
     }
 
     #[test]
     fn auto_failback_off_keeps_it_on_returns_it() {
         // Node 1 runs the group; preferred node 0 comes back.
         let runner = local(1, false, adv(Running, Online));
-        assert_eq!(
-            decide(&runner, Peer::Alive(Some(adv(Stopped, Online)))).reason,
-            Reason::KeepsIt
-        );
+        assert_eq!(decide(&runner, alive(adv(Stopped, Online))).reason, Reason::KeepsIt);
         let back = local(0, false, adv(Stopped, Online));
-        assert_eq!(
-            decide(&back, Peer::Alive(Some(adv(Running, Online)))).target,
-            Target::Passive
-        );
+        assert_eq!(decide(&back, alive(adv(Running, Online))).target, Target::Passive);
         let runner = local(1, true, adv(Running, Online));
         assert_eq!(
-            decide(&runner, Peer::Alive(Some(adv(Stopped, Online)))).reason,
+            decide(&runner, alive(adv(Stopped, Online))).reason,
             Reason::FailbackToPreferred
         );
         // ...but not to a preferred node that is still settling.
@@ -354,9 +657,9 @@ mod tests {
             settled: false,
             ..adv(Stopped, Online)
         };
-        assert_eq!(decide(&runner, Peer::Alive(Some(unsettled))).reason, Reason::KeepsIt);
+        assert_eq!(decide(&runner, alive(unsettled)).reason, Reason::KeepsIt);
         let back = local(0, true, adv(Stopped, Online));
-        let d = decide(&back, Peer::Alive(Some(adv(Running, Online))));
+        let d = decide(&back, alive(adv(Running, Online)));
         assert_eq!(
             (d.target, d.reason),
             (Target::Passive, Reason::PeerStopping),
@@ -368,11 +671,7 @@ mod tests {
     fn standby_takeover_and_online() {
         // Standby here: stop, whatever the peer.
         assert_eq!(
-            decide(
-                &local(0, false, adv(Running, Standby)),
-                Peer::Alive(Some(adv(Stopped, Online)))
-            )
-            .target,
+            decide(&local(0, false, adv(Running, Standby)), alive(adv(Stopped, Online))).target,
             Target::Passive
         );
         // Takeover asked by the non-preferred node: the holder yields, the asker starts after.
@@ -385,18 +684,9 @@ mod tests {
             },
         );
         let holder = local(0, false, adv(Running, Online));
-        assert_eq!(
-            decide(&holder, Peer::Alive(Some(asker.advert))).reason,
-            Reason::YieldToTakeover
-        );
-        assert_eq!(
-            decide(&asker, Peer::Alive(Some(holder.advert))).reason,
-            Reason::PeerStopping
-        );
-        assert_eq!(
-            decide(&asker, Peer::Alive(Some(adv(Stopped, Online)))).reason,
-            Reason::PeerYields
-        );
+        assert_eq!(decide(&holder, alive(asker.advert)).reason, Reason::YieldToTakeover);
+        assert_eq!(decide(&asker, alive(holder.advert)).reason, Reason::PeerStopping);
+        assert_eq!(decide(&asker, alive(adv(Stopped, Online))).reason, Reason::PeerYields);
     }
 
     #[test]
@@ -404,32 +694,216 @@ mod tests {
         // A restarted preferred node with a failed leftover does not take the group back.
         let restarted = local(0, false, adv(Leftovers, Online));
         assert_eq!(
-            decide(&restarted, Peer::Alive(Some(adv(Running, Online)))).reason,
+            decide(&restarted, alive(adv(Running, Online))).reason,
             Reason::PeerHolds
         );
         // ...and the other node does not start while the leftovers are there.
         let other = local(1, false, adv(Stopped, Online));
         assert_eq!(
-            decide(&other, Peer::Alive(Some(adv(Leftovers, Standby)))).reason,
+            decide(&other, alive(adv(Leftovers, Standby))).reason,
             Reason::PeerStopping
         );
-        assert_eq!(
-            decide(&other, Peer::Alive(Some(adv(Stopped, Standby)))).target,
-            Target::Active
-        );
+        assert_eq!(decide(&other, alive(adv(Stopped, Standby))).target, Target::Active);
+    }
+
+    fn keeping(a: Advert, heal: Option<Verdict>) -> Advert {
+        Advert { heal, ..a }
     }
 
     #[test]
-    fn when_both_hold_the_preferred_keeps_it() {
+    fn split_brain_keep_preferred_the_loser_waits_for_the_keepers_word() {
         let run = adv(Running, Online);
+        let keeper = decide(&local(0, false, run), alive(run));
+        assert_eq!((keeper.target, keeper.heal), (Target::Active, Some(Verdict::Keep)));
+        // The loser keeps running until the keeper says Keep (it re-asserts first).
+        let loser = decide(&local(1, false, run), alive(run));
         assert_eq!(
-            decide(&local(0, false, run), Peer::Alive(Some(run))).target,
-            Target::Active
+            (loser.target, loser.reason, loser.heal),
+            (Target::Active, Reason::SplitBrainWaitForKeeper, Some(Verdict::Yield))
         );
+        let loser = decide(&local(1, false, run), alive(keeping(run, Some(Verdict::Keep))));
+        assert_eq!(loser.target, Target::Passive);
+        // The keeper never stops, whatever the loser says.
+        for h in [None, Some(Verdict::Yield), Some(Verdict::Keep)] {
+            assert_eq!(
+                decide(&local(0, false, run), alive(keeping(run, h))).target,
+                Target::Active
+            );
+        }
+    }
+
+    #[test]
+    fn split_brain_last_writer_and_running_longest() {
+        let mut l = local(
+            0,
+            false,
+            Advert {
+                epoch: 4,
+                ..adv(Running, Online)
+            },
+        );
+        l.policy = SplitBrainPolicy::KeepLastWriter;
+        let newer = Advert {
+            epoch: 5,
+            ..adv(Running, Online)
+        };
+        assert_eq!(decide(&l, alive(newer)).heal, Some(Verdict::Yield));
+        let older = Advert {
+            epoch: 3,
+            ..adv(Running, Online)
+        };
+        assert_eq!(decide(&l, alive(older)).heal, Some(Verdict::Keep));
+        // Equal epochs: the preferred node.
+        let same = Advert {
+            epoch: 4,
+            ..adv(Running, Online)
+        };
+        assert_eq!(decide(&l, alive(same)).heal, Some(Verdict::Keep));
+
+        let mut l = local(0, false, adv(Running, Online));
+        l.policy = SplitBrainPolicy::KeepRunningLongest;
+        l.ran_ms = Some(10_000);
+        let view = |ran| {
+            Peer::Alive(PeerView {
+                advert: Some(adv(Running, Online)),
+                ran_ms: Some(ran),
+                ..PeerView::default()
+            })
+        };
+        assert_eq!(decide(&l, view(60_000)).heal, Some(Verdict::Yield));
+        assert_eq!(decide(&l, view(2_000)).heal, Some(Verdict::Keep));
+        // Within the tolerance: the preferred node (this one) keeps it.
+        assert_eq!(decide(&l, view(10_500)).heal, Some(Verdict::Keep));
+    }
+
+    #[test]
+    fn split_brain_disagreement_is_settled_by_preference() {
+        let run = adv(Running, Online);
+        // Both say Keep (run times seen a keepalive apart): the non-preferred yields.
+        let mut l = local(1, false, run);
+        l.policy = SplitBrainPolicy::KeepLastWriter;
+        l.advert.epoch = 9;
+        let d = decide(&l, alive(keeping(run, Some(Verdict::Keep))));
+        assert_eq!((d.target, d.heal), (Target::Passive, Some(Verdict::Yield)));
+        // Both say Yield: the preferred keeps.
+        let mut l = local(0, false, run);
+        l.policy = SplitBrainPolicy::KeepLastWriter;
+        let d = decide(
+            &l,
+            alive(Advert {
+                epoch: 3,
+                heal: Some(Verdict::Yield),
+                ..run
+            }),
+        );
+        assert_eq!((d.target, d.heal), (Target::Active, Some(Verdict::Keep)));
+    }
+
+    #[test]
+    fn split_brain_stop_both_waits_for_the_operator() {
+        let run = adv(Running, Online);
+        for me in [0, 1] {
+            let mut l = local(me, false, run);
+            l.policy = SplitBrainPolicy::StopBoth;
+            let d = decide(&l, alive(run));
+            assert_eq!((d.target, d.heal), (Target::Passive, Some(Verdict::Stop)));
+        }
+        let mut waiting = local(0, false, adv(Stopped, Online));
+        waiting.advert.awaiting_operator = true;
+        assert_eq!(decide(&waiting, dead(None)).reason, Reason::AwaitingOperator);
+        let other = local(1, false, adv(Stopped, Online));
+        let peer = Advert {
+            awaiting_operator: true,
+            ..adv(Stopped, Online)
+        };
+        assert_eq!(decide(&other, alive(peer)).reason, Reason::PeerAwaitsOperator);
+    }
+
+    #[test]
+    fn tiebreak_the_cut_off_node_stops_and_never_takes_over() {
+        let reach = |holding, n| Advert {
+            reach: Some(n),
+            ..adv(holding, Online)
+        };
+        // Holding, peer silent, no target answers: self-fence, already when the peer is late.
+        let l = local(0, false, reach(Running, 0));
+        assert_eq!(decide(&l, dead(Some(reach(Stopped, 1)))).reason, Reason::SelfFence);
+        let late = Peer::Alive(PeerView {
+            advert: Some(reach(Stopped, 1)),
+            late: true,
+            ..PeerView::default()
+        });
+        assert_eq!(decide(&l, late).reason, Reason::SelfFence);
+        // Not holding: no takeover without a target.
+        let l = local(1, false, reach(Stopped, 0));
+        assert_eq!(decide(&l, dead(Some(reach(Running, 1)))).reason, Reason::NoTargets);
+        // With a target, the silent peer is taken over.
+        let l = local(1, false, reach(Stopped, 1));
+        assert_eq!(decide(&l, dead(Some(reach(Running, 1)))).target, Target::Active);
+        // Both up: more reach wins the group, equal leaves it where it is.
+        let holder = local(0, false, reach(Running, 1));
         assert_eq!(
-            decide(&local(1, false, run), Peer::Alive(Some(run))).target,
-            Target::Passive
+            decide(&holder, alive(reach(Stopped, 2))).reason,
+            Reason::PeerReachesMore
         );
+        assert_eq!(decide(&holder, alive(reach(Stopped, 1))).reason, Reason::KeepsIt);
+        let other = local(1, false, reach(Stopped, 2));
+        assert_eq!(decide(&other, alive(reach(Running, 1))).reason, Reason::PeerStopping);
+        assert_eq!(decide(&other, alive(reach(Stopped, 1))).reason, Reason::ReachesMore);
+    }
+
+    #[test]
+    fn fencing_gates_the_takeover_of_a_peer_that_may_hold_it() {
+        let mut l = local(1, false, adv(Stopped, Online));
+        l.fencing = true;
+        let view = |advert, fence| {
+            Peer::Dead(PeerView {
+                advert,
+                fence,
+                ..PeerView::default()
+            })
+        };
+        let d = decide(&l, view(Some(adv(Running, Online)), FenceState::NotFenced));
+        assert_eq!((d.target, d.fence_peer), (Target::Passive, true));
+        let d = decide(&l, view(Some(adv(Running, Online)), FenceState::Failed));
+        assert_eq!((d.target, d.reason), (Target::Passive, Reason::FenceFailed));
+        let d = decide(&l, view(Some(adv(Running, Online)), FenceState::Fenced));
+        assert_eq!((d.target, d.fence_peer), (Target::Active, false));
+        // Never heard at all (initdead): it may hold the group, so fence it first.
+        assert!(decide(&l, view(None, FenceState::NotFenced)).fence_peer);
+        // It left cleanly: no fencing needed.
+        let d = decide(&l, view(Some(adv(Stopped, Leaving)), FenceState::NotFenced));
+        assert_eq!((d.target, d.fence_peer), (Target::Active, false));
+        // The holder fences a silent peer too, and keeps running meanwhile.
+        let mut h = local(0, false, adv(Running, Online));
+        h.fencing = true;
+        let d = decide(&h, view(Some(adv(Stopped, Online)), FenceState::InProgress));
+        assert_eq!((d.target, d.fence_peer), (Target::Active, true));
+        // A blocked peer: fenced, then taken over; never started on without.
+        let blocked = Peer::Alive(PeerView {
+            advert: Some(adv(Blocked, Online)),
+            ..PeerView::default()
+        });
+        assert!(decide(&l, blocked).fence_peer);
+        let fenced = Peer::Alive(PeerView {
+            advert: Some(adv(Blocked, Online)),
+            fence: FenceState::Fenced,
+            ..PeerView::default()
+        });
+        assert_eq!(decide(&l, fenced).target, Target::Active);
+    }
+
+    #[test]
+    fn a_takeover_request_wins_when_neither_holds() {
+        let asker = Advert {
+            takeover: true,
+            ..adv(Stopped, Online)
+        };
+        // The preferred node does not race the asker.
+        let d = decide(&local(0, false, adv(Stopped, Online)), alive(asker));
+        assert_eq!((d.target, d.reason), (Target::Passive, Reason::PeerTakesOver));
+        let d = decide(&local(1, false, asker), alive(adv(Stopped, Online)));
+        assert_eq!(d.target, Target::Active);
     }
 
     #[test]
@@ -439,10 +913,22 @@ mod tests {
             mode: Leaving,
             takeover: true,
             settled: false,
+            reach: Some(2),
+            epoch: 17,
+            heal: Some(Verdict::Yield),
+            awaiting_operator: true,
+            resolve_sender_keeps: Some(false),
         };
         let fields = a.fields();
         let get = |k: &str| fields.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());
         assert_eq!(Advert::parse(get), Some(a));
         assert_eq!(Advert::parse(|_| None), None);
+        // A first-release advert (four fields) still parses.
+        let old = |k: &str| match k {
+            "pb_hold" => Some("running".to_string()),
+            "pb_mode" => Some("online".to_string()),
+            _ => None,
+        };
+        assert_eq!(Advert::parse(old).map(|a| (a.epoch, a.reach)), Some((0, None)));
     }
 }

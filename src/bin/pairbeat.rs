@@ -50,6 +50,16 @@ enum Command {
     Takeover,
     /// End standby on this node.
     Online,
+    /// After a split brain under policy stop-both: let NODE run the group; the other
+    /// node keeps it stopped. Run on either node.
+    Resolve {
+        /// The node whose copy of the data is kept.
+        #[arg(long, value_name = "NODE")]
+        keep: String,
+    },
+    /// Mark the split brains shown by `status` as seen (after checking the data).
+    #[command(visible_alias = "ack")]
+    Acknowledge,
     /// Check or import configuration files.
     Config {
         #[command(subcommand)]
@@ -128,6 +138,8 @@ fn main() -> ExitCode {
         Command::Standby => act(&cli.socket, Request::Standby),
         Command::Takeover => act(&cli.socket, Request::Takeover),
         Command::Online => act(&cli.socket, Request::Online),
+        Command::Resolve { keep } => act(&cli.socket, Request::Resolve { keep }),
+        Command::Acknowledge => act(&cli.socket, Request::Acknowledge),
         Command::Config {
             command: ConfigCommand::Check { file, node },
         } => check(&file, node.as_deref()),

@@ -13,12 +13,13 @@ pub mod authkeys;
 pub mod diag;
 pub mod import;
 mod parse;
+mod protect;
 pub mod raw;
 mod validate;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -46,6 +47,12 @@ pub struct Config {
     pub timing: Timing,
     pub auth: Auth,
     pub failover: Failover,
+    /// What ends a split brain when the nodes hear each other again.
+    pub split_brain: crate::policy::SplitBrainPolicy,
+    /// Ping tie-break targets; `None` when not configured.
+    pub tiebreak: Option<Tiebreak>,
+    /// The fencing device; `None` when not configured.
+    pub fence: Option<Fence>,
     pub group: Group,
     pub daemon: DaemonSettings,
 }
@@ -180,6 +187,72 @@ pub struct Failover {
     pub preferred: usize,
     /// Move the group back to the preferred node when it returns.
     pub auto_failback: bool,
+}
+
+/// A ping tie-break target: reachable when it answers at all (an echo reply, a TCP
+/// connect or refusal, a UDP reply or port-unreachable: the host is there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PingTarget {
+    Icmp(IpAddr),
+    Tcp(SocketAddr),
+    Udp(SocketAddr),
+}
+
+impl fmt::Display for PingTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PingTarget::Icmp(a) => write!(f, "icmp:{a}"),
+            PingTarget::Tcp(a) => write!(f, "tcp:{a}"),
+            PingTarget::Udp(a) => write!(f, "udp:{a}"),
+        }
+    }
+}
+
+impl PingTarget {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (kind, rest) = s
+            .split_once(':')
+            .ok_or_else(|| format!("`{s}` has no kind: write icmp:ADDR, tcp:ADDR:PORT or udp:ADDR:PORT"))?;
+        let sock = |rest: &str| -> Result<SocketAddr, String> {
+            rest.parse::<SocketAddr>()
+                .map_err(|_| format!("`{rest}` is not ADDR:PORT (IPv6 as [ADDR]:PORT)"))
+        };
+        match kind {
+            "icmp" => rest
+                .parse::<IpAddr>()
+                .map(PingTarget::Icmp)
+                .map_err(|_| format!("`{rest}` is not an IP address")),
+            "tcp" => sock(rest).map(PingTarget::Tcp),
+            "udp" => sock(rest).map(PingTarget::Udp),
+            other => Err(format!("unknown target kind `{other}`: use icmp, tcp or udp")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tiebreak {
+    pub targets: Vec<PingTarget>,
+    /// How often each target is probed.
+    pub interval: Duration,
+    /// A target unanswered for this long counts as unreachable.
+    pub timeout: Duration,
+}
+
+/// A fencing device, called with the fence-agents convention (key=value lines on stdin).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub agent: PathBuf,
+    /// `off` (default) or `reboot`.
+    pub action: String,
+    pub timeout: Duration,
+    /// After a failed fence, the next attempt.
+    pub retry: Duration,
+    /// How often the device is checked with `action=monitor`.
+    pub monitor_interval: Duration,
+    /// Per node (index as in `Config::nodes`): the parameters that fence it.
+    pub params: [BTreeMap<String, String>; 2],
+    /// Per node: wait this long before fencing it, so it wins a fence race.
+    pub delay: [Duration; 2],
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -23,6 +23,9 @@ pub struct RawConfig {
     pub timing: S<RawTiming>,
     pub auth: S<RawAuth>,
     pub failover: S<RawFailover>,
+    pub split_brain: S<RawSplitBrain>,
+    pub tiebreak: S<RawTiebreak>,
+    pub fence: S<RawFence>,
     pub group: S<RawGroup>,
     pub daemon: S<RawDaemon>,
 }
@@ -78,6 +81,41 @@ pub struct RawAuth {
 pub struct RawFailover {
     pub preferred_node: S<String>,
     pub auto_failback: S<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSplitBrain {
+    pub policy: S<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTiebreak {
+    /// `icmp:ADDR`, `tcp:ADDR:PORT`, `udp:ADDR:PORT`.
+    pub targets: S<Vec<Spanned<String>>>,
+    pub interval: S<toml::Value>,
+    pub timeout: S<toml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFence {
+    pub agent: S<String>,
+    pub action: S<String>,
+    pub timeout: S<toml::Value>,
+    pub retry: S<toml::Value>,
+    pub monitor_interval: S<toml::Value>,
+    pub params: S<BTreeMap<Spanned<String>, Spanned<toml::Value>>>,
+    /// Per node to be fenced: params merged over the common ones, and a delay.
+    pub node: S<BTreeMap<Spanned<String>, Spanned<RawFenceNode>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFenceNode {
+    pub params: S<BTreeMap<Spanned<String>, Spanned<toml::Value>>>,
+    pub delay: S<toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -20,42 +20,42 @@ use super::parse::{CutKey, Parsed};
 use super::raw::*;
 use super::*;
 
-struct Ctx<'a> {
-    file: &'a SourceFile,
+pub(super) struct Ctx<'a> {
+    pub(super) file: &'a SourceFile,
     diags: &'a mut Diagnostics,
     cut: &'a [CutKey],
 }
 
 impl Ctx<'_> {
-    fn at(&self, span: Range<usize>) -> Location {
+    pub(super) fn at(&self, span: Range<usize>) -> Location {
         Location::at(self.file, span)
     }
 
-    fn error(&mut self, span: Range<usize>, msg: impl Into<String>, help: impl Into<String>) {
+    pub(super) fn error(&mut self, span: Range<usize>, msg: impl Into<String>, help: impl Into<String>) {
         let help = help.into();
         let loc = self.at(span);
         self.diags.error(loc, msg, (!help.is_empty()).then_some(help));
     }
 
-    fn warning(&mut self, span: Range<usize>, msg: impl Into<String>, help: impl Into<String>) {
+    pub(super) fn warning(&mut self, span: Range<usize>, msg: impl Into<String>, help: impl Into<String>) {
         let help = help.into();
         let loc = self.at(span);
         self.diags.warning(loc, msg, (!help.is_empty()).then_some(help));
     }
 
     /// Reports a missing required key, unless phase one already reported that key as malformed.
-    fn missing(&mut self, table: Range<usize>, key: &str, what: &str, help: impl Into<String>) {
+    pub(super) fn missing(&mut self, table: Range<usize>, key: &str, what: &str, help: impl Into<String>) {
         if !self.was_cut(&table, key) {
             self.error(table, format!("{what} has no `{key}`"), help);
         }
     }
 
     /// True when phase one cut a key of this name out of the given table.
-    fn was_cut(&self, table: &Range<usize>, key: &str) -> bool {
+    pub(super) fn was_cut(&self, table: &Range<usize>, key: &str) -> bool {
         self.cut.iter().any(|c| c.name == key && c.table == *table)
     }
 
-    fn duration(&mut self, v: &Spanned<toml::Value>, key: &str) -> Option<Duration> {
+    pub(super) fn duration(&mut self, v: &Spanned<toml::Value>, key: &str) -> Option<Duration> {
         match v.get_ref() {
             toml::Value::String(s) => match parse_duration(s) {
                 Ok(d) => Some(d),
@@ -85,7 +85,7 @@ impl Ctx<'_> {
 }
 
 /// The whole file's span: where "missing section" errors point.
-fn whole(file: &SourceFile) -> Range<usize> {
+pub(super) fn whole(file: &SourceFile) -> Range<usize> {
     0..file.text.len().min(1)
 }
 
@@ -102,6 +102,9 @@ pub fn validate(file: &SourceFile, parsed: Parsed, local_node: &str, diags: &mut
     let timing = timing(&mut cx, raw.timing);
     let auth = auth(&mut cx, raw.auth, &top);
     let failover = failover(&mut cx, raw.failover, nodes.as_ref());
+    let split_brain = super::protect::split_brain(&mut cx, raw.split_brain);
+    let tiebreak = super::protect::tiebreak(&mut cx, raw.tiebreak, timing.as_ref());
+    let fence = super::protect::fence(&mut cx, raw.fence, nodes.as_ref());
     let group = group(&mut cx, raw.group);
     let daemon = daemon(&mut cx, raw.daemon);
 
@@ -114,6 +117,9 @@ pub fn validate(file: &SourceFile, parsed: Parsed, local_node: &str, diags: &mut
         timing: timing?,
         auth: auth?,
         failover: failover?,
+        split_brain: split_brain?,
+        tiebreak: tiebreak?,
+        fence: fence?,
         group: group?,
         daemon: daemon?,
     })
@@ -234,7 +240,7 @@ fn local_index(cx: &mut Ctx, nodes: &[String; 2], local: &str) -> Option<usize> 
     None
 }
 
-fn node_index(nodes: &[String; 2], name: &str) -> Option<usize> {
+pub(super) fn node_index(nodes: &[String; 2], name: &str) -> Option<usize> {
     nodes.iter().position(|n| n == name)
 }
 
@@ -1001,7 +1007,7 @@ fn resource(cx: &mut Ctx, raw: RawResource, span: Range<usize>) -> Option<Resour
     })
 }
 
-fn valid_param(s: &str) -> bool {
+pub(super) fn valid_param(s: &str) -> bool {
     s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }

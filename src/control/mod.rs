@@ -32,6 +32,11 @@ pub enum Request {
     Takeover,
     /// End standby (and a pending takeover request): `pairbeat online`.
     Online,
+    /// After a stop-both split brain: this node runs the group, the other keeps it
+    /// stopped: `pairbeat resolve --keep NODE`.
+    Resolve { keep: String },
+    /// Mark the recorded split brains as seen: `pairbeat acknowledge`.
+    Acknowledge,
 }
 
 /// The daemon's answer: `{"ok":true,"status":{…}}`, `{"ok":true,"message":"…"}` or

@@ -87,6 +87,7 @@ pub fn text(s: &Status, opts: TextOptions, now: u64, zone: Zone) -> String {
         summary.push(format!("  * Last change:  {} ({})", ctime(c.at, zone), c.what));
     }
     summary.push(format!("  * {} nodes configured", s.nodes.len()));
+    summary.push(protection_line(s));
     let mut count = format!("  * {} resource instances configured", s.group.resources.len());
     if blocked > 0 {
         let _ = write!(count, " ({blocked} BLOCKED from further action due to failure)");
@@ -175,6 +176,13 @@ pub fn text(s: &Status, opts: TextOptions, now: u64, zone: Zone) -> String {
             attrs.push(format!("  * Node: {}:", n.name));
             if n.local {
                 attrs.push(attr("pairbeat-pid", &s.daemon.pid.to_string()));
+                attrs.push(attr("ownership-epoch", &s.protection.epoch.to_string()));
+                if let Some(t) = &s.protection.tiebreak {
+                    for target in &t.targets {
+                        let state = if target.reachable { "reachable" } else { "UNREACHABLE" };
+                        attrs.push(attr(&format!("tiebreak-{}", target.target), state));
+                    }
+                }
             } else {
                 for l in &s.links {
                     let state = match l.state {
@@ -249,8 +257,84 @@ pub fn text(s: &Status, opts: TextOptions, now: u64, zone: Zone) -> String {
             s.group.id, s.local_node
         ));
     }
+    let p = &s.protection;
+    if p.awaiting_operator {
+        notes.push(format!(
+            "  * SPLIT BRAIN (policy stop-both): the group is stopped on both nodes until `pairbeat resolve --keep {}` (or the other node) names whose data is kept.",
+            s.local_node
+        ));
+    }
+    for r in &s.split_brains {
+        let lost = r
+            .peer_lost_at
+            .map(|t| format!("lost the peer {}, ", ctime(t, zone)))
+            .unwrap_or_default();
+        let ended = r
+            .ended_at
+            .map(|t| format!(", ended {}", ctime(t, zone)))
+            .unwrap_or_else(|| ", in progress".to_string());
+        notes.push(format!(
+            "  * SPLIT BRAIN #{}: {lost}both ran the group, found {}{ended}: {} (`pairbeat acknowledge` once the data is checked)",
+            r.id,
+            ctime(r.detected_at, zone),
+            r.outcome
+        ));
+    }
+    if let Some(f) = &p.fencing {
+        if f.device_ok == Some(false) {
+            notes.push(format!(
+                "  * Fencing device {} does not answer its monitor ({}): a takeover that needs fencing would fail.",
+                f.agent,
+                f.device_detail.as_deref().unwrap_or("no detail")
+            ));
+        }
+        if f.peer == "failed" || f.peer == "in_progress" {
+            notes.push(format!(
+                "  * {}",
+                f.last.as_deref().unwrap_or("fencing the peer is in progress")
+            ));
+        }
+    }
+    if let Some(d) = &s.decision {
+        if d.contains("SPLIT BRAIN") || d.contains("fenc") || d.contains("tie-break") || d.contains("operator") {
+            notes.push(format!("  * Decision: {d}"));
+        }
+    }
     section("Attention", notes);
     out
+}
+
+/// One summary line: the split-brain policy and what prevents a split brain.
+fn protection_line(s: &Status) -> String {
+    let p = &s.protection;
+    let mut line = format!("  * Split-brain policy: {}", p.split_brain_policy);
+    match &p.tiebreak {
+        Some(t) => {
+            let _ = write!(
+                line,
+                "; tie-break: {} of {} target(s) reachable",
+                t.reachable,
+                t.targets.len()
+            );
+        }
+        None => line.push_str("; tie-break: none"),
+    }
+    match &p.fencing {
+        Some(f) => {
+            let state = match f.device_ok {
+                Some(true) => "ok",
+                Some(false) => "NOT ANSWERING",
+                None => "not checked yet",
+            };
+            let _ = write!(
+                line,
+                "; fencing: {} ({state})",
+                f.agent.rsplit('/').next().unwrap_or(&f.agent)
+            );
+        }
+        None => line.push_str("; fencing: none"),
+    }
+    line
 }
 
 fn attr(name: &str, value: &str) -> String {

@@ -28,6 +28,52 @@ pub struct Status {
     /// The last time the group settled somewhere, and where.
     #[serde(default)]
     pub last_change: Option<Change>,
+    /// Split-brain protection: the heal policy, the tie-break, the fencing device.
+    #[serde(default)]
+    pub protection: Protection,
+    /// Split brains not yet acknowledged (`pairbeat acknowledge`), oldest first.
+    #[serde(default)]
+    pub split_brains: Vec<crate::split_brain::Record>,
+    /// Why the group is where it is: this node's last decision, in words.
+    #[serde(default)]
+    pub decision: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Protection {
+    /// keep-preferred, keep-running-longest, keep-last-writer or stop-both.
+    pub split_brain_policy: String,
+    /// This node's ownership epoch (keep-last-writer compares them).
+    pub epoch: u64,
+    /// A stop-both split brain waits for `pairbeat resolve --keep NODE`.
+    pub awaiting_operator: bool,
+    pub tiebreak: Option<TiebreakStatus>,
+    pub fencing: Option<FencingStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TiebreakStatus {
+    pub reachable: u32,
+    pub targets: Vec<TargetStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetStatus {
+    /// e.g. "icmp:192.0.2.1"
+    pub target: String,
+    pub reachable: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FencingStatus {
+    pub agent: String,
+    /// The device's last `monitor`: true when it answered, None before the first.
+    pub device_ok: Option<bool>,
+    pub device_detail: Option<String>,
+    /// not_fenced, in_progress, fenced or failed: fencing of the peer in this absence.
+    pub peer: String,
+    /// The last fence attempt, in words.
+    pub last: Option<String>,
 }
 
 /// A change of where the group runs, for "Last change:".
@@ -208,6 +254,31 @@ impl Status {
             },
             packets: PacketCounters::default(),
             last_change: None,
+            protection: Protection {
+                split_brain_policy: config.split_brain.name().to_string(),
+                epoch: 0,
+                awaiting_operator: false,
+                tiebreak: config.tiebreak.as_ref().map(|t| TiebreakStatus {
+                    reachable: 0,
+                    targets: t
+                        .targets
+                        .iter()
+                        .map(|t| TargetStatus {
+                            target: t.to_string(),
+                            reachable: false,
+                        })
+                        .collect(),
+                }),
+                fencing: config.fence.as_ref().map(|f| FencingStatus {
+                    agent: f.agent.display().to_string(),
+                    device_ok: None,
+                    device_detail: None,
+                    peer: "not_fenced".to_string(),
+                    last: None,
+                }),
+            },
+            split_brains: Vec::new(),
+            decision: None,
         }
     }
 }

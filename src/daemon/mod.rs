@@ -118,12 +118,18 @@ pub async fn run(opts: Options, config: Config) -> Result<(), String> {
     let (done_tx, mut done_rx) = mpsc::channel::<group_runner::Finished>(64);
     let mut group = group_runner::GroupRunner::new(&config, done_tx);
     group.load_metadata().await;
-    let mut role = role::Role::new(
-        config.local,
-        config.failover.preferred,
-        config.failover.auto_failback,
-        &state_dir,
-    );
+    let mut role = role::Role::new(&config);
+    // Split-brain protection: tie-break probes and the fencing device report here.
+    let (probe_tx, mut probe_rx) = mpsc::channel::<crate::fence::probe::ProbeResult>(64);
+    let mut reach = config.tiebreak.as_ref().map(|t| {
+        crate::fence::probe::spawn(&t.targets, t.interval, t.timeout, probe_tx.clone());
+        crate::fence::reach::Reach::new(t.targets.len(), t.timeout)
+    });
+    drop(probe_tx);
+    let (fence_tx, mut fence_rx) = mpsc::channel::<FenceReport>(4);
+    let fence_cfg = config.fence.clone();
+    let mut fence_monitor = fence_cfg.as_ref().map(|f| tokio::time::interval(f.monitor_interval));
+    let peer_index = 1 - config.local;
     let status = Status::initial(&config, daemon_info(&config));
     let shared = Arc::new(Mutex::new(Shared {
         config,
@@ -158,15 +164,53 @@ pub async fn run(opts: Options, config: Config) -> Result<(), String> {
     let mut stopping = false;
     loop {
         // This node's part: advert to the peer (sent at once when it changes), and the target.
-        let (send, target) = role.reconsider(&mut core, &group.engine, wall_secs());
-        if let Some(o) = send {
+        let now = Instant::now();
+        if let Some(r) = &reach {
+            let n = r.count(now);
+            if role.reach != Some(n) && (n > 0 || r.next_expiry(now).is_none()) {
+                log::info!("tie-break: {n} of {} target(s) reachable", r.len());
+            }
+            role.reach = Some(n);
+        }
+        let act = role.reconsider(&mut core, &group.engine, now, wall_secs());
+        if let Some(o) = act.send {
             carry_out(o, &sockets, &shared, &state_dir, &mut drops);
         }
-        if let Some(t) = target {
+        if let Some(t) = act.target {
             let outs = group.engine.set_target(t);
             group.handle(outs);
         }
+        if act.reassert {
+            log::info!("re-asserting the group's resources (a monitor of each) before the peer stops its copy");
+            let outs = group.engine.reassert();
+            group.handle(outs);
+        }
+        if act.fence {
+            if let Some(f) = fence_cfg.clone() {
+                let delay = f.delay[peer_index];
+                log::warn!(
+                    "fencing {} with {} (action {}{})",
+                    shared
+                        .lock()
+                        .map(|s| s.config.peer_name().to_string())
+                        .unwrap_or_default(),
+                    f.agent.display(),
+                    f.action,
+                    if delay.is_zero() {
+                        String::new()
+                    } else {
+                        format!(", after its delay of {}", config::format_duration(delay))
+                    }
+                );
+                let tx = fence_tx.clone();
+                tokio::spawn(async move {
+                    let out = crate::fence::device::fence_node(f, peer_index).await;
+                    let _ = tx.send(FenceReport::Fence(out)).await;
+                });
+            }
+        }
         publish_role(&role, &core, &group, &shared);
+        publish_protection(&role, reach.as_ref(), now, &shared);
         let summary = status_line(&shared);
         if summary != last_status {
             notify.send(&format!("STATUS={summary}"));
@@ -180,6 +224,12 @@ pub async fn run(opts: Options, config: Config) -> Result<(), String> {
         }
         let mut deadline = core.next_deadline();
         if let Some(d) = group.engine.next_deadline() {
+            deadline = deadline.min(d);
+        }
+        if let Some(d) = reach.as_ref().and_then(|r| r.next_expiry(now)) {
+            deadline = deadline.min(d);
+        }
+        if let Some(d) = role.next_deadline() {
             deadline = deadline.min(d);
         }
         let deadline = tokio::time::Instant::from_std(deadline);
@@ -199,8 +249,45 @@ pub async fn run(opts: Options, config: Config) -> Result<(), String> {
                 group.publish(&shared);
                 Vec::new()
             }
+            Some((i, answered, at)) = probe_rx.recv() => {
+                if let Some(r) = reach.as_mut() {
+                    r.on_probe(i, answered, at);
+                }
+                Vec::new()
+            }
+            Some(report) = fence_rx.recv() => {
+                match report {
+                    FenceReport::Fence(out) => role.fence_done(out.ok, &out.detail, Instant::now()),
+                    FenceReport::Monitor(out) => {
+                        if let Ok(mut s) = shared.lock() {
+                            if let Some(f) = s.status.protection.fencing.as_mut() {
+                                if f.device_ok != Some(out.ok) {
+                                    if out.ok {
+                                        log::info!("fencing device answers ({})", out.detail);
+                                    } else {
+                                        log::error!("fencing device does NOT answer its monitor ({}): a takeover that needs fencing would fail", out.detail);
+                                    }
+                                }
+                                f.device_ok = Some(out.ok);
+                                f.device_detail = Some(out.detail);
+                            }
+                        }
+                    }
+                }
+                Vec::new()
+            }
+            _ = async { fence_monitor.as_mut().unwrap().tick().await }, if fence_monitor.is_some() => {
+                if let Some(f) = fence_cfg.clone() {
+                    let tx = fence_tx.clone();
+                    tokio::spawn(async move {
+                        let out = crate::fence::device::run(&f, peer_index, "monitor").await;
+                        let _ = tx.send(FenceReport::Monitor(out)).await;
+                    });
+                }
+                Vec::new()
+            }
             Some(cmd) = cmd_rx.recv() => {
-                let resp = command(cmd.request, &mut group, &mut role, &shared);
+                let resp = command(cmd.request, &mut group, &mut role, &core, &shared);
                 let _ = cmd.reply.send(resp);
                 Vec::new()
             }
@@ -251,14 +338,32 @@ pub async fn run(opts: Options, config: Config) -> Result<(), String> {
     Ok(())
 }
 
+/// What the fencing tasks report.
+enum FenceReport {
+    Fence(crate::fence::device::FenceOutcome),
+    Monitor(crate::fence::device::FenceOutcome),
+}
+
 /// Answers a control request (status, and the commands that change something).
 fn command(
     request: Request,
     group: &mut group_runner::GroupRunner,
     role: &mut role::Role,
+    core: &Membership,
     shared: &Arc<Mutex<Shared>>,
 ) -> Response {
     match request {
+        Request::Resolve { keep } => {
+            let peer_waits = core.peer() == PeerLiveness::Up && core.peer_advert().is_some_and(|a| a.awaiting_operator);
+            match role.resolve(&keep, peer_waits) {
+                Ok(m) => Response::done(m),
+                Err(e) => Response::error(e),
+            }
+        }
+        Request::Acknowledge => match role.acknowledge() {
+            Ok(m) => Response::done(m),
+            Err(e) => Response::error(e),
+        },
         Request::Standby => {
             log::info!("standby requested by the operator");
             role.set_standby(true);
@@ -451,6 +556,37 @@ fn publish_role(role: &role::Role, core: &Membership, group: &group_runner::Grou
             r.node = Some(peer.clone());
         }
     }
+}
+
+/// Split-brain protection and the last decision, for status.
+fn publish_protection(
+    role: &role::Role,
+    reach: Option<&crate::fence::reach::Reach>,
+    now: Instant,
+    shared: &Arc<Mutex<Shared>>,
+) {
+    let Ok(mut s) = shared.lock() else { return };
+    let p = &mut s.status.protection;
+    p.epoch = role.epoch();
+    p.awaiting_operator = role.awaiting_operator();
+    if let (Some(t), Some(r)) = (p.tiebreak.as_mut(), reach) {
+        t.reachable = r.count(now);
+        for (i, target) in t.targets.iter_mut().enumerate() {
+            target.reachable = r.reachable(i, now);
+        }
+    }
+    if let Some(f) = p.fencing.as_mut() {
+        f.peer = match role.fence {
+            crate::policy::FenceState::NotFenced => "not_fenced",
+            crate::policy::FenceState::InProgress => "in_progress",
+            crate::policy::FenceState::Fenced => "fenced",
+            crate::policy::FenceState::Failed => "failed",
+        }
+        .to_string();
+        f.last = role.fence_last.clone();
+    }
+    s.status.split_brains = role.split_brains();
+    s.status.decision = role.decision().map(|d| d.reason.to_string());
 }
 
 /// Mirrors the core's view into the status the control socket serves.

@@ -3,42 +3,131 @@
 //! peer, and the policy decision that sets the group's target. Re-evaluated after
 //! every event; a changed advert goes out at once, and each decision is logged once
 //! with its reason.
+//!
+//! It also keeps the split-brain side of things: the ownership epoch (persisted in
+//! `epoch`), the state of fencing the peer, the heal handshake (the keeper
+//! re-asserts its resources before it says `Keep`), and the split-brain log
+//! (`split-brains.json`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::membership::{Membership, Output, PeerLiveness};
-use crate::policy::{self, Advert, Decision, Local, Mode, Peer};
+use crate::policy::{
+    self, Advert, Decision, FenceState, Holding, Local, Mode, Peer, PeerView, SplitBrainPolicy, Verdict,
+};
 use crate::resources::{Engine, Target};
+use crate::split_brain::{self, Side};
+
+/// What the shell must do after a reconsider.
+#[derive(Default)]
+pub struct Actions {
+    /// A keepalive to send at once (the advert changed).
+    pub send: Option<Output>,
+    /// The group's new target here.
+    pub target: Option<Target>,
+    /// Run the fencing device against the peer now.
+    pub fence: bool,
+    /// Re-assert the group's resources (monitor each at once).
+    pub reassert: bool,
+}
 
 pub struct Role {
     me: usize,
+    nodes: [String; 2],
     preferred: usize,
     auto_failback: bool,
-    standby_file: PathBuf,
+    policy: SplitBrainPolicy,
+    fencing: bool,
+    fence_retry: Duration,
+    tolerance_ms: u64,
+    state_dir: PathBuf,
     pub standby: bool,
     pub leaving: bool,
     pub takeover: bool,
     advert: Option<Advert>,
     decision: Option<Decision>,
+    /// Ownership epoch, persisted.
+    epoch: u64,
+    /// Tie-break targets reachable now (None: no tie-break).
+    pub reach: Option<u32>,
+    pub fence: FenceState,
+    /// After a failed fence: the next attempt.
+    fence_retry_at: Option<Instant>,
+    /// The last fence attempt, in words, for status.
+    pub fence_last: Option<String>,
+    /// Reassert asked for / done since this split brain began.
+    reassert_asked: bool,
+    reasserted: bool,
+    log: split_brain::Log,
+    /// The node that keeps the group in the split brain in progress.
+    keeper: Option<usize>,
+    /// `pairbeat resolve` ran here: advertised until the peer stops waiting.
+    resolve_sender_keeps: Option<bool>,
+    peer_liveness: PeerLiveness,
+    peer_lost_at: Option<u64>,
+    running_since: Option<Instant>,
+}
+
+fn read_epoch(dir: &Path) -> u64 {
+    std::fs::read_to_string(dir.join("epoch"))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 impl Role {
-    pub fn new(me: usize, preferred: usize, auto_failback: bool, state_dir: &std::path::Path) -> Self {
-        let standby_file = state_dir.join("standby");
-        let standby = standby_file.exists();
+    pub fn new(config: &crate::config::Config) -> Self {
+        let state_dir = config.daemon.state_dir.clone();
+        let standby = state_dir.join("standby").exists();
         if standby {
             log::info!("this node is in standby (set before the restart; `pairbeat online` ends it)");
         }
+        let log = match std::fs::read_to_string(state_dir.join("split-brains.json")) {
+            Ok(text) => split_brain::Log::from_json(&text).unwrap_or_else(|e| {
+                log::error!(
+                    "{}: {e}; starting a new log (the old file is left as split-brains.json.damaged)",
+                    state_dir.display()
+                );
+                let _ = std::fs::rename(
+                    state_dir.join("split-brains.json"),
+                    state_dir.join("split-brains.json.damaged"),
+                );
+                split_brain::Log::default()
+            }),
+            Err(_) => split_brain::Log::default(),
+        };
+        if log.awaiting_operator() {
+            log::warn!("a split brain (policy stop-both) still waits for the operator: `pairbeat resolve --keep NODE`");
+        }
         Role {
-            me,
-            preferred,
-            auto_failback,
-            standby_file,
+            me: config.local,
+            nodes: config.nodes.clone(),
+            preferred: config.failover.preferred,
+            auto_failback: config.failover.auto_failback,
+            policy: config.split_brain,
+            fencing: config.fence.is_some(),
+            fence_retry: config.fence.as_ref().map_or(Duration::from_secs(10), |f| f.retry),
+            tolerance_ms: config.timing.keepalive.as_millis() as u64,
+            epoch: read_epoch(&state_dir),
+            state_dir,
             standby,
             leaving: false,
             takeover: false,
             advert: None,
             decision: None,
+            reach: config.tiebreak.as_ref().map(|_| 0),
+            fence: FenceState::NotFenced,
+            fence_retry_at: None,
+            fence_last: None,
+            reassert_asked: false,
+            reasserted: false,
+            log,
+            keeper: None,
+            resolve_sender_keeps: None,
+            peer_liveness: PeerLiveness::Unknown,
+            peer_lost_at: None,
+            running_since: None,
         }
     }
 
@@ -46,10 +135,11 @@ impl Role {
     pub fn set_standby(&mut self, on: bool) {
         self.standby = on;
         self.takeover = false;
+        let file = self.state_dir.join("standby");
         let r = if on {
-            std::fs::write(&self.standby_file, "standby\n")
+            std::fs::write(&file, "standby\n")
         } else {
-            std::fs::remove_file(&self.standby_file).or_else(|e| {
+            std::fs::remove_file(&file).or_else(|e| {
                 if e.kind() == std::io::ErrorKind::NotFound {
                     Ok(())
                 } else {
@@ -58,7 +148,7 @@ impl Role {
             })
         };
         if let Err(e) = r {
-            log::warn!("cannot record standby in {}: {e}", self.standby_file.display());
+            log::warn!("cannot record standby in {}: {e}", file.display());
         }
     }
 
@@ -74,54 +164,206 @@ impl Role {
         }
     }
 
-    /// Recomputes advert and decision. Returns the packet to send at once if the advert
-    /// changed, and the new target if it changed.
-    pub fn reconsider(
-        &mut self,
-        core: &mut Membership,
-        engine: &Engine,
-        wall_secs: u64,
-    ) -> (Option<Output>, Option<Target>) {
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    pub fn awaiting_operator(&self) -> bool {
+        self.log.awaiting_operator()
+    }
+
+    pub fn split_brains(&self) -> Vec<split_brain::Record> {
+        self.log.unacknowledged()
+    }
+
+    /// The last decision's reason, for status.
+    pub fn decision(&self) -> Option<&Decision> {
+        self.decision.as_ref()
+    }
+
+    fn save_log(&self) {
+        let dir = self.state_dir.clone();
+        if let Err(e) = super::state_files::write_durably(&dir, "split-brains.json", self.log.to_json().as_bytes()) {
+            log::error!("{e}");
+        }
+    }
+
+    /// The result of fencing the peer.
+    pub fn fence_done(&mut self, ok: bool, detail: &str, now: Instant) {
+        let peer = &self.nodes[1 - self.me];
+        if ok {
+            log::warn!("fenced {peer} ({detail})");
+            self.fence = FenceState::Fenced;
+            self.fence_last = Some(format!("{peer} fenced ({detail})"));
+        } else {
+            log::error!(
+                "fencing {peer} FAILED ({detail}); retrying in {}",
+                crate::config::format_duration(self.fence_retry)
+            );
+            self.fence = FenceState::Failed;
+            self.fence_retry_at = Some(now + self.fence_retry);
+            self.fence_last = Some(format!("fencing {peer} FAILED ({detail})"));
+        }
+    }
+
+    /// When the role next has something to do by itself (a fence retry).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.fence_retry_at
+    }
+
+    /// `pairbeat resolve --keep NODE`.
+    pub fn resolve(&mut self, keep: &str, peer_waits: bool) -> Result<String, String> {
+        let Some(k) = self.nodes.iter().position(|n| n == keep) else {
+            return Err(format!(
+                "`{keep}` is not a node: write {} or {}",
+                self.nodes[0], self.nodes[1]
+            ));
+        };
+        if !self.log.awaiting_operator() && !peer_waits {
+            return Err("no split brain waits for the operator (only policy stop-both waits)".to_string());
+        }
+        self.log.resolve(keep);
+        self.save_log();
+        self.resolve_sender_keeps = Some(k == self.me);
+        self.takeover = k == self.me;
+        log::warn!("split brain resolved by the operator: {keep} runs the group");
+        Ok(format!("{keep} runs the group; the other node keeps it stopped"))
+    }
+
+    /// `pairbeat acknowledge`.
+    pub fn acknowledge(&mut self) -> Result<String, String> {
+        let n = self.log.acknowledge();
+        if self.log.awaiting_operator() {
+            return Err("a split brain still waits for `pairbeat resolve --keep NODE`".to_string());
+        }
+        self.save_log();
+        Ok(format!("{n} split brain record(s) acknowledged"))
+    }
+
+    /// Recomputes advert and decision; says what the shell must do.
+    pub fn reconsider(&mut self, core: &mut Membership, engine: &Engine, now: Instant, wall_secs: u64) -> Actions {
+        let mut act = Actions::default();
         if self.takeover
-            && engine.holding() == policy::Holding::Running
+            && engine.holding() == Holding::Running
             && engine.is_settled()
             && engine.target() == Some(Target::Active)
         {
             self.takeover = false;
         }
-        let advert = Advert {
-            holding: engine.holding(),
-            mode: self.mode(engine),
-            takeover: self.takeover,
-            settled: engine.is_settled(),
+        // The peer's comings and goings: fencing is per absence, and a lost peer dates a split brain.
+        let liveness = core.peer();
+        if liveness != self.peer_liveness {
+            if liveness == PeerLiveness::Dead {
+                self.peer_lost_at = Some(wall_secs);
+            }
+            if liveness == PeerLiveness::Up {
+                self.fence = FenceState::NotFenced;
+                self.fence_retry_at = None;
+            }
+            self.peer_liveness = liveness;
+        }
+        let peer_advert = core.peer_advert().filter(|_| liveness != PeerLiveness::Unknown);
+        // An operator's resolve on the peer ends our wait too.
+        if let Some(a) = peer_advert.filter(|_| liveness == PeerLiveness::Up) {
+            if let Some(sender_keeps) = a.resolve_sender_keeps {
+                if self.log.awaiting_operator() {
+                    let keep = if sender_keeps { 1 - self.me } else { self.me };
+                    self.log.resolve(&self.nodes[keep].clone());
+                    self.save_log();
+                    self.takeover = keep == self.me;
+                    log::warn!(
+                        "split brain resolved by the operator on the peer: {} runs the group",
+                        self.nodes[keep]
+                    );
+                }
+            }
+            if self.resolve_sender_keeps.is_some() && !a.awaiting_operator {
+                self.resolve_sender_keeps = None;
+            }
+        }
+        let holding = engine.holding();
+        self.running_since = match holding {
+            Holding::Running => self.running_since.or(Some(now)),
+            _ => None,
         };
-        let mut send = None;
+        core.set_running_since(self.running_since);
+
+        if self.fence_retry_at.is_some_and(|t| now >= t) && self.fence == FenceState::Failed {
+            self.fence_retry_at = None;
+            self.fence = FenceState::NotFenced;
+        }
+        let mut advert = self.advert(engine, holding);
+        let mut decision = None;
+        // Decide on facts: not before every resource was probed.
+        if engine.probed() {
+            let view = PeerView {
+                advert: peer_advert,
+                ran_ms: core.peer_ran_ms(now),
+                late: core.peer_late(),
+                fence: self.fence,
+            };
+            let peer = match liveness {
+                PeerLiveness::Unknown => Peer::Unknown,
+                PeerLiveness::Up => Peer::Alive(view),
+                PeerLiveness::Dead => Peer::Dead(view),
+            };
+            let local = Local {
+                me: self.me,
+                preferred: self.preferred,
+                auto_failback: self.auto_failback,
+                advert,
+                policy: self.policy,
+                fencing: self.fencing,
+                ran_ms: self
+                    .running_since
+                    .map(|t| now.saturating_duration_since(t).as_millis() as u64),
+                tolerance_ms: self.tolerance_ms,
+            };
+            let mut d = policy::decide(&local, peer);
+            if self.leaving {
+                // Shutting down: everything stops, promotables included.
+                d.target = Target::Stopped;
+            }
+            self.track_split_brain(&d, &local, view, wall_secs);
+            if d.fence_peer && self.fence == FenceState::NotFenced {
+                self.fence = FenceState::InProgress;
+                act.fence = true;
+            }
+            // The keeper re-asserts before it says Keep.
+            if d.heal == Some(Verdict::Keep) && !self.reassert_asked {
+                self.reassert_asked = true;
+                act.reassert = true;
+            }
+            if self.reassert_asked && !act.reassert && !engine.reasserting() {
+                self.reasserted = true;
+            }
+            if d.heal.is_none() {
+                self.reassert_asked = false;
+                self.reasserted = false;
+            }
+            // Starting the group afresh: a new ownership epoch, past both nodes'.
+            if d.target == Target::Active && engine.target() != Some(Target::Active) && holding != Holding::Running {
+                self.epoch = policy::next_epoch(self.epoch, peer_advert.map(|a| a.epoch));
+                let dir = self.state_dir.clone();
+                if let Err(e) = super::state_files::write_durably(&dir, "epoch", format!("{}\n", self.epoch).as_bytes())
+                {
+                    log::error!("{e}");
+                }
+            }
+            decision = Some(d);
+        }
+        advert.epoch = self.epoch;
+        advert.awaiting_operator = self.log.awaiting_operator();
+        advert.heal = match decision.as_ref().and_then(|d| d.heal) {
+            Some(Verdict::Keep) if !self.reasserted => None,
+            h => h,
+        };
         if self.advert != Some(advert) {
             self.advert = Some(advert);
             core.set_advert(advert);
-            send = Some(core.send_now(wall_secs));
+            act.send = Some(core.send_now(now, wall_secs));
         }
-        // Decide on facts: not before every resource was probed.
-        if !engine.probed() {
-            return (send, None);
-        }
-        let peer = match core.peer() {
-            PeerLiveness::Unknown => Peer::Unknown,
-            PeerLiveness::Up => Peer::Alive(core.peer_advert()),
-            PeerLiveness::Dead => Peer::Dead(core.peer_advert()),
-        };
-        let local = Local {
-            me: self.me,
-            preferred: self.preferred,
-            auto_failback: self.auto_failback,
-            advert,
-        };
-        let mut decision = policy::decide(&local, peer);
-        if self.leaving {
-            // Shutting down: everything stops, promotables included.
-            decision.target = Target::Stopped;
-        }
-        let mut target = None;
+        let Some(decision) = decision else { return act };
         if self.decision.as_ref() != Some(&decision) {
             let verb = match decision.target {
                 Target::Active => "run the group here",
@@ -132,8 +374,71 @@ impl Role {
             self.decision = Some(decision.clone());
         }
         if engine.target() != Some(decision.target) {
-            target = Some(decision.target);
+            act.target = Some(decision.target);
         }
-        (send, target)
+        act
+    }
+
+    fn advert(&self, engine: &Engine, holding: Holding) -> Advert {
+        Advert {
+            holding,
+            mode: self.mode(engine),
+            takeover: self.takeover,
+            settled: engine.is_settled(),
+            reach: self.reach,
+            epoch: self.epoch,
+            heal: None,
+            awaiting_operator: self.log.awaiting_operator(),
+            resolve_sender_keeps: self.resolve_sender_keeps,
+        }
+    }
+
+    /// Opens a split-brain record when both run the group and hear each other, and
+    /// closes it when that ends.
+    fn track_split_brain(&mut self, d: &Decision, local: &Local, view: PeerView, wall_secs: u64) {
+        let peer = 1 - self.me;
+        match d.heal {
+            Some(v) => {
+                if self.log.open().is_none() {
+                    log::error!(
+                        "SPLIT BRAIN: both {} and {} run the group; policy {} decides",
+                        self.nodes[self.me],
+                        self.nodes[peer],
+                        self.policy.name()
+                    );
+                    self.log.begin(
+                        wall_secs,
+                        self.peer_lost_at,
+                        self.policy.name(),
+                        Side {
+                            node: self.nodes[self.me].clone(),
+                            epoch: local.advert.epoch,
+                            ran_ms: local.ran_ms,
+                        },
+                        Side {
+                            node: self.nodes[peer].clone(),
+                            epoch: view.advert.map_or(0, |a| a.epoch),
+                            ran_ms: view.ran_ms,
+                        },
+                    );
+                    self.save_log();
+                }
+                self.keeper = match v {
+                    Verdict::Keep => Some(self.me),
+                    Verdict::Yield => Some(peer),
+                    Verdict::Stop => None,
+                };
+            }
+            None => {
+                if self.log.open().is_some() {
+                    let keeper = self.keeper.take().map(|k| self.nodes[k].clone());
+                    self.log
+                        .end(wall_secs, keeper.as_deref(), self.policy == SplitBrainPolicy::StopBoth);
+                    let outcome = self.log.records.last().map(|r| r.outcome.clone()).unwrap_or_default();
+                    log::warn!("split brain over: {outcome}");
+                    self.save_log();
+                }
+            }
+        }
     }
 }

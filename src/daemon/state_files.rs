@@ -14,7 +14,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// Writes `data` to `dir/name` atomically and durably: temp file, fsync, rename, fsync dir.
-fn write_durably(dir: &Path, name: &str, data: &[u8]) -> Result<(), String> {
+pub(crate) fn write_durably(dir: &Path, name: &str, data: &[u8]) -> Result<(), String> {
     let tmp = dir.join(format!(".{name}.tmp"));
     let path = dir.join(name);
     let err = |e: std::io::Error| format!("cannot write {}: {e}", path.display());

@@ -123,6 +123,10 @@ pub struct Membership {
     advert: Option<Advert>,
     /// What the peer last advertised.
     peer_advert: Option<Advert>,
+    /// Since when the group runs here (`pb_ran` in keepalives, for keep-running-longest).
+    running_since: Option<Instant>,
+    /// The peer's last `pb_ran` and when it arrived.
+    peer_ran: Option<(u64, Instant)>,
     liveness: Liveness,
     counters: Counters,
 }
@@ -158,6 +162,8 @@ impl Membership {
             persisted_seq: peer_floor.map_or(0, |f| f.1),
             advert: None,
             peer_advert: None,
+            running_since: None,
+            peer_ran: None,
             liveness: Liveness::new(timing, links, now),
             counters: Counters::default(),
         }
@@ -165,6 +171,11 @@ impl Membership {
 
     pub fn peer(&self) -> PeerLiveness {
         self.liveness.peer()
+    }
+
+    /// The peer is up but silent for warntime on every link.
+    pub fn peer_late(&self) -> bool {
+        self.peer() == PeerLiveness::Up && (0..self.link_high.len()).all(|i| self.link(i) != LinkLiveness::Up)
     }
 
     pub fn link(&self, i: usize) -> LinkLiveness {
@@ -185,10 +196,21 @@ impl Membership {
         self.advert = Some(advert);
     }
 
+    /// Since when the group has run here (None: it does not).
+    pub fn set_running_since(&mut self, since: Option<Instant>) {
+        self.running_since = since;
+    }
+
+    /// How long the peer has run the group, as it last said, aged to `now`.
+    pub fn peer_ran_ms(&self, now: Instant) -> Option<u64> {
+        self.peer_ran
+            .map(|(ms, at)| ms + now.saturating_duration_since(at).as_millis() as u64)
+    }
+
     /// A keepalive now, outside the rhythm: a change of state reaches the peer at once
     /// instead of a keepalive later.
-    pub fn send_now(&mut self, wall_secs: u64) -> Output {
-        Output::Broadcast(self.keepalive(wall_secs))
+    pub fn send_now(&mut self, now: Instant, wall_secs: u64) -> Output {
+        Output::Broadcast(self.keepalive(now, wall_secs))
     }
 
     /// New keys (authkeys reloaded); effective for the next packet either way.
@@ -208,7 +230,7 @@ impl Membership {
     pub fn on_timeout(&mut self, now: Instant, wall_secs: u64) -> Vec<Output> {
         let mut out = Vec::new();
         if now >= self.next_keepalive {
-            out.push(Output::Broadcast(self.keepalive(wall_secs)));
+            out.push(Output::Broadcast(self.keepalive(now, wall_secs)));
             self.next_keepalive += self.timing.keepalive;
             // After a stall (suspended VM, SIGSTOP), resume the rhythm instead of bursting.
             if self.next_keepalive <= now {
@@ -322,6 +344,7 @@ impl Membership {
         }
         // The newest status carries the peer's newest advert (duplicates repeat it).
         if refreshes && msg.get("t") == Some("status") {
+            self.peer_ran = msg.get("pb_ran").and_then(|r| r.parse().ok()).map(|ms| (ms, now));
             if let Some(a) = Advert::parse(|k| msg.get(k).map(str::to_string)) {
                 if self.peer_advert != Some(a) {
                     self.peer_advert = Some(a);
@@ -333,7 +356,7 @@ impl Membership {
     }
 
     /// Our status packet, fields in Heartbeat's order (reference.md §3.9).
-    fn keepalive(&mut self, wall_secs: u64) -> Vec<u8> {
+    fn keepalive(&mut self, now: Instant, wall_secs: u64) -> Vec<u8> {
         let mut m = Message::new();
         m.add_str("t", "status")
             .add_str("st", if self.seq == 0 { "init" } else { "active" })
@@ -341,8 +364,12 @@ impl Membership {
             .add_str("protocol", "1");
         if let Some(a) = self.advert {
             for (k, v) in a.fields() {
-                m.add_str(k, v);
+                m.add_str(k, &v);
             }
+            let ran = self
+                .running_since
+                .map(|t| now.saturating_duration_since(t).as_millis().to_string());
+            m.add_str("pb_ran", &ran.unwrap_or_default());
         }
         self.seal_sequenced(m, wall_secs)
     }

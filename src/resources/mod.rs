@@ -194,6 +194,10 @@ pub struct Engine {
     banned: Option<String>,
     blocked: bool,
     settled: bool,
+    /// Resources to monitor at once, outside their rhythm (`reassert`).
+    reassert: Vec<usize>,
+    /// The monitor in flight is a reassert.
+    reassert_inflight: bool,
 }
 
 /// A resource's state and counters, for status.
@@ -237,7 +241,25 @@ impl Engine {
             banned: None,
             blocked: false,
             settled: false,
+            reassert: Vec::new(),
+            reassert_inflight: false,
         }
+    }
+
+    /// Monitors every resource that is up, at once and in group order. After a split
+    /// brain the keeper does this before the peer stops: agents that announce what
+    /// they hold on a monitor (IPaddr2 with `arp_count_refresh`) win the clients back
+    /// first, so the peer's stop costs them nothing.
+    pub fn reassert(&mut self) -> Vec<Output> {
+        self.reassert = (0..self.rscs.len())
+            .filter(|&i| matches!(self.rscs[i].state, RscState::Started | RscState::Promoted))
+            .collect();
+        self.step()
+    }
+
+    /// A reassert is queued or running.
+    pub fn reasserting(&self) -> bool {
+        !self.reassert.is_empty() || self.reassert_inflight
     }
 
     /// Timeouts an agent's meta-data advertises, used when the config gives none.
@@ -385,6 +407,7 @@ impl Engine {
             return Vec::new();
         }
         self.inflight = None;
+        self.reassert_inflight = false;
         let mut out = Vec::new();
         let before = self.rscs[i].state;
         let failure = |outcome| Failure {
@@ -568,6 +591,7 @@ impl Engine {
         self.set_state(now, i, RscState::Blocked, out);
         self.blocked = true;
         self.due_monitors.clear();
+        self.reassert.clear();
         out.push(Output::Event(Event::Blocked { rsc: i, reason }));
     }
 
@@ -586,6 +610,7 @@ impl Engine {
         }
         if !up {
             self.due_monitors.retain(|(r, _)| *r != i);
+            self.reassert.retain(|r| *r != i);
         }
     }
 
@@ -657,6 +682,15 @@ impl Engine {
         if !self.settled {
             self.settled = true;
             out.push(Output::Event(Event::Settled { target }));
+        }
+        if !self.reassert.is_empty() {
+            let i = self.reassert.remove(0);
+            let (interval, check_level) = self.rscs[i]
+                .monitors
+                .first()
+                .map_or((Duration::ZERO, 0), |m| (m.interval, m.check_level));
+            self.reassert_inflight = true;
+            return self.run(i, Action::Monitor { interval, check_level }, out);
         }
         while let Some((i, j)) = self.due_monitors.pop_front() {
             if matches!(self.rscs[i].state, RscState::Started | RscState::Promoted) {
