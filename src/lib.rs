@@ -18,5 +18,6 @@ pub mod logging;
 pub mod membership;
 pub mod policy;
 pub mod resources;
+pub mod role;
 pub mod split_brain;
 pub mod wire;

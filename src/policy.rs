@@ -114,6 +114,12 @@ pub struct Advert {
     /// `pairbeat resolve --keep` ran here: `Some(true)` the sender keeps the group,
     /// `Some(false)` the receiver does. Repeated until the peer stops waiting.
     pub resolve_sender_keeps: Option<bool>,
+    /// This node wants to start the group while the peer is alive, and starts only
+    /// once the peer has seen the claim (so two nodes made eligible at the same
+    /// instant cannot both start: both claim, the preferred one wins).
+    pub claim: bool,
+    /// This node has seen the peer's current claim.
+    pub claim_seen: bool,
 }
 
 impl Advert {
@@ -129,6 +135,8 @@ impl Advert {
             heal: None,
             awaiting_operator: false,
             resolve_sender_keeps: None,
+            claim: false,
+            claim_seen: false,
         }
     }
 
@@ -168,6 +176,8 @@ impl Advert {
             ("pb_heal", heal.to_string()),
             ("pb_sbhold", if self.awaiting_operator { "1" } else { "0" }.to_string()),
             ("pb_resolve", resolve.to_string()),
+            ("pb_claim", if self.claim { "1" } else { "0" }.to_string()),
+            ("pb_claimseen", if self.claim_seen { "1" } else { "0" }.to_string()),
         ]
     }
 
@@ -207,6 +217,8 @@ impl Advert {
                 Some("receiver") => Some(false),
                 _ => None,
             },
+            claim: get("pb_claim").as_deref() == Some("1"),
+            claim_seen: get("pb_claimseen").as_deref() == Some("1"),
         })
     }
 }
@@ -287,6 +299,8 @@ pub struct Decision {
     pub fence_peer: bool,
     /// This node's split-brain verdict, while both run the group.
     pub heal: Option<Verdict>,
+    /// Advertise a claim to start the group (see `Advert::claim`).
+    pub claim: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -307,6 +321,7 @@ pub enum Reason {
     FailbackFromPeer,
     PeerNotEligible,
     PeerBlocked,
+    PeerBlockedKeeps,
     HeartbeatPeer,
     SelfFence,
     NoTargets,
@@ -322,6 +337,8 @@ pub enum Reason {
     SplitBrainStop,
     AwaitingOperator,
     PeerAwaitsOperator,
+    Claiming,
+    PeerClaims,
 }
 
 impl fmt::Display for Reason {
@@ -346,6 +363,7 @@ impl fmt::Display for Reason {
             Reason::FailbackFromPeer => "auto_failback: this is the preferred node, taking the group back",
             Reason::PeerNotEligible => "the peer is in standby, leaving or banned",
             Reason::PeerBlocked => "the peer's group is BLOCKED: not starting it here unless the peer is fenced",
+            Reason::PeerBlockedKeeps => "the peer's group is BLOCKED (a stop failed) while this node runs it: keeping it here; only fencing or cleanup on the peer settles its copy",
             Reason::HeartbeatPeer => "the peer is a Heartbeat node (no group adverts): the preferred node runs the group",
             Reason::SelfFence => "self-fencing: the peer is silent and no tie-break target answers, so this node may be the cut-off one; stopping the group so the peer can take it safely",
             Reason::NoTargets => "the peer is silent but no tie-break target answers either: this node may be the cut-off one, not taking over",
@@ -360,6 +378,8 @@ impl fmt::Display for Reason {
             Reason::SplitBrainWaitForKeeper => "SPLIT BRAIN: both nodes run the group; this node yields once the peer has re-asserted it",
             Reason::SplitBrainStop => "SPLIT BRAIN healed: both nodes ran the group; policy stop-both stops it on both (pairbeat resolve --keep NODE)",
             Reason::AwaitingOperator => "a split brain waits for the operator: `pairbeat resolve --keep NODE`",
+            Reason::Claiming => "about to start the group: waiting for the peer to acknowledge the claim",
+            Reason::PeerClaims => "both nodes claimed the group at once: the preferred peer takes it",
             Reason::PeerAwaitsOperator => "the peer waits for the operator after a split brain: `pairbeat resolve --keep NODE`",
         };
         f.write_str(s)
@@ -379,6 +399,7 @@ pub fn decide(local: &Local, peer: Peer) -> Decision {
         reason,
         fence_peer: false,
         heal: None,
+        claim: false,
     };
     let i_hold = mine.holding == Holding::Running;
     // Cut off from the peer and from every target: this may be the isolated node.
@@ -428,6 +449,14 @@ pub fn decide(local: &Local, peer: Peer) -> Decision {
         (Some(a), Some(b)) => a.cmp(&b),
         _ => std::cmp::Ordering::Equal,
     };
+    if p.holding == Holding::Blocked && i_hold {
+        // Both have it and the peer cannot stop its copy: stopping here too would
+        // only add an outage. Fence the peer if a device is there.
+        return Decision {
+            fence_peer: local.fencing && v.fence != FenceState::Fenced,
+            ..d(Target::Active, Reason::PeerBlockedKeeps)
+        };
+    }
     if p.holding == Holding::Blocked {
         // Only fencing settles a peer whose stop failed.
         return match (local.fencing, v.fence) {
@@ -491,6 +520,23 @@ pub fn decide(local: &Local, peer: Peer) -> Decision {
     if mine_to_run && peer_not_clear && !i_hold {
         return d(Target::Passive, Reason::PeerStopping);
     }
+    if mine_to_run && !i_hold {
+        // Claim first; start once the peer has seen the claim. Both claiming: the
+        // preferred node goes on, the other withdraws.
+        if p.claim && !preferred {
+            return d(Target::Passive, Reason::PeerClaims);
+        }
+        if !p.claim_seen {
+            return Decision {
+                claim: true,
+                ..d(Target::Passive, Reason::Claiming)
+            };
+        }
+        return Decision {
+            claim: true,
+            ..d(Target::Active, reason)
+        };
+    }
     d(if mine_to_run { Target::Active } else { Target::Passive }, reason)
 }
 
@@ -502,6 +548,7 @@ fn peer_dead(local: &Local, v: PeerView) -> Decision {
         reason,
         fence_peer,
         heal: None,
+        claim: false,
     };
     let i_hold = mine.holding == Holding::Running;
     if mine.reach == Some(0) {
@@ -558,6 +605,7 @@ fn heal(local: &Local, p: Advert, v: PeerView) -> Decision {
         reason,
         fence_peer: false,
         heal: Some(mine),
+        claim: false,
     };
     match mine {
         Verdict::Stop => d(Target::Passive, Reason::SplitBrainStop),
@@ -571,8 +619,13 @@ fn heal(local: &Local, p: Advert, v: PeerView) -> Decision {
 mod tests {
     use super::*;
 
+    /// An advert; as the peer's, it has seen any claim of ours (the claim handshake
+    /// has its own test).
     fn adv(holding: Holding, mode: Mode) -> Advert {
-        Advert::new(holding, mode)
+        Advert {
+            claim_seen: true,
+            ..Advert::new(holding, mode)
+        }
     }
 
     fn local(me: usize, auto_failback: bool, advert: Advert) -> Local {
@@ -894,6 +947,40 @@ mod tests {
     }
 
     #[test]
+    fn a_start_beside_a_live_peer_waits_for_the_claim_to_be_seen() {
+        let stopped = Advert::new(Stopped, Online);
+        let d = decide(&local(0, false, stopped), alive(stopped));
+        assert_eq!((d.target, d.reason, d.claim), (Target::Passive, Reason::Claiming, true));
+        let seen = Advert {
+            claim_seen: true,
+            ..stopped
+        };
+        let d = decide(&local(0, false, stopped), alive(seen));
+        assert_eq!((d.target, d.claim), (Target::Active, true));
+        // Both made eligible at once (both peers banned, cleaned up together): both
+        // claim; the non-preferred one withdraws, the preferred one goes on.
+        let banned = Advert::new(Stopped, Banned);
+        assert_eq!(
+            decide(&local(1, false, stopped), alive(banned)).reason,
+            Reason::Claiming
+        );
+        let claiming = Advert {
+            claim: true,
+            claim_seen: true,
+            ..stopped
+        };
+        let d = decide(&local(1, false, stopped), alive(claiming));
+        assert_eq!((d.target, d.claim), (Target::Passive, false));
+        let d = decide(&local(0, false, stopped), alive(claiming));
+        assert_eq!(d.target, Target::Active);
+        // A dead peer needs no claim.
+        assert_eq!(
+            decide(&local(1, false, stopped), dead(Some(stopped))).target,
+            Target::Active
+        );
+    }
+
+    #[test]
     fn a_takeover_request_wins_when_neither_holds() {
         let asker = Advert {
             takeover: true,
@@ -918,6 +1005,8 @@ mod tests {
             heal: Some(Verdict::Yield),
             awaiting_operator: true,
             resolve_sender_keeps: Some(false),
+            claim: true,
+            claim_seen: true,
         };
         let fields = a.fields();
         let get = |k: &str| fields.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());

@@ -10,7 +10,6 @@
 mod control_server;
 mod group_runner;
 mod realtime;
-mod role;
 mod state_files;
 mod systemd;
 mod transport;
@@ -26,6 +25,7 @@ use crate::config::{self, Config};
 use crate::control::status::{DaemonInfo, LinkState, NodeState, Status};
 use crate::control::{Request, Response};
 use crate::membership::{DropReason, Event, Identity, LinkLiveness, LivenessEvent, Membership, Output, PeerLiveness};
+use crate::role;
 
 pub use control_server::BindError;
 pub use realtime::make_realtime;
@@ -118,12 +118,12 @@ pub async fn run(opts: Options, config: Config) -> Result<(), String> {
     let (done_tx, mut done_rx) = mpsc::channel::<group_runner::Finished>(64);
     let mut group = group_runner::GroupRunner::new(&config, done_tx);
     group.load_metadata().await;
-    let mut role = role::Role::new(&config);
+    let mut role = role::Role::new(&config, state_files::load_saved(&state_dir));
     // Split-brain protection: tie-break probes and the fencing device report here.
     let (probe_tx, mut probe_rx) = mpsc::channel::<crate::fence::probe::ProbeResult>(64);
     let mut reach = config.tiebreak.as_ref().map(|t| {
         crate::fence::probe::spawn(&t.targets, t.interval, t.timeout, probe_tx.clone());
-        crate::fence::reach::Reach::new(t.targets.len(), t.timeout)
+        crate::fence::reach::Reach::new(t.targets.len(), t.timeout, config.timing.deadtime)
     });
     drop(probe_tx);
     let (fence_tx, mut fence_rx) = mpsc::channel::<FenceReport>(4);
@@ -167,12 +167,15 @@ pub async fn run(opts: Options, config: Config) -> Result<(), String> {
         let now = Instant::now();
         if let Some(r) = &reach {
             let n = r.count(now);
-            if role.reach != Some(n) && (n > 0 || r.next_expiry(now).is_none()) {
+            if role.reach != Some(n) {
                 log::info!("tie-break: {n} of {} target(s) reachable", r.len());
             }
             role.reach = Some(n);
         }
         let act = role.reconsider(&mut core, &group.engine, now, wall_secs());
+        for p in act.persist {
+            state_files::persist(&state_dir, p);
+        }
         if let Some(o) = act.send {
             carry_out(o, &sockets, &shared, &state_dir, &mut drops);
         }
@@ -226,7 +229,7 @@ pub async fn run(opts: Options, config: Config) -> Result<(), String> {
         if let Some(d) = group.engine.next_deadline() {
             deadline = deadline.min(d);
         }
-        if let Some(d) = reach.as_ref().and_then(|r| r.next_expiry(now)) {
+        if let Some(d) = reach.as_ref().and_then(|r| r.next_change(now)) {
             deadline = deadline.min(d);
         }
         if let Some(d) = role.next_deadline() {

@@ -6,7 +6,10 @@
 //!   our earlier life are refused by the peer;
 //! - `uuid`: our 16-byte node UUID (`srcuuid` on the wire), made once;
 //! - `peer`: the peer's generation and newest sequence number, so packets recorded
-//!   before our restart are refused after it.
+//!   before our restart are refused after it;
+//! - `standby`: present while the operator keeps this node in standby;
+//! - `epoch`: the ownership epoch (keep-last-writer compares them after a split brain);
+//! - `split-brains.json`: the split-brain log, until acknowledged.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -14,7 +17,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// Writes `data` to `dir/name` atomically and durably: temp file, fsync, rename, fsync dir.
-pub(crate) fn write_durably(dir: &Path, name: &str, data: &[u8]) -> Result<(), String> {
+fn write_durably(dir: &Path, name: &str, data: &[u8]) -> Result<(), String> {
     let tmp = dir.join(format!(".{name}.tmp"));
     let path = dir.join(name);
     let err = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
@@ -131,5 +134,46 @@ mod tests {
         assert_eq!(load_peer(d.path()), None);
         save_peer(d.path(), 7, 99).unwrap();
         assert_eq!(load_peer(d.path()), Some((7, 99)));
+    }
+}
+
+/// Standby, epoch and the split-brain log, as the role needs them at start.
+pub fn load_saved(dir: &Path) -> crate::role::Saved {
+    let log = match fs::read_to_string(dir.join("split-brains.json")) {
+        Ok(text) => crate::split_brain::Log::from_json(&text).unwrap_or_else(|e| {
+            log::error!(
+                "{}: {e}; starting a new log, the old one is kept as split-brains.json.damaged",
+                dir.display()
+            );
+            let _ = fs::rename(dir.join("split-brains.json"), dir.join("split-brains.json.damaged"));
+            crate::split_brain::Log::default()
+        }),
+        Err(_) => crate::split_brain::Log::default(),
+    };
+    crate::role::Saved {
+        standby: dir.join("standby").exists(),
+        epoch: fs::read_to_string(dir.join("epoch"))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0),
+        log,
+    }
+}
+
+/// Writes what the role asked to keep; a failure is logged (the daemon goes on:
+/// losing a record is better than stopping the cluster).
+pub fn persist(dir: &Path, p: crate::role::Persist) {
+    use crate::role::Persist;
+    let r = match p {
+        Persist::Standby(true) => write_durably(dir, "standby", b"standby\n"),
+        Persist::Standby(false) => match fs::remove_file(dir.join("standby")) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!("cannot remove standby: {e}")),
+            _ => Ok(()),
+        },
+        Persist::Epoch(e) => write_durably(dir, "epoch", format!("{e}\n").as_bytes()),
+        Persist::SplitBrainLog(json) => write_durably(dir, "split-brains.json", json.as_bytes()),
+    };
+    if let Err(e) = r {
+        log::error!("{e}");
     }
 }

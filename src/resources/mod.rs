@@ -312,6 +312,14 @@ impl Engine {
             RscState::Promoted => true,
             _ => false,
         });
+        // A start in flight may already have brought it up: the peer must not start
+        // it on the strength of an advert sent while ours was starting.
+        let starting = match self.inflight {
+            Some((_, i, Action::Start)) => !self.rscs[i].cfg.promotable,
+            Some((_, _, Action::Promote)) => true,
+            _ => false,
+        };
+        let up = up || starting;
         let leftovers = self
             .rscs
             .iter()

@@ -1,15 +1,16 @@
-//! This node's part in the pair: its operator mode (standby, persisted in the state
-//! dir; leaving, on SIGTERM; a pending takeover request), what it advertises to the
-//! peer, and the policy decision that sets the group's target. Re-evaluated after
-//! every event; a changed advert goes out at once, and each decision is logged once
-//! with its reason.
+//! This node's part in the pair: its operator mode (standby; leaving, on SIGTERM; a
+//! pending takeover request), what it advertises to the peer, and the policy
+//! decision that sets the group's target. Re-evaluated after every event; a changed
+//! advert goes out at once, and each decision is logged once with its reason.
 //!
-//! It also keeps the split-brain side of things: the ownership epoch (persisted in
-//! `epoch`), the state of fencing the peer, the heal handshake (the keeper
-//! re-asserts its resources before it says `Keep`), and the split-brain log
-//! (`split-brains.json`).
+//! It also keeps the split-brain side of things: the ownership epoch, the state of
+//! fencing the peer, the heal handshake (the keeper re-asserts its resources before
+//! it says `Keep`), and the split-brain log.
+//!
+//! Pure like the other cores: time comes in as arguments, and what must survive a
+//! restart (standby, epoch, the log) goes out as `Persist` actions for the shell to
+//! write. The cluster simulation drives two of these against each other.
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::membership::{Membership, Output, PeerLiveness};
@@ -18,6 +19,25 @@ use crate::policy::{
 };
 use crate::resources::{Engine, Target};
 use crate::split_brain::{self, Side};
+
+/// State to write to the state dir (the shell does it durably).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Persist {
+    /// `standby`: present while in standby.
+    Standby(bool),
+    /// `epoch`: the ownership epoch.
+    Epoch(u64),
+    /// `split-brains.json`.
+    SplitBrainLog(String),
+}
+
+/// What survives a restart, as the shell read it from the state dir.
+#[derive(Debug, Clone, Default)]
+pub struct Saved {
+    pub standby: bool,
+    pub epoch: u64,
+    pub log: split_brain::Log,
+}
 
 /// What the shell must do after a reconsider.
 #[derive(Default)]
@@ -30,6 +50,7 @@ pub struct Actions {
     pub fence: bool,
     /// Re-assert the group's resources (monitor each at once).
     pub reassert: bool,
+    pub persist: Vec<Persist>,
 }
 
 pub struct Role {
@@ -41,7 +62,8 @@ pub struct Role {
     fencing: bool,
     fence_retry: Duration,
     tolerance_ms: u64,
-    state_dir: PathBuf,
+    /// Written by the commands, collected by the next reconsider.
+    pending: Vec<Persist>,
     pub standby: bool,
     pub leaving: bool,
     pub takeover: bool,
@@ -69,34 +91,12 @@ pub struct Role {
     running_since: Option<Instant>,
 }
 
-fn read_epoch(dir: &Path) -> u64 {
-    std::fs::read_to_string(dir.join("epoch"))
-        .ok()
-        .and_then(|t| t.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 impl Role {
-    pub fn new(config: &crate::config::Config) -> Self {
-        let state_dir = config.daemon.state_dir.clone();
-        let standby = state_dir.join("standby").exists();
+    pub fn new(config: &crate::config::Config, saved: Saved) -> Self {
+        let Saved { standby, epoch, log } = saved;
         if standby {
             log::info!("this node is in standby (set before the restart; `pairbeat online` ends it)");
         }
-        let log = match std::fs::read_to_string(state_dir.join("split-brains.json")) {
-            Ok(text) => split_brain::Log::from_json(&text).unwrap_or_else(|e| {
-                log::error!(
-                    "{}: {e}; starting a new log (the old file is left as split-brains.json.damaged)",
-                    state_dir.display()
-                );
-                let _ = std::fs::rename(
-                    state_dir.join("split-brains.json"),
-                    state_dir.join("split-brains.json.damaged"),
-                );
-                split_brain::Log::default()
-            }),
-            Err(_) => split_brain::Log::default(),
-        };
         if log.awaiting_operator() {
             log::warn!("a split brain (policy stop-both) still waits for the operator: `pairbeat resolve --keep NODE`");
         }
@@ -109,8 +109,8 @@ impl Role {
             fencing: config.fence.is_some(),
             fence_retry: config.fence.as_ref().map_or(Duration::from_secs(10), |f| f.retry),
             tolerance_ms: config.timing.keepalive.as_millis() as u64,
-            epoch: read_epoch(&state_dir),
-            state_dir,
+            epoch,
+            pending: Vec::new(),
             standby,
             leaving: false,
             takeover: false,
@@ -135,21 +135,7 @@ impl Role {
     pub fn set_standby(&mut self, on: bool) {
         self.standby = on;
         self.takeover = false;
-        let file = self.state_dir.join("standby");
-        let r = if on {
-            std::fs::write(&file, "standby\n")
-        } else {
-            std::fs::remove_file(&file).or_else(|e| {
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })
-        };
-        if let Err(e) = r {
-            log::warn!("cannot record standby in {}: {e}", file.display());
-        }
+        self.pending.push(Persist::Standby(on));
     }
 
     pub fn mode(&self, engine: &Engine) -> Mode {
@@ -181,11 +167,8 @@ impl Role {
         self.decision.as_ref()
     }
 
-    fn save_log(&self) {
-        let dir = self.state_dir.clone();
-        if let Err(e) = super::state_files::write_durably(&dir, "split-brains.json", self.log.to_json().as_bytes()) {
-            log::error!("{e}");
-        }
+    fn save_log(&mut self) {
+        self.pending.push(Persist::SplitBrainLog(self.log.to_json()));
     }
 
     /// The result of fencing the peer.
@@ -344,16 +327,14 @@ impl Role {
             // Starting the group afresh: a new ownership epoch, past both nodes'.
             if d.target == Target::Active && engine.target() != Some(Target::Active) && holding != Holding::Running {
                 self.epoch = policy::next_epoch(self.epoch, peer_advert.map(|a| a.epoch));
-                let dir = self.state_dir.clone();
-                if let Err(e) = super::state_files::write_durably(&dir, "epoch", format!("{}\n", self.epoch).as_bytes())
-                {
-                    log::error!("{e}");
-                }
+                self.pending.push(Persist::Epoch(self.epoch));
             }
             decision = Some(d);
         }
         advert.epoch = self.epoch;
         advert.awaiting_operator = self.log.awaiting_operator();
+        advert.claim = decision.as_ref().is_some_and(|d| d.claim) && holding != Holding::Running;
+        advert.claim_seen = peer_advert.is_some_and(|a| a.claim) && liveness == PeerLiveness::Up;
         advert.heal = match decision.as_ref().and_then(|d| d.heal) {
             Some(Verdict::Keep) if !self.reasserted => None,
             h => h,
@@ -363,6 +344,7 @@ impl Role {
             core.set_advert(advert);
             act.send = Some(core.send_now(now, wall_secs));
         }
+        act.persist = std::mem::take(&mut self.pending);
         let Some(decision) = decision else { return act };
         if self.decision.as_ref() != Some(&decision) {
             let verb = match decision.target {
@@ -390,6 +372,8 @@ impl Role {
             heal: None,
             awaiting_operator: self.log.awaiting_operator(),
             resolve_sender_keeps: self.resolve_sender_keeps,
+            claim: false,
+            claim_seen: false,
         }
     }
 
