@@ -536,7 +536,7 @@ fn run(seed: u64) -> Checks {
     w.boot(0);
     w.hosts[1].restart_at = Some(rng.below(1500));
     // Undo actions: (at, what).
-    let mut undo: Vec<(u64, Box<dyn Fn(&mut World)>)> = Vec::new();
+    let mut undo: Vec<(u64, Undo)> = Vec::new();
     let mut strict = matches!(protect, Protect::Fencing | Protect::Both) || tiebreak_only;
     let mut hung_without_fencing = false;
     let mut connected_since: Option<u64> = None;
@@ -764,6 +764,9 @@ fn run(seed: u64) -> Checks {
     }
     checks
 }
+
+/// Puts a fault back, at its time.
+type Undo = Box<dyn Fn(&mut World)>;
 
 /// A hung stop fault hangs this many stops: enough to block the group.
 const STOP_ATTEMPTS_HANG: u32 = pairbeat::resources::STOP_ATTEMPTS;

@@ -103,40 +103,6 @@ pub fn save_peer(dir: &Path, generation: u64, seq: u64) -> Result<(), String> {
     write_durably(dir, "peer", format!("{generation} {seq}\n").as_bytes())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn generation_starts_at_the_time_and_increments_durably() {
-        let d = tempfile::tempdir().unwrap();
-        assert_eq!(next_generation(d.path(), 1_795_264_835).unwrap(), 1_795_264_835);
-        assert_eq!(
-            fs::read_to_string(d.path().join("generation")).unwrap(),
-            "     1795264835\n"
-        );
-        assert_eq!(next_generation(d.path(), 5).unwrap(), 1_795_264_836);
-        fs::write(d.path().join("generation"), "junk").unwrap();
-        assert!(next_generation(d.path(), 5).unwrap_err().contains("is corrupt"));
-    }
-
-    #[test]
-    fn uuid_is_made_once_and_kept() {
-        let d = tempfile::tempdir().unwrap();
-        let a = uuid(d.path()).unwrap();
-        assert_eq!(uuid(d.path()).unwrap(), a);
-        assert_eq!(a[6] >> 4, 4);
-    }
-
-    #[test]
-    fn peer_floor_round_trips() {
-        let d = tempfile::tempdir().unwrap();
-        assert_eq!(load_peer(d.path()), None);
-        save_peer(d.path(), 7, 99).unwrap();
-        assert_eq!(load_peer(d.path()), Some((7, 99)));
-    }
-}
-
 /// Standby, epoch and the split-brain log, as the role needs them at start.
 pub fn load_saved(dir: &Path) -> crate::role::Saved {
     let log = match fs::read_to_string(dir.join("split-brains.json")) {
@@ -175,5 +141,39 @@ pub fn persist(dir: &Path, p: crate::role::Persist) {
     };
     if let Err(e) = r {
         log::error!("{e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generation_starts_at_the_time_and_increments_durably() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(next_generation(d.path(), 1_795_264_835).unwrap(), 1_795_264_835);
+        assert_eq!(
+            fs::read_to_string(d.path().join("generation")).unwrap(),
+            "     1795264835\n"
+        );
+        assert_eq!(next_generation(d.path(), 5).unwrap(), 1_795_264_836);
+        fs::write(d.path().join("generation"), "junk").unwrap();
+        assert!(next_generation(d.path(), 5).unwrap_err().contains("is corrupt"));
+    }
+
+    #[test]
+    fn uuid_is_made_once_and_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let a = uuid(d.path()).unwrap();
+        assert_eq!(uuid(d.path()).unwrap(), a);
+        assert_eq!(a[6] >> 4, 4);
+    }
+
+    #[test]
+    fn peer_floor_round_trips() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(load_peer(d.path()), None);
+        save_peer(d.path(), 7, 99).unwrap();
+        assert_eq!(load_peer(d.path()), Some((7, 99)));
     }
 }
