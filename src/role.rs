@@ -20,6 +20,11 @@ use crate::policy::{
 use crate::resources::{Engine, Target};
 use crate::split_brain::{self, Side};
 
+/// How long the keeper waits, after the yielding peer went quiet, before it
+/// re-asserts. Linux ignores an ARP update within `locktime` (1 s by default) of the
+/// previous one; after that the keeper's announcements are taken.
+pub const REASSERT_AFTER: Duration = Duration::from_millis(1100);
+
 /// State to write to the state dir (the shell does it durably).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Persist {
@@ -50,6 +55,8 @@ pub struct Actions {
     pub fence: bool,
     /// Re-assert the group's resources (monitor each at once).
     pub reassert: bool,
+    /// Hold monitors: this node is about to yield the group.
+    pub quiet: bool,
     pub persist: Vec<Persist>,
 }
 
@@ -78,6 +85,8 @@ pub struct Role {
     fence_retry_at: Option<Instant>,
     /// The last fence attempt, in words, for status.
     pub fence_last: Option<String>,
+    /// When to re-assert: a while after the yielding peer went quiet.
+    reassert_at: Option<Instant>,
     /// Reassert asked for / done since this split brain began.
     reassert_asked: bool,
     reasserted: bool,
@@ -120,6 +129,7 @@ impl Role {
             fence: FenceState::NotFenced,
             fence_retry_at: None,
             fence_last: None,
+            reassert_at: None,
             reassert_asked: false,
             reasserted: false,
             log,
@@ -189,9 +199,12 @@ impl Role {
         }
     }
 
-    /// When the role next has something to do by itself (a fence retry).
+    /// When the role next has something to do by itself (a fence retry, a re-assert).
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.fence_retry_at
+        [self.fence_retry_at, self.reassert_at.filter(|_| !self.reassert_asked)]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// `pairbeat resolve --keep NODE`.
@@ -312,15 +325,27 @@ impl Role {
                 self.fence = FenceState::InProgress;
                 act.fence = true;
             }
-            // The keeper re-asserts before it says Keep.
+            // The keeper re-asserts before it says Keep, once the yielding peer has
+            // gone quiet and stayed so for REASSERT_AFTER (so the keeper's
+            // announcements are the last ones, and none falls inside a client's ARP
+            // locktime of the peer's last one).
             if d.heal == Some(Verdict::Keep) && !self.reassert_asked {
-                self.reassert_asked = true;
-                act.reassert = true;
+                if peer_advert.is_some_and(|a| a.heal == Some(Verdict::Yield)) {
+                    let at = *self.reassert_at.get_or_insert(now + REASSERT_AFTER);
+                    if now >= at {
+                        self.reassert_asked = true;
+                        act.reassert = true;
+                    }
+                } else {
+                    self.reassert_at = None;
+                }
             }
+            act.quiet = d.heal == Some(Verdict::Yield);
             if self.reassert_asked && !act.reassert && !engine.reasserting() {
                 self.reasserted = true;
             }
             if d.heal.is_none() {
+                self.reassert_at = None;
                 self.reassert_asked = false;
                 self.reasserted = false;
             }
@@ -337,6 +362,9 @@ impl Role {
         advert.claim_seen = peer_advert.is_some_and(|a| a.claim) && liveness == PeerLiveness::Up;
         advert.heal = match decision.as_ref().and_then(|d| d.heal) {
             Some(Verdict::Keep) if !self.reasserted => None,
+            // Yield is said once monitors are held and none runs: from then on this
+            // node announces nothing.
+            Some(Verdict::Yield) if !(engine.is_idle() && act.quiet) => None,
             h => h,
         };
         if self.advert != Some(advert) {

@@ -350,6 +350,7 @@ impl World {
             }
             eouts.extend(d.engine.set_target(t));
         }
+        eouts.extend(d.engine.set_quiet(act.quiet));
         if act.reassert {
             eouts.extend(d.engine.reassert());
         }
@@ -541,7 +542,8 @@ fn run(seed: u64) -> Checks {
     let mut hung_without_fencing = false;
     let mut connected_since: Option<u64> = None;
     let mut dual_since: Option<u64> = None;
-    let bound = 2 * KEEPALIVE + 7 * OP_MAX + 4 * DELAY_MAX + 2 * STEP;
+    let bound =
+        3 * KEEPALIVE + 7 * OP_MAX + 4 * DELAY_MAX + 2 * STEP + pairbeat::role::REASSERT_AFTER.as_millis() as u64;
     let mut resolved = false;
     while w.now <= end {
         // Faults.

@@ -183,6 +183,8 @@ pub async fn run(opts: Options, config: Config) -> Result<(), String> {
             let outs = group.engine.set_target(t);
             group.handle(outs);
         }
+        let outs = group.engine.set_quiet(act.quiet);
+        group.handle(outs);
         if act.reassert {
             log::info!("re-asserting the group's resources (a monitor of each) before the peer stops its copy");
             let outs = group.engine.reassert();

@@ -198,6 +198,9 @@ pub struct Engine {
     reassert: Vec<usize>,
     /// The monitor in flight is a reassert.
     reassert_inflight: bool,
+    /// Monitors are held (queued, not run): set on a node about to yield the group
+    /// after a split brain, so it does not re-announce what it gives up.
+    quiet: bool,
 }
 
 /// A resource's state and counters, for status.
@@ -243,7 +246,22 @@ impl Engine {
             settled: false,
             reassert: Vec::new(),
             reassert_inflight: false,
+            quiet: false,
         }
+    }
+
+    /// Holds monitors (see `quiet`); starts and stops go on.
+    pub fn set_quiet(&mut self, quiet: bool) -> Vec<Output> {
+        if self.quiet == quiet {
+            return Vec::new();
+        }
+        self.quiet = quiet;
+        self.step()
+    }
+
+    /// No operation is running.
+    pub fn is_idle(&self) -> bool {
+        self.inflight.is_none()
     }
 
     /// Monitors every resource that is up, at once and in group order. After a split
@@ -690,6 +708,9 @@ impl Engine {
         if !self.settled {
             self.settled = true;
             out.push(Output::Event(Event::Settled { target }));
+        }
+        if self.quiet {
+            return out;
         }
         if !self.reassert.is_empty() {
             let i = self.reassert.remove(0);

@@ -151,6 +151,24 @@ impl Net {
         net
     }
 
+    /// A process of host h (its namespace holder), for tools that enter it by PID.
+    pub fn holder_pid(&self, h: usize) -> u32 {
+        self.holders[h].id()
+    }
+
+    /// A direct veth link `pbI` between hosts `h1` and `h2`, addressed as link i.
+    pub fn veth(&mut self, h1: usize, h2: usize, i: usize) {
+        let (a, b, id) = (self.ns[h1].clone(), self.ns[h2].clone(), self.id);
+        sh(&format!(
+            "ip link add pbt{id}x{i} netns {a} type veth peer name pbt{id}y{i} netns {b} && \
+             ip -n {a} link set pbt{id}x{i} name pb{i} && ip -n {b} link set pbt{id}y{i} name pb{i} && \
+             ip -n {a} addr add {}/24 brd + dev pb{i} && ip -n {b} addr add {}/24 brd + dev pb{i} && \
+             ip -n {a} link set pb{i} up && ip -n {b} link set pb{i} up",
+            self.addr(h1, i),
+            self.addr(h2, i),
+        ));
+    }
+
     /// Host h's address on link i.
     pub fn addr(&self, h: usize, i: usize) -> String {
         format!("10.{}.{}.{}", 200 + i, self.id, h + 1)
