@@ -526,7 +526,9 @@ pub fn decide(local: &Local, peer: Peer) -> Decision {
         if p.claim && !preferred {
             return d(Target::Passive, Reason::PeerClaims);
         }
-        if !p.claim_seen {
+        // A peer that is leaving (shutting down) never starts again: no need to wait
+        // for it, and it may exit before it could answer.
+        if !p.claim_seen && p.mode != Mode::Leaving {
             return Decision {
                 claim: true,
                 ..d(Target::Passive, Reason::Claiming)
@@ -973,6 +975,9 @@ mod tests {
         assert_eq!((d.target, d.claim), (Target::Passive, false));
         let d = decide(&local(0, false, stopped), alive(claiming));
         assert_eq!(d.target, Target::Active);
+        // A leaving peer (it exits once stopped) needs no acknowledgement either.
+        let leaving = Advert::new(Stopped, Leaving);
+        assert_eq!(decide(&local(1, false, stopped), alive(leaving)).target, Target::Active);
         // A dead peer needs no claim.
         assert_eq!(
             decide(&local(1, false, stopped), dead(Some(stopped))).target,
