@@ -453,6 +453,89 @@ fn preferred_node_must_be_a_node() {
     assert_eq!((c.failover.preferred, c.failover.auto_failback), (1, true));
 }
 
+// --- split brain, tie-break, fencing -----------------------------------------------
+
+#[test]
+fn split_brain_policy_is_named_from_a_list() {
+    let e = errors("[group]", "[split_brain]\npolicy = \"keep-prefered\"\n[group]");
+    has(&e, "unknown split-brain policy `keep-prefered`");
+    has(&e, "did you mean `keep-preferred`?");
+    let (c, _) = Case::new()
+        .load(&BASE.replace("[group]", "[split_brain]\npolicy = \"stop-both\"\n[group]"))
+        .unwrap();
+    assert_eq!(c.split_brain, pairbeat::policy::SplitBrainPolicy::StopBoth);
+    let (c, _) = Case::new().load(BASE).unwrap();
+    assert_eq!(c.split_brain, pairbeat::policy::SplitBrainPolicy::KeepPreferred);
+    assert!(c.tiebreak.is_none() && c.fence.is_none());
+}
+
+#[test]
+fn tiebreak_targets_are_checked_each_with_its_place() {
+    let e = errors(
+        "[group]",
+        "[tiebreak]\ntargets = [\"icmp:10.0.0.1\", \"ping:10.0.0.2\", \"tcp:10.0.0.3\", \"icmp:10.0.0.1\"]\n[group]",
+    );
+    has(&e, "unknown target kind `ping`");
+    has(&e, "`10.0.0.3` is not ADDR:PORT");
+    has(&e, "target `icmp:10.0.0.1` is listed twice");
+    has(
+        &errors("[group]", "[tiebreak]\ntargets = []\n[group]"),
+        "[tiebreak] targets is empty",
+    );
+    has(
+        &errors("[group]", "[tiebreak]\ninterval = \"1s\"\n[group]"),
+        "[tiebreak] has no `targets`",
+    );
+    let e = errors(
+        "[group]",
+        "[tiebreak]\ntargets = [\"udp:10.0.0.53:53\"]\ninterval = \"2s\"\ntimeout = \"1s\"\n[group]",
+    );
+    has(&e, "tiebreak timeout (1s) must be longer than its interval (2s)");
+    // Defaults: probe every keepalive, unreachable after warntime.
+    let (c, _) = Case::new()
+        .load(&BASE.replace("[group]", "[tiebreak]\ntargets = [\"tcp:[2001:db8::1]:22\"]\n[group]"))
+        .unwrap();
+    let t = c.tiebreak.unwrap();
+    assert_eq!((t.interval, t.timeout), (c.timing.keepalive, c.timing.warntime));
+    assert_eq!(t.targets[0].to_string(), "tcp:[2001:db8::1]:22");
+}
+
+#[test]
+fn fence_device_params_per_node_and_delay() {
+    let (c, warnings) = Case::new()
+        .load(&BASE.replace(
+            "[group]",
+            "[fence]\nagent = \"fence_ipmilan\"\nparams = { login = \"admin\", passwd = \"s\" }\n[fence.node.alpha]\nparams = { ipaddr = \"10.0.0.11\" }\ndelay = \"5s\"\n[fence.node.bravo]\nparams = { ipaddr = \"10.0.0.12\", login = \"root\" }\n[group]",
+        ))
+        .unwrap();
+    let f = c.fence.unwrap();
+    assert_eq!(f.agent, std::path::Path::new("/usr/sbin/fence_ipmilan"));
+    assert_eq!(f.action, "off");
+    assert_eq!(f.params[0]["ipaddr"], "10.0.0.11");
+    assert_eq!(f.params[0]["login"], "admin");
+    assert_eq!(f.params[1]["login"], "root", "a node's params win over the common ones");
+    assert_eq!(f.delay, [std::time::Duration::from_secs(5), std::time::Duration::ZERO]);
+    assert!(!warnings.contains("names node"), "{warnings}");
+
+    let e = errors(
+        "[group]",
+        "[fence]\nagent = \"bin/fence\"\naction = \"shoot\"\nparams = { action = \"on\" }\n[fence.node.charlie]\ndelay = \"1s\"\n[group]",
+    );
+    has(&e, "fence agent `bin/fence` is neither a name nor an absolute path");
+    has(&e, "fence action `shoot` is not off or reboot");
+    has(&e, "`action` is set by pairbeat, not in params");
+    has(&e, "[fence.node.charlie] is not a node");
+    has(
+        &errors("[group]", "[fence]\ntimeout = \"5s\"\n[group]"),
+        "[fence] has no `agent`",
+    );
+    // Nothing addresses a node: a warning that says what to add.
+    let (_, warnings) = Case::new()
+        .load(&BASE.replace("[group]", "[fence]\nagent = \"/usr/local/sbin/fence\"\n[group]"))
+        .unwrap();
+    assert!(warnings.contains("nothing in [fence] names node alpha"), "{warnings}");
+}
+
 // --- group ------------------------------------------------------------------------
 
 #[test]
