@@ -376,10 +376,10 @@ fn heal_under(policy: &str, keeper: &str) -> Duration {
         println!("{}", lab.logs());
     }
     // Both nodes recorded it, with the policy and the keeper, until acknowledged.
-    for h in 0..2 {
+    for (h, node) in NODES.iter().enumerate() {
         let s = lab.status(h);
         let records = s["split_brains"].as_array().cloned().unwrap_or_default();
-        assert_eq!(records.len(), 1, "{policy}: {} records one split brain: {s}", NODES[h]);
+        assert_eq!(records.len(), 1, "{policy}: {node} records one split brain: {s}");
         assert_eq!(records[0]["policy"], policy);
         assert!(records[0]["ended_at"].is_u64(), "{policy}: ended: {}", records[0]);
         if policy != "stop-both" {
