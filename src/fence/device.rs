@@ -53,14 +53,9 @@ pub async fn run(fence: &Fence, node: usize, action: &str) -> FenceOutcome {
             // An agent that exits without reading is judged by its exit status alone.
             let _ = s.write_all(input.as_bytes()).await;
         }
-        let mut text = String::new();
-        let mut more = String::new();
-        if let Some(o) = out.as_mut() {
-            let _ = o.take(64 * 1024).read_to_string(&mut text).await;
-        }
-        if let Some(e) = err.as_mut() {
-            let _ = e.take(64 * 1024).read_to_string(&mut more).await;
-        }
+        // Both pipes at once: an agent that fills one while we wait on the other
+        // would otherwise hang until the timeout.
+        let (mut text, more) = tokio::join!(read_capped(out.as_mut()), read_capped(err.as_mut()));
         text.push_str(&more);
         (child.wait().await, text)
     };
@@ -98,6 +93,27 @@ pub async fn run(fence: &Fence, node: usize, action: &str) -> FenceOutcome {
             ))
         }
     }
+}
+
+/// The last 64 KiB of a pipe, as text. The pipe is drained to its end: an agent
+/// blocked on a full pipe would never exit.
+async fn read_capped<R: tokio::io::AsyncRead + Unpin>(pipe: Option<&mut R>) -> String {
+    const KEEP: usize = 64 * 1024;
+    let mut kept: Vec<u8> = Vec::new();
+    if let Some(p) = pipe {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = p.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            kept.extend_from_slice(&buf[..n]);
+            if kept.len() > 2 * KEEP {
+                kept.drain(..kept.len() - KEEP);
+            }
+        }
+    }
+    let from = kept.len().saturating_sub(KEEP);
+    String::from_utf8_lossy(&kept[from..]).into_owned()
 }
 
 /// Waits the node's fence delay, then fences it.
