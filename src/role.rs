@@ -22,8 +22,13 @@ use crate::split_brain::{self, Side};
 
 /// How long the keeper waits, after the yielding peer went quiet, before it
 /// re-asserts. Linux ignores an ARP update within `locktime` (1 s by default) of the
-/// previous one; after that the keeper's announcements are taken.
-pub const REASSERT_AFTER: Duration = Duration::from_millis(1100);
+/// previous one, and the peer's last announcements may still be on their way
+/// (IPaddr2 sends its ARPs in the background, `arp_interval` 200 ms apart).
+pub const REASSERT_AFTER: Duration = Duration::from_millis(1500);
+
+/// How long the keeper waits after its re-assert before it says `Keep`: agents send
+/// their announcements in the background, after the monitor returned.
+pub const REASSERT_SETTLE: Duration = Duration::from_millis(500);
 
 /// State to write to the state dir (the shell does it durably).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +95,8 @@ pub struct Role {
     /// Reassert asked for / done since this split brain began.
     reassert_asked: bool,
     reasserted: bool,
+    /// When the re-assert's monitors finished.
+    reasserted_at: Option<Instant>,
     log: split_brain::Log,
     /// The node that keeps the group in the split brain in progress.
     keeper: Option<usize>,
@@ -132,6 +139,7 @@ impl Role {
             reassert_at: None,
             reassert_asked: false,
             reasserted: false,
+            reasserted_at: None,
             log,
             keeper: None,
             resolve_sender_keeps: None,
@@ -201,10 +209,16 @@ impl Role {
 
     /// When the role next has something to do by itself (a fence retry, a re-assert).
     pub fn next_deadline(&self) -> Option<Instant> {
-        [self.fence_retry_at, self.reassert_at.filter(|_| !self.reassert_asked)]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.fence_retry_at,
+            self.reassert_at.filter(|_| !self.reassert_asked),
+            self.reasserted_at
+                .filter(|_| !self.reasserted)
+                .map(|t| t + REASSERT_SETTLE),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// `pairbeat resolve --keep NODE`.
@@ -342,12 +356,14 @@ impl Role {
             }
             act.quiet = d.heal == Some(Verdict::Yield);
             if self.reassert_asked && !act.reassert && !engine.reasserting() {
-                self.reasserted = true;
+                let done = *self.reasserted_at.get_or_insert(now);
+                self.reasserted = now >= done + REASSERT_SETTLE;
             }
             if d.heal.is_none() {
                 self.reassert_at = None;
                 self.reassert_asked = false;
                 self.reasserted = false;
+                self.reasserted_at = None;
             }
             // Starting the group afresh: a new ownership epoch, past both nodes'.
             if d.target == Target::Active && engine.target() != Some(Target::Active) && holding != Holding::Running {

@@ -542,8 +542,11 @@ fn run(seed: u64) -> Checks {
     let mut hung_without_fencing = false;
     let mut connected_since: Option<u64> = None;
     let mut dual_since: Option<u64> = None;
-    let bound =
-        3 * KEEPALIVE + 7 * OP_MAX + 4 * DELAY_MAX + 2 * STEP + pairbeat::role::REASSERT_AFTER.as_millis() as u64;
+    let bound = 3 * KEEPALIVE
+        + 7 * OP_MAX
+        + 4 * DELAY_MAX
+        + 2 * STEP
+        + (pairbeat::role::REASSERT_AFTER + pairbeat::role::REASSERT_SETTLE).as_millis() as u64;
     let mut resolved = false;
     while w.now <= end {
         // Faults.
