@@ -100,18 +100,7 @@ impl Lab {
     }
 
     fn logs(&self) -> String {
-        let mut all = String::new();
-        for e in std::fs::read_dir(self.net.dir.path()).unwrap() {
-            let p = e.unwrap().path();
-            if p.extension().is_some_and(|x| x == "log") {
-                all += &format!(
-                    "--- {}\n{}",
-                    p.display(),
-                    std::fs::read_to_string(&p).unwrap_or_default()
-                );
-            }
-        }
-        all
+        self.net.logs()
     }
 
     /// Waits until the client is served by `node` and both daemons agree it owns the group.

@@ -339,3 +339,41 @@ fn promotable_runs_on_both_nodes_and_is_promoted_only_on_the_active_one() {
     d.settle(Outcome::NotRunning);
     assert_eq!(d.log[..4], ["monitor r0", "stop r1", "stop r0", "start r0"]);
 }
+
+#[test]
+fn reassert_monitors_every_up_resource_and_quiet_holds_monitors_but_not_stops() {
+    let g = group(vec![rsc("a", OnFail::Restart), rsc("b", OnFail::Restart)]);
+    let mut d = Drive::new(&g);
+    d.target(Target::Active);
+    d.settle(Outcome::NotRunning);
+    d.log.clear();
+    // Re-assert: a monitor of each, in group order, reported until done.
+    let o = d.e.reassert();
+    d.take(o);
+    assert!(d.e.reasserting());
+    d.settle(Outcome::Success);
+    assert_eq!(d.log, ["monitor r0", "monitor r1"]);
+    assert!(!d.e.reasserting());
+    // Quiet: due monitors wait (a node about to yield announces nothing)…
+    d.log.clear();
+    let o = d.e.set_quiet(true);
+    d.take(o);
+    d.advance(Duration::from_secs(11));
+    assert!(d.log.is_empty(), "{:?}", d.log);
+    assert!(d.e.is_idle());
+    // …but the stop goes on.
+    d.target(Target::Passive);
+    d.settle(Outcome::Success);
+    assert_eq!(d.log, ["stop r1", "stop r0"]);
+}
+
+#[test]
+fn a_start_in_flight_counts_as_holding_the_group() {
+    let g = group(vec![rsc("a", OnFail::Restart)]);
+    let mut d = Drive::new(&g);
+    d.target(Target::Active);
+    d.answer(Outcome::NotRunning);
+    assert_eq!(d.pending.map(|r| r.action), Some(Action::Start));
+    // The start may already have brought it up: the peer must not start it too.
+    assert_eq!(d.e.holding(), pairbeat::policy::Holding::Running);
+}

@@ -130,6 +130,7 @@ pub async fn run(opts: Options, config: Config) -> Result<(), String> {
     let fence_cfg = config.fence.clone();
     let mut fence_monitor = fence_cfg.as_ref().map(|f| tokio::time::interval(f.monitor_interval));
     let peer_index = 1 - config.local;
+    let peer_name = config.peer_name().to_string();
     let status = Status::initial(&config, daemon_info(&config));
     let shared = Arc::new(Mutex::new(Shared {
         config,
@@ -194,11 +195,7 @@ pub async fn run(opts: Options, config: Config) -> Result<(), String> {
             if let Some(f) = fence_cfg.clone() {
                 let delay = f.delay[peer_index];
                 log::warn!(
-                    "fencing {} with {} (action {}{})",
-                    shared
-                        .lock()
-                        .map(|s| s.config.peer_name().to_string())
-                        .unwrap_or_default(),
+                    "fencing {peer_name} with {} (action {}{})",
                     f.agent.display(),
                     f.action,
                     if delay.is_zero() {
@@ -263,21 +260,7 @@ pub async fn run(opts: Options, config: Config) -> Result<(), String> {
             Some(report) = fence_rx.recv() => {
                 match report {
                     FenceReport::Fence(out) => role.fence_done(out.ok, &out.detail, Instant::now()),
-                    FenceReport::Monitor(out) => {
-                        if let Ok(mut s) = shared.lock() {
-                            if let Some(f) = s.status.protection.fencing.as_mut() {
-                                if f.device_ok != Some(out.ok) {
-                                    if out.ok {
-                                        log::info!("fencing device answers ({})", out.detail);
-                                    } else {
-                                        log::error!("fencing device does NOT answer its monitor ({}): a takeover that needs fencing would fail", out.detail);
-                                    }
-                                }
-                                f.device_ok = Some(out.ok);
-                                f.device_detail = Some(out.detail);
-                            }
-                        }
-                    }
+                    FenceReport::Monitor(out) => publish_device_check(out, &shared),
                 }
                 Vec::new()
             }
@@ -561,6 +544,26 @@ fn publish_role(role: &role::Role, core: &Membership, group: &group_runner::Grou
             r.node = Some(peer.clone());
         }
     }
+}
+
+/// The fencing device's last `monitor`, for status; a change is logged.
+fn publish_device_check(out: crate::fence::device::FenceOutcome, shared: &Arc<Mutex<Shared>>) {
+    let Ok(mut s) = shared.lock() else { return };
+    let Some(f) = s.status.protection.fencing.as_mut() else {
+        return;
+    };
+    if f.device_ok != Some(out.ok) {
+        if out.ok {
+            log::info!("fencing device answers ({})", out.detail);
+        } else {
+            log::error!(
+                "fencing device does NOT answer its monitor ({}): a takeover that needs fencing would fail",
+                out.detail
+            );
+        }
+    }
+    f.device_ok = Some(out.ok);
+    f.device_detail = Some(out.detail);
 }
 
 /// Split-brain protection and the last decision, for status.

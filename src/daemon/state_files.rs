@@ -162,6 +162,35 @@ mod tests {
     }
 
     #[test]
+    fn what_the_role_persists_comes_back_at_start() {
+        use crate::role::Persist;
+        let d = tempfile::tempdir().unwrap();
+        let fresh = load_saved(d.path());
+        assert_eq!((fresh.standby, fresh.epoch, fresh.log.records.len()), (false, 0, 0));
+        let mut log = crate::split_brain::Log::default();
+        let side = |n: &str| crate::split_brain::Side {
+            node: n.into(),
+            epoch: 1,
+            ran_ms: None,
+        };
+        log.begin(10, None, "stop-both", side("a"), side("b"));
+        log.end(11, None, true);
+        persist(d.path(), Persist::Standby(true));
+        persist(d.path(), Persist::Epoch(42));
+        persist(d.path(), Persist::SplitBrainLog(log.to_json()));
+        let back = load_saved(d.path());
+        assert_eq!((back.standby, back.epoch), (true, 42));
+        assert_eq!(back.log, log);
+        assert!(back.log.awaiting_operator(), "a stop-both wait survives a restart");
+        persist(d.path(), Persist::Standby(false));
+        assert!(!load_saved(d.path()).standby);
+        // A damaged log is kept aside, and the daemon starts with an empty one.
+        fs::write(d.path().join("split-brains.json"), "{not json").unwrap();
+        assert!(load_saved(d.path()).log.records.is_empty());
+        assert!(d.path().join("split-brains.json.damaged").exists());
+    }
+
+    #[test]
     fn uuid_is_made_once_and_kept() {
         let d = tempfile::tempdir().unwrap();
         let a = uuid(d.path()).unwrap();

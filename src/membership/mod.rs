@@ -483,6 +483,29 @@ mod tests {
     }
 
     #[test]
+    fn the_peers_run_time_is_aged_and_a_silent_peer_is_late_before_dead() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let mut a = engine("a", "b", 1, t0);
+        let mut b = engine("b", "a", 2, t0);
+        b.set_advert(Advert::new(
+            crate::policy::Holding::Running,
+            crate::policy::Mode::Online,
+        ));
+        b.set_running_since(Some(t0));
+        let Output::Broadcast(bytes) = b.send_now(t0 + ms(1000), 1) else {
+            unreachable!()
+        };
+        a.on_datagram(t0 + ms(1000), 1, 0, &bytes);
+        assert_eq!(a.peer(), PeerLiveness::Up);
+        assert_eq!(a.peer_ran_ms(t0 + ms(1500)), Some(1500), "1000 ms said, aged by 500");
+        assert!(!a.peer_late());
+        a.on_timeout(t0 + ms(1260), 2);
+        assert!(a.peer_late(), "silent for warntime");
+        assert_eq!(a.peer(), PeerLiveness::Up, "late, not dead yet");
+    }
+
+    #[test]
     fn reqnodes_for_us_gets_repnodes_and_nothing_else_does() {
         let t0 = Instant::now();
         let mut a = engine("a", "b", 1, t0);

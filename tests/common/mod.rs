@@ -151,6 +151,23 @@ impl Net {
         net
     }
 
+    /// Every `*.log` in the lab's directory, each under a `--- path` line: what a
+    /// failing test prints.
+    pub fn logs(&self) -> String {
+        let mut all = String::new();
+        for e in std::fs::read_dir(self.dir.path()).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "log") {
+                all += &format!(
+                    "--- {}\n{}",
+                    p.display(),
+                    std::fs::read_to_string(&p).unwrap_or_default()
+                );
+            }
+        }
+        all
+    }
+
     /// A process of host h (its namespace holder), for tools that enter it by PID.
     pub fn holder_pid(&self, h: usize) -> u32 {
         self.holders[h].id()
