@@ -1,7 +1,9 @@
 # pairbeat — build, test, install.
 #
 #   make            build release binaries
-#   make test       install missing test prerequisites, then run every test
+#   make test       install missing test prerequisites, run make lint, then every test
+#   make lint       cargo fmt --check, clippy with warnings as errors, shellcheck on every
+#                   shell script (scripts/lint), no cycle between modules (scripts/module-graph)
 #   make demo       a two-node lab on this machine: start, crash the active node, fail over
 #   make bench      the failover benchmark (BENCHMARKS.md)
 #   make install    binaries to /usr/sbin, agents to /usr/lib/ocf/resource.d/pairbeat,
@@ -16,7 +18,7 @@ UNITDIR  ?= /lib/systemd/system
 INITDIR  ?= /etc/init.d
 CARGO    ?= cargo
 
-.PHONY: all build test setup install uninstall clean demo lab-down bench
+.PHONY: all build test lint setup install uninstall clean demo lab-down bench
 
 all: build
 
@@ -26,8 +28,16 @@ build:
 setup:
 	./scripts/setup
 
-test: setup
+# Formatting, clippy and ShellCheck: any finding fails.
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+	./scripts/lint
+	./scripts/module-graph --quiet
+
+test: setup lint
 	$(CARGO) test --locked --all-targets
+	$(CARGO) test --locked --doc
 
 # The README's first command: pairbeat failing over in a two-node lab on this machine.
 demo: setup build

@@ -3,11 +3,28 @@
 //! The library holds everything the two binaries share: `pairbeatd` (the daemon)
 //! and `pairbeat` (the operator's command). Modules, by job:
 //!
+//! Pure (no I/O, time passed in):
+//! - [`model`]: the shared vocabulary; depends on nothing.
+//! - [`wire`]: Heartbeat's packet format, digests and keys, the advert fields, replay checks.
+//! - [`membership`]: is the peer alive, over which links.
+//! - [`policy`]: who runs the group, as a pure function.
+//! - [`role`]: this node's part: mode, advert, epoch, fencing state, heal handshake.
+//! - [`resources`]: the group engine.
+//! - [`reach`]: tie-break reachability.
+//! - [`split_brain`]: the split-brain log.
+//! - [`node`]: all of the above composed; the daemon and the simulation drive it.
+//!
+//! With I/O:
 //! - [`config`]: pairbeat.toml — schema, validation with file:line errors, import of
 //!   Heartbeat's ha.cf / haresources / authkeys.
-//! - [`control`]: the unix-socket protocol between CLI and daemon, and the status model.
-//! - [`daemon`]: the tokio shell that owns sockets, signals and timers.
+//! - [`agent`]: running OCF / LSB / Heartbeat agents.
+//! - [`fence`]: the fencing device and the tie-break probes.
+//! - [`control`]: the unix-socket protocol between CLI and daemon, the status model, renderers.
+//! - [`daemon`]: the tokio shell around the node: sockets, signals, the timer.
 //! - [`logging`]: the log backend chosen by `[daemon] log`.
+//!
+//! `scripts/module-graph` (part of `make lint`) fails if the top-level modules ever
+//! form a cycle.
 
 pub mod agent;
 pub mod config;
@@ -16,7 +33,10 @@ pub mod daemon;
 pub mod fence;
 pub mod logging;
 pub mod membership;
+pub mod model;
+pub mod node;
 pub mod policy;
+pub mod reach;
 pub mod resources;
 pub mod role;
 pub mod split_brain;

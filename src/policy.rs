@@ -18,222 +18,7 @@
 
 use std::fmt;
 
-use crate::resources::Target;
-
-/// What a node holds, as it advertises it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Holding {
-    /// Nothing of the group runs there (promotables may run unpromoted).
-    Stopped,
-    /// Only leftovers: resources failed or not probed yet, none up. They must be
-    /// stopped before the peer may start the group, but they do not claim it.
-    Leftovers,
-    /// Some of the group is up (starting, started or stopping).
-    Running,
-    /// A stop failed: the group is there and unmanaged until cleanup or fencing.
-    Blocked,
-}
-
-/// A node's eligibility, as it advertises it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Online,
-    /// `pairbeat standby`: hand the group to the peer.
-    Standby,
-    /// Shutting down (SIGTERM): hand the group over, then exit.
-    Leaving,
-    /// Failures make the group ineligible here until cleanup.
-    Banned,
-}
-
-/// What ends a split brain once the nodes hear each other again and both run the group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SplitBrainPolicy {
-    /// The preferred node keeps the group; the other stops it.
-    KeepPreferred,
-    /// The node that has run the group longer keeps it (near-ties: the preferred node).
-    KeepRunningLongest,
-    /// The node that became the owner last keeps it (higher ownership epoch): its
-    /// clients were the last to write. Equal epochs: the preferred node.
-    KeepLastWriter,
-    /// Both stop and wait for `pairbeat resolve --keep NODE`.
-    StopBoth,
-}
-
-impl SplitBrainPolicy {
-    pub const ALL: [SplitBrainPolicy; 4] = [
-        SplitBrainPolicy::KeepPreferred,
-        SplitBrainPolicy::KeepRunningLongest,
-        SplitBrainPolicy::KeepLastWriter,
-        SplitBrainPolicy::StopBoth,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            SplitBrainPolicy::KeepPreferred => "keep-preferred",
-            SplitBrainPolicy::KeepRunningLongest => "keep-running-longest",
-            SplitBrainPolicy::KeepLastWriter => "keep-last-writer",
-            SplitBrainPolicy::StopBoth => "stop-both",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|p| p.name() == s)
-    }
-}
-
-/// A node's verdict on a split brain, advertised so both act on one decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// This node keeps the group (advertised once it re-asserted its resources).
-    Keep,
-    /// This node stops the group once the peer says `Keep`.
-    Yield,
-    /// stop-both: this node stops and waits for the operator.
-    Stop,
-}
-
-/// What each node tells the other in its keepalives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Advert {
-    pub holding: Holding,
-    pub mode: Mode,
-    /// `pairbeat takeover`: asks the peer to yield the group.
-    pub takeover: bool,
-    /// The group is settled where the node wants it (no operation pending).
-    pub settled: bool,
-    /// Tie-break targets this node reaches; `None` without a `[tiebreak]`.
-    pub reach: Option<u32>,
-    /// Ownership epoch: raised past both nodes' epochs each time a node starts the
-    /// group, persisted, so the last owner is known after a partition.
-    pub epoch: u64,
-    /// The verdict while both run the group.
-    pub heal: Option<Verdict>,
-    /// A stop-both split brain waits for the operator here.
-    pub awaiting_operator: bool,
-    /// `pairbeat resolve --keep` ran here: `Some(true)` the sender keeps the group,
-    /// `Some(false)` the receiver does. Repeated until the peer stops waiting.
-    pub resolve_sender_keeps: Option<bool>,
-    /// This node wants to start the group while the peer is alive, and starts only
-    /// once the peer has seen the claim (so two nodes made eligible at the same
-    /// instant cannot both start: both claim, the preferred one wins).
-    pub claim: bool,
-    /// This node has seen the peer's current claim.
-    pub claim_seen: bool,
-}
-
-impl Advert {
-    /// A plain advert (no tie-break, epoch 0, no split brain), for tests and start-up.
-    pub fn new(holding: Holding, mode: Mode) -> Self {
-        Advert {
-            holding,
-            mode,
-            takeover: false,
-            settled: true,
-            reach: None,
-            epoch: 0,
-            heal: None,
-            awaiting_operator: false,
-            resolve_sender_keeps: None,
-            claim: false,
-            claim_seen: false,
-        }
-    }
-
-    /// Encoded as pairbeat-only fields of the status packet, `pb_*` (a Heartbeat
-    /// peer ignores fields it does not know).
-    pub fn fields(&self) -> Vec<(&'static str, String)> {
-        let hold = match self.holding {
-            Holding::Stopped => "stopped",
-            Holding::Leftovers => "leftovers",
-            Holding::Running => "running",
-            Holding::Blocked => "blocked",
-        };
-        let mode = match self.mode {
-            Mode::Online => "online",
-            Mode::Standby => "standby",
-            Mode::Leaving => "leaving",
-            Mode::Banned => "banned",
-        };
-        let heal = match self.heal {
-            None => "",
-            Some(Verdict::Keep) => "keep",
-            Some(Verdict::Yield) => "yield",
-            Some(Verdict::Stop) => "stop",
-        };
-        let resolve = match self.resolve_sender_keeps {
-            None => "",
-            Some(true) => "sender",
-            Some(false) => "receiver",
-        };
-        vec![
-            ("pb_hold", hold.to_string()),
-            ("pb_mode", mode.to_string()),
-            ("pb_want", if self.takeover { "takeover" } else { "" }.to_string()),
-            ("pb_settled", if self.settled { "1" } else { "0" }.to_string()),
-            ("pb_reach", self.reach.map(|r| r.to_string()).unwrap_or_default()),
-            ("pb_epoch", self.epoch.to_string()),
-            ("pb_heal", heal.to_string()),
-            ("pb_sbhold", if self.awaiting_operator { "1" } else { "0" }.to_string()),
-            ("pb_resolve", resolve.to_string()),
-            ("pb_claim", if self.claim { "1" } else { "0" }.to_string()),
-            ("pb_claimseen", if self.claim_seen { "1" } else { "0" }.to_string()),
-        ]
-    }
-
-    /// Decodes the fields; `None` when the sender is not a pairbeat node (Heartbeat).
-    /// Fields added after the first release are optional, read as their default.
-    pub fn parse(get: impl Fn(&str) -> Option<String>) -> Option<Advert> {
-        let holding = match get("pb_hold")?.as_str() {
-            "stopped" => Holding::Stopped,
-            "leftovers" => Holding::Leftovers,
-            "running" => Holding::Running,
-            "blocked" => Holding::Blocked,
-            _ => return None,
-        };
-        let mode = match get("pb_mode")?.as_str() {
-            "online" => Mode::Online,
-            "standby" => Mode::Standby,
-            "leaving" => Mode::Leaving,
-            "banned" => Mode::Banned,
-            _ => return None,
-        };
-        Some(Advert {
-            holding,
-            mode,
-            takeover: get("pb_want").as_deref() == Some("takeover"),
-            settled: get("pb_settled").as_deref() == Some("1"),
-            reach: get("pb_reach").and_then(|r| r.parse().ok()),
-            epoch: get("pb_epoch").and_then(|e| e.parse().ok()).unwrap_or(0),
-            heal: match get("pb_heal").as_deref() {
-                Some("keep") => Some(Verdict::Keep),
-                Some("yield") => Some(Verdict::Yield),
-                Some("stop") => Some(Verdict::Stop),
-                _ => None,
-            },
-            awaiting_operator: get("pb_sbhold").as_deref() == Some("1"),
-            resolve_sender_keeps: match get("pb_resolve").as_deref() {
-                Some("sender") => Some(true),
-                Some("receiver") => Some(false),
-                _ => None,
-            },
-            claim: get("pb_claim").as_deref() == Some("1"),
-            claim_seen: get("pb_claimseen").as_deref() == Some("1"),
-        })
-    }
-}
-
-/// Where fencing the peer stands (reset when the peer is heard from again).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum FenceState {
-    #[default]
-    NotFenced,
-    InProgress,
-    /// The device confirmed the peer is off.
-    Fenced,
-    /// The last attempt failed; another follows after the retry interval.
-    Failed,
-}
+pub use crate::model::{Advert, FenceState, Holding, Mode, SplitBrainPolicy, Target, Verdict};
 
 /// What this node knows of the peer besides its liveness.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -339,6 +124,51 @@ pub enum Reason {
     PeerAwaitsOperator,
     Claiming,
     PeerClaims,
+}
+
+impl Reason {
+    /// A stable snake_case code for status (`peer_dead`, `split_brain_keep`, ...).
+    pub fn code(&self) -> String {
+        let debug = format!("{self:?}");
+        let name = debug.split('(').next().unwrap_or("");
+        let mut code = String::new();
+        for (i, c) in name.chars().enumerate() {
+            if c.is_ascii_uppercase() {
+                if i > 0 {
+                    code.push('_');
+                }
+                code.push(c.to_ascii_lowercase());
+            } else {
+                code.push(c);
+            }
+        }
+        code
+    }
+
+    /// A decision an operator should know of: split brain, fencing, the tie-break,
+    /// or a wait for the operator.
+    pub fn needs_attention(&self) -> bool {
+        matches!(
+            self,
+            Reason::PeerDeadBlocked
+                | Reason::PeerBlocked
+                | Reason::PeerBlockedKeeps
+                | Reason::SelfFence
+                | Reason::NoTargets
+                | Reason::ReachesMore
+                | Reason::PeerReachesMore
+                | Reason::Fencing
+                | Reason::FenceFailed
+                | Reason::FenceFailedKeeps
+                | Reason::PeerFenced
+                | Reason::SplitBrainKeep(_)
+                | Reason::SplitBrainYield(_)
+                | Reason::SplitBrainWaitForKeeper
+                | Reason::SplitBrainStop
+                | Reason::AwaitingOperator
+                | Reason::PeerAwaitsOperator
+        )
+    }
 }
 
 impl fmt::Display for Reason {
@@ -1013,16 +843,76 @@ mod tests {
             claim: true,
             claim_seen: true,
         };
-        let fields = a.fields();
+        let fields = crate::wire::advert::fields(&a);
         let get = |k: &str| fields.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());
-        assert_eq!(Advert::parse(get), Some(a));
-        assert_eq!(Advert::parse(|_| None), None);
+        assert_eq!(crate::wire::advert::parse(get), Some(a));
+        assert_eq!(crate::wire::advert::parse(|_| None), None);
         // A first-release advert (four fields) still parses.
         let old = |k: &str| match k {
             "pb_hold" => Some("running".to_string()),
             "pb_mode" => Some("online".to_string()),
             _ => None,
         };
-        assert_eq!(Advert::parse(old).map(|a| (a.epoch, a.reach)), Some((0, None)));
+        assert_eq!(
+            crate::wire::advert::parse(old).map(|a| (a.epoch, a.reach)),
+            Some((0, None))
+        );
+    }
+
+    /// `needs_attention` replaces a search of the English text for words; this pins
+    /// that it picks out exactly what the old search did.
+    #[test]
+    fn attention_reasons_are_the_ones_the_old_text_search_found() {
+        let mut all = vec![
+            Reason::WaitingForPeer,
+            Reason::PeerDead,
+            Reason::PeerDeadBlocked,
+            Reason::PeerHolds,
+            Reason::PeerStopping,
+            Reason::PreferredTakesIt,
+            Reason::PeerPreferredTakesIt,
+            Reason::KeepsIt,
+            Reason::PeerYields,
+            Reason::PeerTakesOver,
+            Reason::YieldToTakeover,
+            Reason::FailbackToPreferred,
+            Reason::FailbackFromPeer,
+            Reason::PeerNotEligible,
+            Reason::PeerBlocked,
+            Reason::PeerBlockedKeeps,
+            Reason::HeartbeatPeer,
+            Reason::SelfFence,
+            Reason::NoTargets,
+            Reason::ReachesMore,
+            Reason::PeerReachesMore,
+            Reason::Fencing,
+            Reason::FenceFailed,
+            Reason::FenceFailedKeeps,
+            Reason::PeerFenced,
+            Reason::SplitBrainWaitForKeeper,
+            Reason::SplitBrainStop,
+            Reason::AwaitingOperator,
+            Reason::PeerAwaitsOperator,
+            Reason::Claiming,
+            Reason::PeerClaims,
+        ];
+        for m in [Mode::Online, Mode::Standby, Mode::Leaving, Mode::Banned] {
+            all.push(Reason::NotEligible(m));
+        }
+        for p in SplitBrainPolicy::ALL {
+            all.push(Reason::SplitBrainKeep(p));
+            all.push(Reason::SplitBrainYield(p));
+        }
+        for r in all {
+            let d = r.to_string();
+            let old =
+                d.contains("SPLIT BRAIN") || d.contains("fenc") || d.contains("tie-break") || d.contains("operator");
+            assert_eq!(r.needs_attention(), old, "{r:?}: {d}");
+        }
+        assert_eq!(Reason::PeerDeadBlocked.code(), "peer_dead_blocked");
+        assert_eq!(
+            Reason::SplitBrainKeep(SplitBrainPolicy::StopBoth).code(),
+            "split_brain_keep"
+        );
     }
 }

@@ -7,39 +7,26 @@
 //! fencing the peer, the heal handshake (the keeper re-asserts its resources before
 //! it says `Keep`), and the split-brain log.
 //!
-//! Pure like the other cores: time comes in as arguments, and what must survive a
-//! restart (standby, epoch, the log) goes out as `Persist` actions for the shell to
-//! write. The cluster simulation drives two of these against each other.
+//! Pure like the other cores: time comes in as arguments, what must survive a
+//! restart (standby, epoch, the log) goes out as `Persist` actions, and log lines go
+//! out as `Note`s. It reads the peer as plain facts (`PeerFacts`) and never reaches
+//! into membership: the node (`crate::node`) carries the advert to the wire.
 
 use std::time::{Duration, Instant};
 
-use crate::membership::{Membership, Output, PeerLiveness};
+use crate::membership::PeerLiveness;
+use crate::model::Note;
 use crate::policy::{
     self, Advert, Decision, FenceState, Holding, Local, Mode, Peer, PeerView, SplitBrainPolicy, Verdict,
 };
 use crate::resources::{Engine, Target};
 use crate::split_brain::{self, Side};
 
-/// How long the keeper waits, after the yielding peer went quiet, before it
-/// re-asserts. Linux ignores an ARP update within `locktime` (1 s by default) of the
-/// previous one, and the peer's last announcements may still be on their way
-/// (IPaddr2 sends its ARPs in the background, `arp_interval` 200 ms apart).
-pub const REASSERT_AFTER: Duration = Duration::from_millis(1500);
+pub mod heal;
 
-/// How long the keeper waits after its re-assert before it says `Keep`: agents send
-/// their announcements in the background, after the monitor returned.
-pub const REASSERT_SETTLE: Duration = Duration::from_millis(500);
+pub use heal::{Heal, REASSERT_AFTER, REASSERT_SETTLE};
 
-/// State to write to the state dir (the shell does it durably).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Persist {
-    /// `standby`: present while in standby.
-    Standby(bool),
-    /// `epoch`: the ownership epoch.
-    Epoch(u64),
-    /// `split-brains.json`.
-    SplitBrainLog(String),
-}
+pub use crate::model::Persist;
 
 /// What survives a restart, as the shell read it from the state dir.
 #[derive(Debug, Clone, Default)]
@@ -49,11 +36,58 @@ pub struct Saved {
     pub log: split_brain::Log,
 }
 
-/// What the shell must do after a reconsider.
+/// What the role needs to know of the peer: membership's view, as plain values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerFacts {
+    pub liveness: PeerLiveness,
+    /// Its last advert (a Heartbeat peer sends none).
+    pub advert: Option<Advert>,
+    /// How long it has run the group, as it last said, aged to now.
+    pub ran_ms: Option<u64>,
+    /// Up, but silent for warntime on every link.
+    pub late: bool,
+}
+
+/// The settings the role needs, narrowed from the configuration.
+#[derive(Debug, Clone)]
+pub struct RoleSettings {
+    pub me: usize,
+    pub nodes: [String; 2],
+    pub preferred: usize,
+    pub auto_failback: bool,
+    pub policy: SplitBrainPolicy,
+    /// A fencing device is configured.
+    pub fencing: bool,
+    pub fence_retry: Duration,
+    /// A tie-break is configured.
+    pub tiebreak: bool,
+    /// Run times closer than this count as equal (one keepalive).
+    pub tolerance: Duration,
+}
+
+impl RoleSettings {
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        RoleSettings {
+            me: config.local,
+            nodes: config.nodes.clone(),
+            preferred: config.failover.preferred,
+            auto_failback: config.failover.auto_failback,
+            policy: config.split_brain,
+            fencing: config.fence.is_some(),
+            fence_retry: config.fence.as_ref().map_or(Duration::from_secs(10), |f| f.retry),
+            tiebreak: config.tiebreak.is_some(),
+            tolerance: config.timing.keepalive,
+        }
+    }
+}
+
+/// What the node must do after a reconsider.
 #[derive(Default)]
 pub struct Actions {
-    /// A keepalive to send at once (the advert changed).
-    pub send: Option<Output>,
+    /// The advert changed: send it in a keepalive at once.
+    pub advert: Option<Advert>,
+    /// Since when the group runs here (`pb_ran`), for every keepalive.
+    pub running_since: Option<Instant>,
     /// The group's new target here.
     pub target: Option<Target>,
     /// Run the fencing device against the peer now.
@@ -63,6 +97,7 @@ pub struct Actions {
     /// Hold monitors: this node is about to yield the group.
     pub quiet: bool,
     pub persist: Vec<Persist>,
+    pub notes: Vec<Note>,
 }
 
 pub struct Role {
@@ -76,27 +111,23 @@ pub struct Role {
     tolerance_ms: u64,
     /// Written by the commands, collected by the next reconsider.
     pending: Vec<Persist>,
-    pub standby: bool,
-    pub leaving: bool,
-    pub takeover: bool,
+    notes: Vec<Note>,
+    standby: bool,
+    leaving: bool,
+    takeover: bool,
     advert: Option<Advert>,
     decision: Option<Decision>,
     /// Ownership epoch, persisted.
     epoch: u64,
     /// Tie-break targets reachable now (None: no tie-break).
-    pub reach: Option<u32>,
-    pub fence: FenceState,
+    reach: Option<u32>,
+    fence: FenceState,
     /// After a failed fence: the next attempt.
     fence_retry_at: Option<Instant>,
     /// The last fence attempt, in words, for status.
-    pub fence_last: Option<String>,
-    /// When to re-assert: a while after the yielding peer went quiet.
-    reassert_at: Option<Instant>,
-    /// Reassert asked for / done since this split brain began.
-    reassert_asked: bool,
-    reasserted: bool,
-    /// When the re-assert's monitors finished.
-    reasserted_at: Option<Instant>,
+    fence_last: Option<String>,
+    /// The keeper's side of the heal handshake.
+    heal: Heal,
     log: split_brain::Log,
     /// The node that keeps the group in the split brain in progress.
     keeper: Option<usize>,
@@ -108,38 +139,41 @@ pub struct Role {
 }
 
 impl Role {
-    pub fn new(config: &crate::config::Config, saved: Saved) -> Self {
+    pub fn new(settings: RoleSettings, saved: Saved) -> Self {
         let Saved { standby, epoch, log } = saved;
+        let mut notes = Vec::new();
         if standby {
-            log::info!("this node is in standby (set before the restart; `pairbeat online` ends it)");
+            notes.push(Note::info(
+                "this node is in standby (set before the restart; `pairbeat online` ends it)",
+            ));
         }
         if log.awaiting_operator() {
-            log::warn!("a split brain (policy stop-both) still waits for the operator: `pairbeat resolve --keep NODE`");
+            notes.push(Note::warn(
+                "a split brain (policy stop-both) still waits for the operator: `pairbeat resolve --keep NODE`",
+            ));
         }
         Role {
-            me: config.local,
-            nodes: config.nodes.clone(),
-            preferred: config.failover.preferred,
-            auto_failback: config.failover.auto_failback,
-            policy: config.split_brain,
-            fencing: config.fence.is_some(),
-            fence_retry: config.fence.as_ref().map_or(Duration::from_secs(10), |f| f.retry),
-            tolerance_ms: config.timing.keepalive.as_millis() as u64,
+            me: settings.me,
+            nodes: settings.nodes,
+            preferred: settings.preferred,
+            auto_failback: settings.auto_failback,
+            policy: settings.policy,
+            fencing: settings.fencing,
+            fence_retry: settings.fence_retry,
+            tolerance_ms: settings.tolerance.as_millis() as u64,
             epoch,
             pending: Vec::new(),
+            notes,
             standby,
             leaving: false,
             takeover: false,
             advert: None,
             decision: None,
-            reach: config.tiebreak.as_ref().map(|_| 0),
+            reach: settings.tiebreak.then_some(0),
             fence: FenceState::NotFenced,
             fence_retry_at: None,
             fence_last: None,
-            reassert_at: None,
-            reassert_asked: false,
-            reasserted: false,
-            reasserted_at: None,
+            heal: Heal::Idle,
             log,
             keeper: None,
             resolve_sender_keeps: None,
@@ -154,6 +188,57 @@ impl Role {
         self.standby = on;
         self.takeover = false;
         self.pending.push(Persist::Standby(on));
+    }
+
+    pub fn standby(&self) -> bool {
+        self.standby
+    }
+
+    /// Shutting down (SIGTERM): hand the group over, then exit.
+    pub fn leave(&mut self) {
+        self.leaving = true;
+    }
+
+    pub fn leaving(&self) -> bool {
+        self.leaving
+    }
+
+    /// `pairbeat takeover`: ask the peer to yield the group.
+    pub fn request_takeover(&mut self) -> Result<(), String> {
+        if self.standby {
+            return Err("this node is in standby; run `pairbeat online` first".to_string());
+        }
+        self.takeover = true;
+        Ok(())
+    }
+
+    /// Tie-break targets reachable now.
+    pub fn set_reach(&mut self, n: u32) {
+        self.reach = Some(n);
+    }
+
+    pub fn reach(&self) -> Option<u32> {
+        self.reach
+    }
+
+    /// Fencing of the peer in this absence.
+    pub fn fence_state(&self) -> FenceState {
+        self.fence
+    }
+
+    /// The last fence attempt, in words.
+    pub fn fence_last(&self) -> Option<&str> {
+        self.fence_last.as_deref()
+    }
+
+    /// Where the keeper's heal handshake stands.
+    pub fn heal(&self) -> Heal {
+        self.heal
+    }
+
+    /// What this node advertises now.
+    pub fn advert(&self) -> Option<Advert> {
+        self.advert
     }
 
     pub fn mode(&self, engine: &Engine) -> Mode {
@@ -193,14 +278,14 @@ impl Role {
     pub fn fence_done(&mut self, ok: bool, detail: &str, now: Instant) {
         let peer = &self.nodes[1 - self.me];
         if ok {
-            log::warn!("fenced {peer} ({detail})");
+            self.notes.push(Note::warn(format!("fenced {peer} ({detail})")));
             self.fence = FenceState::Fenced;
             self.fence_last = Some(format!("{peer} fenced ({detail})"));
         } else {
-            log::error!(
+            self.notes.push(Note::error(format!(
                 "fencing {peer} FAILED ({detail}); retrying in {}",
                 crate::config::format_duration(self.fence_retry)
-            );
+            )));
             self.fence = FenceState::Failed;
             self.fence_retry_at = Some(now + self.fence_retry);
             self.fence_last = Some(format!("fencing {peer} FAILED ({detail})"));
@@ -209,16 +294,7 @@ impl Role {
 
     /// When the role next has something to do by itself (a fence retry, a re-assert).
     pub fn next_deadline(&self) -> Option<Instant> {
-        [
-            self.fence_retry_at,
-            self.reassert_at.filter(|_| !self.reassert_asked),
-            self.reasserted_at
-                .filter(|_| !self.reasserted)
-                .map(|t| t + REASSERT_SETTLE),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        [self.fence_retry_at, self.heal.deadline()].into_iter().flatten().min()
     }
 
     /// `pairbeat resolve --keep NODE`.
@@ -236,7 +312,9 @@ impl Role {
         self.save_log();
         self.resolve_sender_keeps = Some(k == self.me);
         self.takeover = k == self.me;
-        log::warn!("split brain resolved by the operator: {keep} runs the group");
+        self.notes.push(Note::warn(format!(
+            "split brain resolved by the operator: {keep} runs the group"
+        )));
         Ok(format!("{keep} runs the group; the other node keeps it stopped"))
     }
 
@@ -251,7 +329,7 @@ impl Role {
     }
 
     /// Recomputes advert and decision; says what the shell must do.
-    pub fn reconsider(&mut self, core: &mut Membership, engine: &Engine, now: Instant, wall_secs: u64) -> Actions {
+    pub fn reconsider(&mut self, facts: PeerFacts, engine: &Engine, now: Instant, wall_secs: u64) -> Actions {
         let mut act = Actions::default();
         if self.takeover
             && engine.holding() == Holding::Running
@@ -261,7 +339,7 @@ impl Role {
             self.takeover = false;
         }
         // The peer's comings and goings: fencing is per absence, and a lost peer dates a split brain.
-        let liveness = core.peer();
+        let liveness = facts.liveness;
         if liveness != self.peer_liveness {
             if liveness == PeerLiveness::Dead {
                 self.peer_lost_at = Some(wall_secs);
@@ -272,7 +350,7 @@ impl Role {
             }
             self.peer_liveness = liveness;
         }
-        let peer_advert = core.peer_advert().filter(|_| liveness != PeerLiveness::Unknown);
+        let peer_advert = facts.advert.filter(|_| liveness != PeerLiveness::Unknown);
         // An operator's resolve on the peer ends our wait too.
         if let Some(a) = peer_advert.filter(|_| liveness == PeerLiveness::Up) {
             if let Some(sender_keeps) = a.resolve_sender_keeps {
@@ -281,10 +359,10 @@ impl Role {
                     self.log.resolve(&self.nodes[keep].clone());
                     self.save_log();
                     self.takeover = keep == self.me;
-                    log::warn!(
+                    self.notes.push(Note::warn(format!(
                         "split brain resolved by the operator on the peer: {} runs the group",
                         self.nodes[keep]
-                    );
+                    )));
                 }
             }
             if self.resolve_sender_keeps.is_some() && !a.awaiting_operator {
@@ -296,20 +374,20 @@ impl Role {
             Holding::Running => self.running_since.or(Some(now)),
             _ => None,
         };
-        core.set_running_since(self.running_since);
+        act.running_since = self.running_since;
 
         if self.fence_retry_at.is_some_and(|t| now >= t) && self.fence == FenceState::Failed {
             self.fence_retry_at = None;
             self.fence = FenceState::NotFenced;
         }
-        let mut advert = self.advert(engine, holding);
+        let mut advert = self.fresh_advert(engine, holding);
         let mut decision = None;
         // Decide on facts: not before every resource was probed.
         if engine.probed() {
             let view = PeerView {
                 advert: peer_advert,
-                ran_ms: core.peer_ran_ms(now),
-                late: core.peer_late(),
+                ran_ms: facts.ran_ms,
+                late: facts.late,
                 fence: self.fence,
             };
             let peer = match liveness {
@@ -339,32 +417,14 @@ impl Role {
                 self.fence = FenceState::InProgress;
                 act.fence = true;
             }
-            // The keeper re-asserts before it says Keep, once the yielding peer has
-            // gone quiet and stayed so for REASSERT_AFTER (so the keeper's
-            // announcements are the last ones, and none falls inside a client's ARP
-            // locktime of the peer's last one).
-            if d.heal == Some(Verdict::Keep) && !self.reassert_asked {
-                if peer_advert.is_some_and(|a| a.heal == Some(Verdict::Yield)) {
-                    let at = *self.reassert_at.get_or_insert(now + REASSERT_AFTER);
-                    if now >= at {
-                        self.reassert_asked = true;
-                        act.reassert = true;
-                    }
-                } else {
-                    self.reassert_at = None;
-                }
-            }
+            // The keeper re-asserts before it says Keep (see `heal`).
+            let peer_yields = peer_advert.is_some_and(|a| a.heal == Some(Verdict::Yield));
+            let (heal, reassert) =
+                self.heal
+                    .step(now, d.heal == Some(Verdict::Keep), peer_yields, engine.reasserting());
+            self.heal = heal;
+            act.reassert = reassert;
             act.quiet = d.heal == Some(Verdict::Yield);
-            if self.reassert_asked && !act.reassert && !engine.reasserting() {
-                let done = *self.reasserted_at.get_or_insert(now);
-                self.reasserted = now >= done + REASSERT_SETTLE;
-            }
-            if d.heal.is_none() {
-                self.reassert_at = None;
-                self.reassert_asked = false;
-                self.reasserted = false;
-                self.reasserted_at = None;
-            }
             // Starting the group afresh: a new ownership epoch, past both nodes'.
             if d.target == Target::Active && engine.target() != Some(Target::Active) && holding != Holding::Running {
                 self.epoch = policy::next_epoch(self.epoch, peer_advert.map(|a| a.epoch));
@@ -377,7 +437,7 @@ impl Role {
         advert.claim = decision.as_ref().is_some_and(|d| d.claim) && holding != Holding::Running;
         advert.claim_seen = peer_advert.is_some_and(|a| a.claim) && liveness == PeerLiveness::Up;
         advert.heal = match decision.as_ref().and_then(|d| d.heal) {
-            Some(Verdict::Keep) if !self.reasserted => None,
+            Some(Verdict::Keep) if self.heal != Heal::Keeping => None,
             // Yield is said once monitors are held and none runs: from then on this
             // node announces nothing.
             Some(Verdict::Yield) if !(engine.is_idle() && act.quiet) => None,
@@ -385,27 +445,31 @@ impl Role {
         };
         if self.advert != Some(advert) {
             self.advert = Some(advert);
-            core.set_advert(advert);
-            act.send = Some(core.send_now(now, wall_secs));
+            act.advert = Some(advert);
         }
         act.persist = std::mem::take(&mut self.pending);
-        let Some(decision) = decision else { return act };
+        let Some(decision) = decision else {
+            act.notes = std::mem::take(&mut self.notes);
+            return act;
+        };
         if self.decision.as_ref() != Some(&decision) {
             let verb = match decision.target {
                 Target::Active => "run the group here",
                 Target::Passive => "keep the group off this node",
                 Target::Stopped => "stop everything here",
             };
-            log::info!("decision: {verb}: {}", decision.reason);
+            self.notes
+                .push(Note::info(format!("decision: {verb}: {}", decision.reason)));
             self.decision = Some(decision.clone());
         }
         if engine.target() != Some(decision.target) {
             act.target = Some(decision.target);
         }
+        act.notes = std::mem::take(&mut self.notes);
         act
     }
 
-    fn advert(&self, engine: &Engine, holding: Holding) -> Advert {
+    fn fresh_advert(&self, engine: &Engine, holding: Holding) -> Advert {
         Advert {
             holding,
             mode: self.mode(engine),
@@ -428,12 +492,12 @@ impl Role {
         match d.heal {
             Some(v) => {
                 if self.log.open().is_none() {
-                    log::error!(
+                    self.notes.push(Note::error(format!(
                         "SPLIT BRAIN: both {} and {} run the group; policy {} decides",
                         self.nodes[self.me],
                         self.nodes[peer],
                         self.policy.name()
-                    );
+                    )));
                     self.log.begin(
                         wall_secs,
                         self.peer_lost_at,
@@ -463,7 +527,7 @@ impl Role {
                     self.log
                         .end(wall_secs, keeper.as_deref(), self.policy == SplitBrainPolicy::StopBoth);
                     let outcome = self.log.records.last().map(|r| r.outcome.clone()).unwrap_or_default();
-                    log::warn!("split brain over: {outcome}");
+                    self.notes.push(Note::warn(format!("split brain over: {outcome}")));
                     self.save_log();
                 }
             }

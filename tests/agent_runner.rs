@@ -141,8 +141,14 @@ fn inherited_descriptors_are_closed_and_stdin_is_empty() {
     let p = paths(d.path());
     // A descriptor without close-on-exec, as a careless library might leave one.
     let marker = std::ffi::CString::new(d.path().join("marker").to_str().unwrap()).unwrap();
-    let fd = unsafe { libc::open(marker.as_ptr(), libc::O_CREAT | libc::O_RDWR, 0o600) };
-    assert!(fd > 2);
+    let opened = unsafe { libc::open(marker.as_ptr(), libc::O_CREAT | libc::O_RDWR, 0o600) };
+    assert!(opened > 2);
+    // Moved to a number no shell uses of its own: dash keeps its script on fd 10 and
+    // saves stdout on the next free fd from 10 up while a `{ ...; } >> file` runs, so
+    // a low marker fd could be mistaken for a leak (it was, once, as fd 11).
+    let fd = unsafe { libc::dup2(opened, 200) };
+    assert_eq!(fd, 200);
+    unsafe { libc::close(opened) };
     let record = d.path().join("record");
     let r = scripted("fds", &[("record", record.display().to_string())]);
     run(&p, &r, Action::Probe, T);

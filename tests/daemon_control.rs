@@ -268,7 +268,11 @@ fn invalid_config_is_refused_with_the_same_report_as_config_check() {
         ])
         .output()
         .unwrap();
-    assert!(!daemon.status.success());
+    assert_eq!(
+        daemon.status.code(),
+        Some(78),
+        "an invalid configuration exits EX_CONFIG, which the unit's RestartPreventExitStatus= names"
+    );
     assert!(!check.status.success());
     let report = String::from_utf8_lossy(&check.stderr);
     assert_eq!(String::from_utf8_lossy(&daemon.stderr), report);
@@ -292,6 +296,21 @@ fn invalid_config_is_refused_with_the_same_report_as_config_check() {
 }
 
 #[test]
+fn a_link_port_in_use_exits_71_with_one_line_naming_the_link() {
+    let lab = Lab::new();
+    // Somebody else holds the first link's address and port (without SO_REUSEADDR).
+    let squatter = std::net::UdpSocket::bind(("127.0.0.1", lab.port)).unwrap();
+    let out = lab.pairbeatd().output().unwrap();
+    drop(squatter);
+    assert_eq!(out.status.code(), Some(71), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("pairbeatd:")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].contains(&format!("{}", lab.port)), "names the port: {err}");
+    assert!(!lab.socket().exists(), "nothing was started: {err}");
+}
+
+#[test]
 fn status_without_a_daemon_says_so_in_one_line() {
     let lab = Lab::new();
     let out = lab.pairbeat(&["status"]);
@@ -311,7 +330,11 @@ fn a_live_socket_is_never_taken_over_and_a_stale_one_is_replaced() {
     let mut lab = Lab::new();
     lab.start();
     let second = lab.pairbeatd().output().unwrap();
-    assert!(!second.status.success());
+    assert_eq!(
+        second.status.code(),
+        Some(71),
+        "an operating-system failure exits EX_OSERR"
+    );
     assert!(String::from_utf8_lossy(&second.stderr).contains("another pairbeatd already answers on"));
     assert!(lab.status_json().is_ok(), "the first daemon must be unharmed");
 

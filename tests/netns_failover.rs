@@ -243,3 +243,47 @@ fn auto_failback_returns_the_group_to_the_preferred_node() {
         t0.elapsed().as_millis()
     );
 }
+
+/// SIGSTOP of the standby's pairbeatd for three deadtimes, then SIGCONT: on resume it
+/// reads the keepalives its sockets hold before it believes any deadline, so it
+/// takes no action against the live active node: no "dead" verdict, no start, and
+/// the client is served by alpha throughout.
+#[test]
+fn a_paused_standby_takes_no_action_against_a_live_peer() {
+    let mut lab = lab(false);
+    lab.start(0);
+    lab.start(1);
+    lab.served_by("alpha", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(1));
+    let bravo = lab.pids[1].unwrap();
+    for round in 0..3 {
+        lab.net.signal(bravo, nix::sys::signal::Signal::SIGSTOP);
+        std::thread::sleep(Duration::from_millis(1500));
+        lab.net.signal(bravo, nix::sys::signal::Signal::SIGCONT);
+        // Past two keepalives and more: whatever it would do, it has done.
+        let watch = Instant::now();
+        while watch.elapsed() < Duration::from_millis(1500) {
+            assert_eq!(
+                lab.client_reaches().as_deref(),
+                Some("alpha"),
+                "round {round}: the client must stay on alpha:\n{}",
+                lab.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    assert_eq!(lab.owner(1).as_deref(), Some("alpha"), "{}", lab.logs());
+    let log = std::fs::read_to_string(lab.net.path("bravo.2.log")).unwrap_or_default();
+    assert!(
+        log.contains("not scheduled for"),
+        "the pause is noticed and said:\n{log}"
+    );
+    assert!(
+        !log.contains("Node alpha is dead"),
+        "a paused standby declared alpha dead:\n{log}"
+    );
+    assert!(
+        !log.contains("decision: run the group here"),
+        "a paused standby decided to take over:\n{log}"
+    );
+}

@@ -24,6 +24,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use diag::{Diagnostic, Diagnostics, Location, Severity, SourceFile};
+// The key types belong to the wire and the timing to the shared vocabulary; config
+// builds them and re-exports them so its users need one import.
+pub use crate::model::Timing;
+pub use crate::wire::auth::{Auth, AuthKey, AuthMethod};
 
 /// Where the daemon and the CLI look for the configuration when not told otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/pairbeat/pairbeat.toml";
@@ -48,7 +52,7 @@ pub struct Config {
     pub auth: Auth,
     pub failover: Failover,
     /// What ends a split brain when the nodes hear each other again.
-    pub split_brain: crate::policy::SplitBrainPolicy,
+    pub split_brain: crate::model::SplitBrainPolicy,
     /// Ping tie-break targets; `None` when not configured.
     pub tiebreak: Option<Tiebreak>,
     /// The fencing device; `None` when not configured.
@@ -93,91 +97,6 @@ impl LinkKind {
             LinkKind::Bcast => "bcast",
             LinkKind::Mcast { .. } => "mcast",
         }
-    }
-}
-
-/// Liveness timing, with Heartbeat's meanings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timing {
-    /// Interval between keepalives.
-    pub keepalive: Duration,
-    /// A keepalive later than this is logged as late.
-    pub warntime: Duration,
-    /// Silence this long on every link makes the peer dead.
-    pub deadtime: Duration,
-    /// Deadtime used at start-up, before the peer was ever heard.
-    pub initdead: Duration,
-}
-
-impl Timing {
-    /// Heartbeat's initdead default (config.c): deadtime if over 10 s, 12 s under 6 s, else twice deadtime.
-    pub fn default_initdead(deadtime: Duration) -> Duration {
-        if deadtime > Duration::from_secs(10) {
-            deadtime
-        } else if deadtime < Duration::from_secs(6) {
-            Duration::from_secs(12)
-        } else {
-            deadtime * 2
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum AuthMethod {
-    Sha1,
-    Sha256,
-    Md5,
-    /// A checksum, not authentication: anyone on the link can forge packets.
-    Crc,
-}
-
-impl AuthMethod {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "sha1" => Some(AuthMethod::Sha1),
-            "sha256" => Some(AuthMethod::Sha256),
-            "md5" => Some(AuthMethod::Md5),
-            "crc" => Some(AuthMethod::Crc),
-            _ => None,
-        }
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            AuthMethod::Sha1 => "sha1",
-            AuthMethod::Sha256 => "sha256",
-            AuthMethod::Md5 => "md5",
-            AuthMethod::Crc => "crc",
-        }
-    }
-}
-
-#[derive(Clone, PartialEq, Eq)]
-pub struct AuthKey {
-    pub method: AuthMethod,
-    pub secret: Vec<u8>,
-}
-
-// Secrets stay out of logs and debug dumps.
-impl fmt::Debug for AuthKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "AuthKey({}, <{} bytes>)", self.method.name(), self.secret.len())
-    }
-}
-
-/// Keys by index, as in Heartbeat's authkeys; outgoing packets are signed with `sign_index`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Auth {
-    pub sign_index: u8,
-    pub keys: BTreeMap<u8, AuthKey>,
-    /// The authkeys file, when keys came from one (re-read on reload).
-    pub authkeys_file: Option<PathBuf>,
-}
-
-impl Auth {
-    pub fn signing_key(&self) -> &AuthKey {
-        // validate guarantees the signing index is present.
-        &self.keys[&self.sign_index]
     }
 }
 

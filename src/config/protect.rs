@@ -13,7 +13,7 @@ use super::diag::closest;
 use super::raw::*;
 use super::validate::{node_index, valid_param, Ctx};
 use super::{format_duration, Fence, PingTarget, Tiebreak, Timing};
-use crate::policy::SplitBrainPolicy;
+use crate::model::SplitBrainPolicy;
 
 pub(super) fn split_brain(cx: &mut Ctx, raw: S<RawSplitBrain>) -> Option<SplitBrainPolicy> {
     let Some(p) = raw.and_then(|r| r.into_inner().policy) else {

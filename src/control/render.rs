@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::status::{LinkState, NodeState, ResourceState, Status};
+use super::status::{Attention, LinkState, NodeState, ResourceState, Status};
 
 /// Which optional sections to show (crm_mon's `-A` and `-f`).
 #[derive(Debug, Clone, Copy, Default)]
@@ -244,64 +244,55 @@ pub fn text(s: &Status, opts: TextOptions, now: u64, zone: Zone) -> String {
         .collect();
     section("Failed Resource Actions", failures);
 
-    let mut notes = Vec::new();
-    if s.group.blocked {
-        notes.push(format!(
-            "  * Group {} is BLOCKED: a stop failed. Nothing more is done with it until `pairbeat cleanup`, and it will not start on the peer unless {} is fenced.",
-            s.group.id, s.local_node
-        ));
-    }
-    if let Some(why) = &s.group.banned {
-        notes.push(format!(
-            "  * Group {} may not run on {}: {why} (`pairbeat cleanup` clears this).",
-            s.group.id, s.local_node
-        ));
-    }
-    let p = &s.protection;
-    if p.awaiting_operator {
-        notes.push(format!(
-            "  * SPLIT BRAIN (policy stop-both): the group is stopped on both nodes until `pairbeat resolve --keep {}` (or the other node) names whose data is kept.",
-            s.local_node
-        ));
-    }
-    for r in &s.split_brains {
-        let lost = r
-            .peer_lost_at
-            .map(|t| format!("lost the peer {}, ", ctime(t, zone)))
-            .unwrap_or_default();
-        let ended = r
-            .ended_at
-            .map(|t| format!(", ended {}", ctime(t, zone)))
-            .unwrap_or_else(|| ", in progress".to_string());
-        notes.push(format!(
-            "  * SPLIT BRAIN #{}: {lost}both ran the group, found {}{ended}: {} (`pairbeat acknowledge` once the data is checked)",
-            r.id,
-            ctime(r.detected_at, zone),
-            r.outcome
-        ));
-    }
-    if let Some(f) = &p.fencing {
-        if f.device_ok == Some(false) {
-            notes.push(format!(
-                "  * Fencing device {} does not answer its monitor ({}): a takeover that needs fencing would fail.",
-                f.agent,
-                f.device_detail.as_deref().unwrap_or("no detail")
-            ));
-        }
-        if f.peer == "failed" || f.peer == "in_progress" {
-            notes.push(format!(
-                "  * {}",
-                f.last.as_deref().unwrap_or("fencing the peer is in progress")
-            ));
-        }
-    }
-    if let Some(d) = &s.decision {
-        if d.contains("SPLIT BRAIN") || d.contains("fenc") || d.contains("tie-break") || d.contains("operator") {
-            notes.push(format!("  * Decision: {d}"));
-        }
-    }
+    let notes = s.attention.iter().map(|a| attention(s, a, zone)).collect();
     section("Attention", notes);
     out
+}
+
+/// One "Attention" line.
+fn attention(s: &Status, a: &Attention, zone: Zone) -> String {
+    match a {
+        Attention::GroupBlocked => format!(
+            "  * Group {} is BLOCKED: a stop failed. Nothing more is done with it until `pairbeat cleanup`, and it will not start on the peer unless {} is fenced.",
+            s.group.id, s.local_node
+        ),
+        Attention::GroupBanned { reason } => format!(
+            "  * Group {} may not run on {}: {reason} (`pairbeat cleanup` clears this).",
+            s.group.id, s.local_node
+        ),
+        Attention::AwaitingOperator => format!(
+            "  * SPLIT BRAIN (policy stop-both): the group is stopped on both nodes until `pairbeat resolve --keep {}` (or the other node) names whose data is kept.",
+            s.local_node
+        ),
+        Attention::SplitBrain { id } => match s.split_brains.iter().find(|r| r.id == *id) {
+            Some(r) => {
+                let lost = r
+                    .peer_lost_at
+                    .map(|t| format!("lost the peer {}, ", ctime(t, zone)))
+                    .unwrap_or_default();
+                let ended = r
+                    .ended_at
+                    .map(|t| format!(", ended {}", ctime(t, zone)))
+                    .unwrap_or_else(|| ", in progress".to_string());
+                format!(
+                    "  * SPLIT BRAIN #{}: {lost}both ran the group, found {}{ended}: {} (`pairbeat acknowledge` once the data is checked)",
+                    r.id,
+                    ctime(r.detected_at, zone),
+                    r.outcome
+                )
+            }
+            None => format!("  * SPLIT BRAIN #{id} (`pairbeat acknowledge` once the data is checked)"),
+        },
+        Attention::FenceDeviceDown { detail } => format!(
+            "  * Fencing device {} does not answer its monitor ({detail}): a takeover that needs fencing would fail.",
+            s.protection.fencing.as_ref().map_or("?", |f| f.agent.as_str())
+        ),
+        Attention::FencingPeer { detail, .. } => format!(
+            "  * {}",
+            detail.as_deref().unwrap_or("fencing the peer is in progress")
+        ),
+        Attention::Decision { .. } => format!("  * Decision: {}", s.decision.as_deref().unwrap_or("")),
+    }
 }
 
 /// One summary line: the split-brain policy and what prevents a split brain.

@@ -37,6 +37,33 @@ pub struct Status {
     /// Why the group is where it is: this node's last decision, in words.
     #[serde(default)]
     pub decision: Option<String>,
+    /// The decision's reason as a stable code (`peer_dead`, `fence_failed`, ...).
+    #[serde(default)]
+    pub decision_reason: Option<String>,
+    /// What needs the operator's eye, typed; the text renderer's "Attention".
+    #[serde(default)]
+    pub attention: Vec<Attention>,
+}
+
+/// One thing that needs the operator, as `pairbeat status` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Attention {
+    /// A stop failed: the group is unmanaged until `pairbeat cleanup`.
+    GroupBlocked,
+    /// Failures keep the group off this node until `pairbeat cleanup`.
+    GroupBanned { reason: String },
+    /// A stop-both split brain waits for `pairbeat resolve --keep NODE`.
+    AwaitingOperator,
+    /// A split brain not yet acknowledged (its record is in `split_brains`).
+    SplitBrain { id: u64 },
+    /// The fencing device does not answer its monitor.
+    FenceDeviceDown { detail: String },
+    /// Fencing the peer failed or is under way.
+    FencingPeer { state: FencePeer, detail: Option<String> },
+    /// The last decision is one an operator should know of (split brain, fencing,
+    /// tie-break, a wait for the operator); its words are in `decision`.
+    Decision { reason: String },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -70,10 +97,21 @@ pub struct FencingStatus {
     /// The device's last `monitor`: true when it answered, None before the first.
     pub device_ok: Option<bool>,
     pub device_detail: Option<String>,
-    /// not_fenced, in_progress, fenced or failed: fencing of the peer in this absence.
-    pub peer: String,
+    /// Fencing of the peer in this absence.
+    pub peer: FencePeer,
     /// The last fence attempt, in words.
     pub last: Option<String>,
+}
+
+/// Where fencing the peer stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FencePeer {
+    #[default]
+    NotFenced,
+    InProgress,
+    Fenced,
+    Failed,
 }
 
 /// A change of where the group runs, for "Last change:".
@@ -88,7 +126,7 @@ pub struct Change {
 /// The packet counters are the membership core's own, serialized as they are.
 pub use crate::membership::Counters as PacketCounters;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DaemonInfo {
     pub pid: u32,
     /// The configuration file the daemon runs with.
@@ -273,12 +311,14 @@ impl Status {
                     agent: f.agent.display().to_string(),
                     device_ok: None,
                     device_detail: None,
-                    peer: "not_fenced".to_string(),
+                    peer: FencePeer::NotFenced,
                     last: None,
                 }),
             },
             split_brains: Vec::new(),
             decision: None,
+            decision_reason: None,
+            attention: Vec::new(),
         }
     }
 }

@@ -138,6 +138,7 @@ pub fn persist(dir: &Path, p: crate::role::Persist) {
         },
         Persist::Epoch(e) => write_durably(dir, "epoch", format!("{e}\n").as_bytes()),
         Persist::SplitBrainLog(json) => write_durably(dir, "split-brains.json", json.as_bytes()),
+        Persist::PeerFloor { generation, seq } => save_peer(dir, generation, seq),
     };
     if let Err(e) = r {
         log::error!("{e}");

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::config::Timing;
+use crate::model::Timing;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkLiveness {
@@ -66,6 +66,9 @@ pub struct Liveness {
     peer: PeerLiveness,
     /// Last keepalive from the peer on any link.
     last_heard: Option<Instant>,
+    /// After this node itself stalled: no link goes late or dead before this
+    /// instant (see [`Liveness::hold_until`]).
+    hold: Option<Instant>,
 }
 
 impl Liveness {
@@ -82,7 +85,20 @@ impl Liveness {
             ],
             peer: PeerLiveness::Unknown,
             last_heard: None,
+            hold: None,
         }
+    }
+
+    /// This node was not scheduled for a while (a stalled VM, a swapping host,
+    /// SIGSTOP): the silence it measures includes its own absence, and its sockets
+    /// may hold keepalives it has not read. Until `until`, no deadline is acted on
+    /// and no arrival is called late; what the sockets hold is read meanwhile.
+    pub fn hold_until(&mut self, until: Instant) {
+        self.hold = Some(self.hold.map_or(until, |h| h.max(until)));
+    }
+
+    fn held(&self, now: Instant) -> bool {
+        self.hold.is_some_and(|h| now < h)
     }
 
     pub fn peer(&self) -> PeerLiveness {
@@ -99,7 +115,7 @@ impl Liveness {
 
     /// A fresh keepalive from the peer arrived on `link`.
     pub fn heard(&mut self, now: Instant, link: usize, events: &mut Vec<LivenessEvent>) {
-        if let Some(prev) = self.last_heard {
+        if let Some(prev) = self.last_heard.filter(|_| !self.held(now)) {
             let interval = now.saturating_duration_since(prev);
             if interval > self.timing.warntime {
                 events.push(LivenessEvent::LateHeartbeat { interval });
@@ -134,6 +150,9 @@ impl Liveness {
 
     /// Applies every timeout due at `now`.
     pub fn tick(&mut self, now: Instant, events: &mut Vec<LivenessEvent>) {
+        if self.held(now) {
+            return;
+        }
         for i in 0..self.links.len() {
             let l = &self.links[i];
             let silent = self.silence(now, l);
@@ -162,6 +181,7 @@ impl Liveness {
 
     /// The next instant at which `tick` may change something.
     pub fn next_deadline(&self) -> Option<Instant> {
+        let hold = self.hold.unwrap_or(self.started);
         self.links
             .iter()
             .filter_map(|l| {
@@ -172,6 +192,7 @@ impl Liveness {
                     LinkLiveness::Late | LinkLiveness::Unknown => Some(base + self.dead_after(l)),
                 }
             })
+            .map(|d| d.max(hold))
             .min()
     }
 }
@@ -281,5 +302,32 @@ mod tests {
                 interval: Duration::from_millis(300)
             }]
         );
+    }
+
+    #[test]
+    fn after_a_stall_nothing_goes_dead_until_the_hold_ends() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut l = Liveness::new(timing(), 1, t0);
+        let mut ev = Vec::new();
+        l.heard(t0, 0, &mut ev);
+        ev.clear();
+        // Stalled for 1.5 s; on resume the node holds its deadlines for 200 ms.
+        let resumed = t0 + ms(1500);
+        l.hold_until(resumed + ms(200));
+        l.tick(resumed, &mut ev);
+        assert!(
+            ev.is_empty(),
+            "no verdict on a silence that includes our own stall: {ev:?}"
+        );
+        assert_eq!(l.next_deadline(), Some(resumed + ms(200)));
+        // The keepalives the socket held are read: the peer is alive, nothing is late.
+        l.heard(resumed + ms(1), 0, &mut ev);
+        assert!(ev.is_empty(), "no late-heartbeat warning for our own stall: {ev:?}");
+        l.tick(resumed + ms(200), &mut ev);
+        assert_eq!(l.peer(), PeerLiveness::Up);
+        // A peer that really is silent is dead once the hold is over.
+        l.tick(resumed + ms(501), &mut ev);
+        assert_eq!(l.peer(), PeerLiveness::Dead);
     }
 }

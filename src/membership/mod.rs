@@ -14,11 +14,12 @@ pub mod liveness;
 
 use std::time::Instant;
 
-use crate::config::{Auth, Timing};
-use crate::policy::Advert;
+use crate::model::{Advert, Timing};
+use crate::wire::auth::Auth;
 use crate::wire::replay::{SeqTracker, Verdict};
 use crate::wire::{self, Message, WireError};
 
+use liveness::Liveness;
 pub use liveness::{LinkLiveness, LivenessEvent, PeerLiveness};
 
 /// Who we are on the wire.
@@ -131,8 +132,6 @@ pub struct Membership {
     counters: Counters,
 }
 
-use liveness::Liveness;
-
 /// A request of type `t` addressed to us.
 fn fresh_request(msg: &Message, t: &str, me: &str) -> bool {
     msg.get("t") == Some(t) && msg.get("dest") == Some(me)
@@ -211,6 +210,12 @@ impl Membership {
     /// instead of a keepalive later.
     pub fn send_now(&mut self, now: Instant, wall_secs: u64) -> Output {
         Output::Broadcast(self.keepalive(now, wall_secs))
+    }
+
+    /// This node stalled: act on no liveness deadline before `until` (see
+    /// [`Liveness::hold_until`]).
+    pub fn hold_deadlines(&mut self, until: Instant) {
+        self.liveness.hold_until(until);
     }
 
     /// New keys (authkeys reloaded); effective for the next packet either way.
@@ -345,7 +350,7 @@ impl Membership {
         // The newest status carries the peer's newest advert (duplicates repeat it).
         if refreshes && msg.get("t") == Some("status") {
             self.peer_ran = msg.get("pb_ran").and_then(|r| r.parse().ok()).map(|ms| (ms, now));
-            if let Some(a) = Advert::parse(|k| msg.get(k).map(str::to_string)) {
+            if let Some(a) = wire::advert::parse(|k| msg.get(k).map(str::to_string)) {
                 if self.peer_advert != Some(a) {
                     self.peer_advert = Some(a);
                     out.push(Output::Event(Event::PeerAdvert(a)));
@@ -363,7 +368,7 @@ impl Membership {
             .add_str("dt", &format!("{:x}", self.timing.deadtime.as_millis()))
             .add_str("protocol", "1");
         if let Some(a) = self.advert {
-            for (k, v) in a.fields() {
+            for (k, v) in wire::advert::fields(&a) {
                 m.add_str(k, &v);
             }
             let ran = self
@@ -488,10 +493,7 @@ mod tests {
         let t0 = Instant::now();
         let mut a = engine("a", "b", 1, t0);
         let mut b = engine("b", "a", 2, t0);
-        b.set_advert(Advert::new(
-            crate::policy::Holding::Running,
-            crate::policy::Mode::Online,
-        ));
+        b.set_advert(Advert::new(crate::model::Holding::Running, crate::model::Mode::Online));
         b.set_running_since(Some(t0));
         let Output::Broadcast(bytes) = b.send_now(t0 + ms(1000), 1) else {
             unreachable!()

@@ -22,20 +22,11 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::config::{Group, OnFail, OpName, Resource};
+use crate::model::Holding;
+
+pub use crate::model::Target;
 
 pub use outcome::{Outcome, Severity};
-
-/// What this node should do with the group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
-    /// Nothing runs here.
-    Stopped,
-    /// Standby node: promotable resources run unpromoted (e.g. a replicated disk's
-    /// secondary), everything else is stopped.
-    Passive,
-    /// Active node: everything runs, promotables promoted.
-    Active,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RscState {
@@ -320,8 +311,7 @@ impl Engine {
     /// What this node holds, for the peer: Running when anything of the group is up
     /// (promotables running unpromoted are the passive copy and do not count),
     /// Leftovers when only failed or not-yet-probed resources remain.
-    pub fn holding(&self) -> crate::policy::Holding {
-        use crate::policy::Holding;
+    pub fn holding(&self) -> Holding {
         if self.blocked {
             return Holding::Blocked;
         }

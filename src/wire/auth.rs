@@ -3,9 +3,70 @@
 //! hex; `crc` = CRC-32/POSIX without the length suffix, printed `%lx`. HMAC-SHA256
 //! is pairbeat's own, for pairbeat-only clusters.
 
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
 use hmac::{Hmac, KeyInit, Mac};
 
-use crate::config::{AuthKey, AuthMethod};
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AuthMethod {
+    Sha1,
+    Sha256,
+    Md5,
+    /// A checksum, not authentication: anyone on the link can forge packets.
+    Crc,
+}
+
+impl AuthMethod {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "sha1" => Some(AuthMethod::Sha1),
+            "sha256" => Some(AuthMethod::Sha256),
+            "md5" => Some(AuthMethod::Md5),
+            "crc" => Some(AuthMethod::Crc),
+            _ => None,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            AuthMethod::Sha1 => "sha1",
+            AuthMethod::Sha256 => "sha256",
+            AuthMethod::Md5 => "md5",
+            AuthMethod::Crc => "crc",
+        }
+    }
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthKey {
+    pub method: AuthMethod,
+    pub secret: Vec<u8>,
+}
+
+// Secrets stay out of logs and debug dumps.
+impl fmt::Debug for AuthKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AuthKey({}, <{} bytes>)", self.method.name(), self.secret.len())
+    }
+}
+
+/// Keys by index, as in Heartbeat's authkeys; outgoing packets are signed with `sign_index`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Auth {
+    pub sign_index: u8,
+    pub keys: BTreeMap<u8, AuthKey>,
+    /// The authkeys file, when keys came from one (re-read on reload).
+    pub authkeys_file: Option<PathBuf>,
+}
+
+impl Auth {
+    pub fn signing_key(&self) -> &AuthKey {
+        // validate guarantees the signing index is present.
+        &self.keys[&self.sign_index]
+    }
+}
 
 /// The digest of `data` under `key`, as the hex text that goes on the wire.
 pub fn digest(key: &AuthKey, data: &[u8]) -> String {

@@ -6,13 +6,14 @@
 //! field and the outer digest exactly as a Heartbeat node does, so the two can
 //! talk. [`replay`] keeps per-sender generation and sequence numbers.
 
+pub mod advert;
 pub mod auth;
 pub mod message;
 pub mod replay;
 
 pub use message::{Field, FieldType, Message};
 
-use crate::config::Auth;
+use auth::Auth;
 
 /// Largest UDP payload there can be; anything claiming more was truncated.
 pub const MAX_DATAGRAM: usize = 65_507;

@@ -1,9 +1,13 @@
 //! Which tie-break targets answered lately. A target counts as reachable while its
 //! last answer is younger than the timeout, and once it has answered without a gap
-//! for the hold-down time. The hold-down matters when an isolated node comes back:
-//! its targets often answer a moment before the peer's keepalives arrive, and
-//! without it the node would take over a peer that never stopped. Pure: the
-//! instants are passed in.
+//! for the hold-down time (one deadtime). The hold-down matters whenever a node's
+//! targets come back after they did not answer, whether they had answered before or
+//! not: a node that booted into isolation (its first probes unanswered) hears its
+//! targets a moment before its peer's keepalives arrive, and without the hold-down
+//! it would take over a peer that never stopped (simulation seeds 3536, 6378 and
+//! 6826 of the earlier harness). Targets that answer from the very first probe count
+//! at once, so a restarted daemon on the active node does not look worse connected
+//! than its peer and hand the group over. Pure: the instants are passed in.
 
 use std::time::{Duration, Instant};
 
@@ -18,8 +22,8 @@ pub struct Reach {
     timeout: Duration,
     hold: Duration,
     targets: Vec<Target>,
-    /// Before the first loss, answers count at once (a node that just booted needs
-    /// its targets by initdead).
+    /// A target did not answer at some point since boot (a loss, or unanswered
+    /// first probes): from then on, every return is held down.
     ever_lost: bool,
 }
 
@@ -50,7 +54,8 @@ impl Reach {
     pub fn on_probe(&mut self, i: usize, answered: bool, now: Instant) {
         let Some(t) = self.targets.get(i).copied() else { return };
         let was = self.answering(&t, now);
-        if !was && t.last_answer.is_some() {
+        // Lost after answering, or never answered yet and unanswered now.
+        if !was && (t.last_answer.is_some() || !answered) {
             self.ever_lost = true;
         }
         let t = &mut self.targets[i];
@@ -98,11 +103,16 @@ mod tests {
         let mut r = Reach::new(2, MS(500), MS(1000));
         assert_eq!(r.count(t0), 0, "nothing answered yet: unreachable");
         r.on_probe(0, true, t0);
+        assert_eq!(
+            r.count(t0 + MS(499)),
+            1,
+            "answered from the first probe: counts at once"
+        );
         r.on_probe(1, false, t0);
-        assert_eq!(r.count(t0 + MS(499)), 1, "the first answers count at once");
         assert_eq!(r.next_change(t0), Some(t0 + MS(500)));
         assert_eq!(r.count(t0 + MS(500)), 0);
         // An unanswered probe does not erase a recent answer.
+        let mut r = Reach::new(2, MS(500), MS(1000));
         r.on_probe(1, true, t0);
         r.on_probe(1, false, t0 + MS(100));
         assert!(r.reachable(1, t0 + MS(200)));
@@ -124,5 +134,24 @@ mod tests {
         }
         assert_eq!(r.count(back + MS(999)), 0);
         assert_eq!(r.count(back + MS(1000)), 1);
+    }
+
+    #[test]
+    fn answers_after_unanswered_first_probes_are_held_down() {
+        // Booted into isolation: nothing answers; then the target answers first,
+        // before the peer's keepalives. It must not count at once.
+        let t0 = Instant::now();
+        let mut r = Reach::new(1, MS(300), MS(1000));
+        for k in 0..30 {
+            r.on_probe(0, false, t0 + MS(100 * k));
+        }
+        let back = t0 + MS(3000);
+        r.on_probe(0, true, back);
+        assert_eq!(r.count(back), 0, "first answer since boot, held down");
+        for k in 1..=10 {
+            r.on_probe(0, true, back + MS(100 * k));
+        }
+        assert_eq!(r.count(back + MS(999)), 0);
+        assert_eq!(r.count(back + MS(1000)), 1, "counts after one hold-down");
     }
 }

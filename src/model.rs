@@ -1,0 +1,229 @@
+//! The shared vocabulary of the pure cores: what a node holds and advertises, its
+//! mode, the group's target, the split-brain policy and verdicts, fencing state and
+//! liveness timing. A leaf module: it depends on nothing else in the crate, so that
+//! config, policy, resources, membership and role can all speak it without a cycle
+//! between them (`scripts/module-graph` checks that).
+
+use std::time::Duration;
+
+/// Liveness timing, with Heartbeat's meanings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// Interval between keepalives.
+    pub keepalive: Duration,
+    /// A keepalive later than this is logged as late.
+    pub warntime: Duration,
+    /// Silence this long on every link makes the peer dead.
+    pub deadtime: Duration,
+    /// Deadtime used at start-up, before the peer was ever heard.
+    pub initdead: Duration,
+}
+
+impl Timing {
+    /// Heartbeat's initdead default (config.c): deadtime if over 10 s, 12 s under 6 s, else twice deadtime.
+    pub fn default_initdead(deadtime: Duration) -> Duration {
+        if deadtime > Duration::from_secs(10) {
+            deadtime
+        } else if deadtime < Duration::from_secs(6) {
+            Duration::from_secs(12)
+        } else {
+            deadtime * 2
+        }
+    }
+}
+
+/// What this node should do with the group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Nothing runs here.
+    Stopped,
+    /// Standby node: promotable resources run unpromoted (e.g. a replicated disk's
+    /// secondary), everything else is stopped.
+    Passive,
+    /// Active node: everything runs, promotables promoted.
+    Active,
+}
+
+/// What a node holds, as it advertises it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holding {
+    /// Nothing of the group runs there (promotables may run unpromoted).
+    Stopped,
+    /// Only leftovers: resources failed or not probed yet, none up. They must be
+    /// stopped before the peer may start the group, but they do not claim it.
+    Leftovers,
+    /// Some of the group is up (starting, started or stopping).
+    Running,
+    /// A stop failed: the group is there and unmanaged until cleanup or fencing.
+    Blocked,
+}
+
+/// A node's eligibility, as it advertises it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Online,
+    /// `pairbeat standby`: hand the group to the peer.
+    Standby,
+    /// Shutting down (SIGTERM): hand the group over, then exit.
+    Leaving,
+    /// Failures make the group ineligible here until cleanup.
+    Banned,
+}
+
+/// What ends a split brain once the nodes hear each other again and both run the group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SplitBrainPolicy {
+    /// The preferred node keeps the group; the other stops it.
+    KeepPreferred,
+    /// The node that has run the group longer keeps it (near-ties: the preferred node).
+    KeepRunningLongest,
+    /// The node that became the owner last keeps it (higher ownership epoch): its
+    /// clients were the last to write. Equal epochs: the preferred node.
+    KeepLastWriter,
+    /// Both stop and wait for `pairbeat resolve --keep NODE`.
+    StopBoth,
+}
+
+impl SplitBrainPolicy {
+    pub const ALL: [SplitBrainPolicy; 4] = [
+        SplitBrainPolicy::KeepPreferred,
+        SplitBrainPolicy::KeepRunningLongest,
+        SplitBrainPolicy::KeepLastWriter,
+        SplitBrainPolicy::StopBoth,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SplitBrainPolicy::KeepPreferred => "keep-preferred",
+            SplitBrainPolicy::KeepRunningLongest => "keep-running-longest",
+            SplitBrainPolicy::KeepLastWriter => "keep-last-writer",
+            SplitBrainPolicy::StopBoth => "stop-both",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.name() == s)
+    }
+}
+
+/// A node's verdict on a split brain, advertised so both act on one decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// This node keeps the group (advertised once it re-asserted its resources).
+    Keep,
+    /// This node stops the group once the peer says `Keep`.
+    Yield,
+    /// stop-both: this node stops and waits for the operator.
+    Stop,
+}
+
+/// What each node tells the other in its keepalives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Advert {
+    pub holding: Holding,
+    pub mode: Mode,
+    /// `pairbeat takeover`: asks the peer to yield the group.
+    pub takeover: bool,
+    /// The group is settled where the node wants it (no operation pending).
+    pub settled: bool,
+    /// Tie-break targets this node reaches; `None` without a `[tiebreak]`.
+    pub reach: Option<u32>,
+    /// Ownership epoch: raised past both nodes' epochs each time a node starts the
+    /// group, persisted, so the last owner is known after a partition.
+    pub epoch: u64,
+    /// The verdict while both run the group.
+    pub heal: Option<Verdict>,
+    /// A stop-both split brain waits for the operator here.
+    pub awaiting_operator: bool,
+    /// `pairbeat resolve --keep` ran here: `Some(true)` the sender keeps the group,
+    /// `Some(false)` the receiver does. Repeated until the peer stops waiting.
+    pub resolve_sender_keeps: Option<bool>,
+    /// This node wants to start the group while the peer is alive, and starts only
+    /// once the peer has seen the claim (so two nodes made eligible at the same
+    /// instant cannot both start: both claim, the preferred one wins).
+    pub claim: bool,
+    /// This node has seen the peer's current claim.
+    pub claim_seen: bool,
+}
+
+impl Advert {
+    /// A plain advert (no tie-break, epoch 0, no split brain), for tests and start-up.
+    pub fn new(holding: Holding, mode: Mode) -> Self {
+        Advert {
+            holding,
+            mode,
+            takeover: false,
+            settled: true,
+            reach: None,
+            epoch: 0,
+            heal: None,
+            awaiting_operator: false,
+            resolve_sender_keeps: None,
+            claim: false,
+            claim_seen: false,
+        }
+    }
+}
+/// Where fencing the peer stands (reset when the peer is heard from again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FenceState {
+    #[default]
+    NotFenced,
+    InProgress,
+    /// The device confirmed the peer is off.
+    Fenced,
+    /// The last attempt failed; another follows after the retry interval.
+    Failed,
+}
+
+/// A line for the log from a pure core; the shell writes it (the cores never call
+/// the logger themselves, so the simulation sees the same lines the daemon logs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub level: log::Level,
+    pub text: String,
+}
+
+impl Note {
+    pub fn info(text: impl Into<String>) -> Self {
+        Note {
+            level: log::Level::Info,
+            text: text.into(),
+        }
+    }
+
+    pub fn warn(text: impl Into<String>) -> Self {
+        Note {
+            level: log::Level::Warn,
+            text: text.into(),
+        }
+    }
+
+    pub fn error(text: impl Into<String>) -> Self {
+        Note {
+            level: log::Level::Error,
+            text: text.into(),
+        }
+    }
+
+    pub fn debug(text: impl Into<String>) -> Self {
+        Note {
+            level: log::Level::Debug,
+            text: text.into(),
+        }
+    }
+}
+
+/// State to write to the state dir (the shell does it durably, in order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Persist {
+    /// `standby`: present while in standby.
+    Standby(bool),
+    /// `epoch`: the ownership epoch.
+    Epoch(u64),
+    /// `split-brains.json`.
+    SplitBrainLog(String),
+    /// `peer`: the peer's generation and newest sequence number, so packets recorded
+    /// before then are refused even after a restart.
+    PeerFloor { generation: u64, seq: u64 },
+}

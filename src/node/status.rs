@@ -1,0 +1,193 @@
+//! The status model from the node's state: one pure function, [`project`], that the
+//! daemon calls for each status request and that unit tests call with a node they
+//! drove by hand. The renderers (`crate::control::render`) only render what this
+//! builds, including the typed "Attention" items.
+
+use crate::control::status::{Attention, FailureStatus, FencePeer, LinkState, NodeState, ResourceState, Status};
+use crate::membership::{LinkLiveness, PeerLiveness};
+use crate::model::{FenceState, Holding, Mode};
+use crate::resources::{RscState, Target};
+
+use super::Node;
+
+/// `template` is `Status::initial` for this node's configuration (names, links,
+/// resources and daemon facts); everything that changes is filled in from `node`.
+pub fn project(node: &Node, template: &Status, now: std::time::Instant) -> Status {
+    let mut s = template.clone();
+    let local = s.nodes.iter().position(|n| n.local).unwrap_or(0);
+    let peer = 1 - local;
+    resources(node, &mut s);
+    peers(node, &mut s, local, peer);
+    protection(node, &mut s, now);
+    s.attention = attention(&s);
+    s
+}
+
+/// Resource states, fail counts, failures; the owner when the whole group runs here.
+fn resources(node: &Node, s: &mut Status) {
+    let engine = node.engine();
+    let here = s.local_node.clone();
+    let mut all_up = !s.group.resources.is_empty();
+    for (i, r) in s.group.resources.iter_mut().enumerate() {
+        let v = engine.view(i);
+        r.state = match v.state {
+            RscState::Unknown => ResourceState::Unknown,
+            RscState::Stopped => ResourceState::Stopped,
+            RscState::Started => ResourceState::Started,
+            RscState::Promoted => ResourceState::Promoted,
+            RscState::Failed => ResourceState::Failed,
+            RscState::Blocked => ResourceState::Blocked,
+        };
+        all_up &= matches!(v.state, RscState::Started | RscState::Promoted);
+        r.node = match v.state {
+            RscState::Started | RscState::Promoted | RscState::Failed | RscState::Blocked => Some(here.clone()),
+            _ => None,
+        };
+        r.fail_count = v.fail_count;
+        r.last_failure = v.last_failure.map(|f| FailureStatus {
+            action: f.action.to_string(),
+            outcome: f.outcome.to_string(),
+            reason: f.reason,
+            at: node.wall_at(f.at),
+        });
+    }
+    s.group.owner = (all_up && engine.target() == Some(Target::Active)).then(|| here.clone());
+    s.group.blocked = engine.is_blocked();
+    s.group.banned = engine.banned().map(str::to_string);
+    if let Some(c) = node.last_change() {
+        s.last_change = Some(crate::control::status::Change {
+            at: c.at,
+            what: c.what.clone(),
+        });
+    }
+}
+
+/// Node and link states, packet counters; the group on the peer when it says so.
+fn peers(node: &Node, s: &mut Status, local: usize, peer: usize) {
+    let m = node.membership();
+    s.nodes[local].state = match node.role().mode(node.engine()) {
+        Mode::Standby | Mode::Leaving => NodeState::Standby,
+        _ => NodeState::Online,
+    };
+    s.nodes[peer].state = match m.peer() {
+        PeerLiveness::Unknown => NodeState::Unknown,
+        PeerLiveness::Up => NodeState::Online,
+        PeerLiveness::Dead => NodeState::Offline,
+    };
+    for (i, l) in s.links.iter_mut().enumerate() {
+        l.state = match m.link(i) {
+            LinkLiveness::Unknown => LinkState::Unknown,
+            LinkLiveness::Up => LinkState::Up,
+            LinkLiveness::Late => LinkState::Late,
+            LinkLiveness::Dead => LinkState::Dead,
+        };
+    }
+    s.packets = m.counters();
+    let advert = m.peer_advert().filter(|_| m.peer() == PeerLiveness::Up);
+    if advert.is_some_and(|a| matches!(a.mode, Mode::Standby | Mode::Leaving)) {
+        s.nodes[peer].state = NodeState::Standby;
+    }
+    // The group runs on the peer when the peer says so (and it does not run here).
+    if s.group.owner.is_none() && advert.is_some_and(|a| a.holding == Holding::Running && a.settled) {
+        let name = s.nodes[peer].name.clone();
+        s.group.owner = Some(name.clone());
+        // A settled peer that runs the group runs all of it: say so, as it would.
+        for r in s
+            .group
+            .resources
+            .iter_mut()
+            .filter(|r| r.state == ResourceState::Stopped)
+        {
+            r.state = ResourceState::Started;
+            r.node = Some(name.clone());
+        }
+    }
+}
+
+/// Split-brain protection, the fencing device, the split-brain log, the decision.
+fn protection(node: &Node, s: &mut Status, now: std::time::Instant) {
+    let role = node.role();
+    let p = &mut s.protection;
+    p.epoch = role.epoch();
+    p.awaiting_operator = role.awaiting_operator();
+    if let (Some(t), Some(r)) = (p.tiebreak.as_mut(), node.reach()) {
+        t.reachable = r.count(now);
+        for (i, target) in t.targets.iter_mut().enumerate() {
+            target.reachable = r.reachable(i, now);
+        }
+    }
+    if let Some(f) = p.fencing.as_mut() {
+        f.peer = match role.fence_state() {
+            FenceState::NotFenced => FencePeer::NotFenced,
+            FenceState::InProgress => FencePeer::InProgress,
+            FenceState::Fenced => FencePeer::Fenced,
+            FenceState::Failed => FencePeer::Failed,
+        };
+        f.last = role.fence_last().map(str::to_string);
+        if let Some(d) = node.device_check() {
+            f.device_ok = Some(d.ok);
+            f.device_detail = Some(d.detail.clone());
+        }
+    }
+    s.split_brains = role.split_brains();
+    let decision = role.decision();
+    s.decision = decision.map(|d| d.reason.to_string());
+    s.decision_reason = decision.map(|d| d.reason.code());
+    s.attention.clear();
+    if let Some(d) = decision.filter(|d| d.reason.needs_attention()) {
+        s.attention.push(Attention::Decision {
+            reason: d.reason.code(),
+        });
+    }
+}
+
+/// What needs the operator, in the order the text shows it; the decision (set by
+/// `protection`) comes last.
+fn attention(s: &Status) -> Vec<Attention> {
+    let mut items = Vec::new();
+    if s.group.blocked {
+        items.push(Attention::GroupBlocked);
+    }
+    if let Some(reason) = &s.group.banned {
+        items.push(Attention::GroupBanned { reason: reason.clone() });
+    }
+    let p = &s.protection;
+    if p.awaiting_operator {
+        items.push(Attention::AwaitingOperator);
+    }
+    items.extend(s.split_brains.iter().map(|r| Attention::SplitBrain { id: r.id }));
+    if let Some(f) = &p.fencing {
+        if f.device_ok == Some(false) {
+            items.push(Attention::FenceDeviceDown {
+                detail: f.device_detail.clone().unwrap_or_else(|| "no detail".to_string()),
+            });
+        }
+        if matches!(f.peer, FencePeer::Failed | FencePeer::InProgress) {
+            items.push(Attention::FencingPeer {
+                state: f.peer,
+                detail: f.last.clone(),
+            });
+        }
+    }
+    items.extend(s.attention.iter().cloned());
+    items
+}
+
+/// One line for systemd's STATUS= (shown by `systemctl status`).
+pub fn summary_line(s: &Status) -> String {
+    let Some(peer) = s.nodes.iter().find(|n| !n.local) else {
+        return String::new();
+    };
+    let peer_state = match peer.state {
+        NodeState::Online => "online",
+        NodeState::Offline => "OFFLINE",
+        NodeState::Standby => "standby",
+        NodeState::Unknown => "not heard yet",
+    };
+    let group = match (&s.group.owner, s.group.blocked) {
+        (_, true) => "group BLOCKED".to_string(),
+        (Some(o), _) => format!("group on {o}"),
+        (None, _) => "group stopped".to_string(),
+    };
+    format!("{group}; peer {} {peer_state}", peer.name)
+}
