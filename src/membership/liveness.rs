@@ -181,7 +181,7 @@ impl Liveness {
 
     /// The next instant at which `tick` may change something.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let hold = self.hold.unwrap_or(self.started);
+        let hold = self.hold;
         self.links
             .iter()
             .filter_map(|l| {
@@ -192,7 +192,7 @@ impl Liveness {
                     LinkLiveness::Late | LinkLiveness::Unknown => Some(base + self.dead_after(l)),
                 }
             })
-            .map(|d| d.max(hold))
+            .map(|d| hold.map_or(d, |h| d.max(h)))
             .min()
     }
 }
