@@ -190,10 +190,6 @@ impl Role {
         self.pending.push(Persist::Standby(on));
     }
 
-    pub fn standby(&self) -> bool {
-        self.standby
-    }
-
     /// Shutting down (SIGTERM): hand the group over, then exit.
     pub fn leave(&mut self) {
         self.leaving = true;
@@ -229,16 +225,6 @@ impl Role {
     /// The last fence attempt, in words.
     pub fn fence_last(&self) -> Option<&str> {
         self.fence_last.as_deref()
-    }
-
-    /// Where the keeper's heal handshake stands.
-    pub fn heal(&self) -> Heal {
-        self.heal
-    }
-
-    /// What this node advertises now.
-    pub fn advert(&self) -> Option<Advert> {
-        self.advert
     }
 
     pub fn mode(&self, engine: &Engine) -> Mode {
@@ -437,7 +423,7 @@ impl Role {
         advert.claim = decision.as_ref().is_some_and(|d| d.claim) && holding != Holding::Running;
         advert.claim_seen = peer_advert.is_some_and(|a| a.claim) && liveness == PeerLiveness::Up;
         advert.heal = match decision.as_ref().and_then(|d| d.heal) {
-            Some(Verdict::Keep) if self.heal != Heal::Keeping => None,
+            Some(Verdict::Keep) if !self.heal.keeps() => None,
             // Yield is said once monitors are held and none runs: from then on this
             // node announces nothing.
             Some(Verdict::Yield) if !(engine.is_idle() && act.quiet) => None,

@@ -311,7 +311,7 @@ impl Shell {
                 Effect::Log(n) => log::log!(n.level, "{}", n.text),
             }
         }
-        let status = node::status::summary_line(&self.status());
+        let status = node::status::summary_line(&self.node);
         if status != self.last_status {
             self.notify.send(&format!("STATUS={status}"));
             self.last_status = status;
@@ -403,13 +403,15 @@ impl Shell {
 async fn recv_any(sockets: &[transport::LinkSocket], buf: &mut [u8]) -> (usize, usize) {
     std::future::poll_fn(|cx| {
         for (i, s) in sockets.iter().enumerate() {
-            let mut rb = tokio::io::ReadBuf::new(buf);
-            match s.socket.poll_recv_from(cx, &mut rb) {
-                Poll::Ready(Ok(_)) => return Poll::Ready((i, rb.filled().len())),
-                // A receive error (ICMP unreachable reported on the socket) is not a
-                // datagram; the next poll registers for the next one.
-                Poll::Ready(Err(e)) => log::debug!("link {i}: receive failed: {e}"),
-                Poll::Pending => {}
+            // A receive error (an ICMP unreachable reported on the socket) is not a
+            // datagram: poll again, so the socket ends Pending with its waker set.
+            loop {
+                let mut rb = tokio::io::ReadBuf::new(buf);
+                match s.socket.poll_recv_from(cx, &mut rb) {
+                    Poll::Ready(Ok(_)) => return Poll::Ready((i, rb.filled().len())),
+                    Poll::Ready(Err(e)) => log::debug!("link {i}: receive failed: {e}"),
+                    Poll::Pending => break,
+                }
             }
         }
         Poll::Pending

@@ -141,11 +141,11 @@ pub struct Node {
     last_input: Instant,
     /// The reach count last logged.
     reach_logged: Option<u32>,
+    /// The wall time of the last input, for failure timestamps in status.
+    last_wall: u64,
     drops: DropLog,
     last_change: Option<Change>,
     device: Option<DeviceCheck>,
-    /// For failure timestamps in status: the (now, wall) of the latest input.
-    clock: (Instant, u64),
 }
 
 /// Names for log lines.
@@ -192,11 +192,11 @@ impl Node {
                 .map(|t| Reach::new(t.targets.len(), t.timeout, config.timing.deadtime)),
             effects: VecDeque::new(),
             last_input: now,
+            last_wall: 0,
             reach_logged: None,
             drops: DropLog::default(),
             last_change: None,
             device: None,
-            clock: (now, 0),
         }
     }
 
@@ -208,6 +208,8 @@ impl Node {
     /// Probes every resource (the policy decides on what really runs here) and
     /// advertises before the first keepalive.
     pub fn start(&mut self, now: Instant, wall: u64) {
+        // The shell's setup (agent meta-data reads) since `new` is no stall.
+        self.last_input = self.last_input.max(now);
         self.input(now, wall);
         let outs = self.engine.start_probing();
         self.engine_outputs(outs, wall);
@@ -350,8 +352,16 @@ impl Node {
 
     /// The wall time of a monotonic instant, by the latest input's clocks.
     pub fn wall_at(&self, at: Instant) -> u64 {
-        let (now, wall) = self.clock;
-        wall.saturating_sub(now.saturating_duration_since(at).as_secs())
+        self.last_wall
+            .saturating_sub(self.last_input.saturating_duration_since(at).as_secs())
+    }
+
+    pub fn local_name(&self) -> &str {
+        &self.names.local
+    }
+
+    pub fn peer_name(&self) -> &str {
+        &self.names.peer
     }
 
     // ---- the turn -----------------------------------------------------------
@@ -369,7 +379,7 @@ impl Node {
             ))));
         }
         self.last_input = self.last_input.max(now);
-        self.clock = (now, wall);
+        self.last_wall = wall;
     }
 
     /// This node's part after any input, in the one order that exists: the

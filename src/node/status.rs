@@ -5,7 +5,8 @@
 
 use crate::control::status::{Attention, FailureStatus, FencePeer, LinkState, NodeState, ResourceState, Status};
 use crate::membership::{LinkLiveness, PeerLiveness};
-use crate::model::{FenceState, Holding, Mode};
+use crate::model::{Advert, FenceState, Holding, Mode};
+use crate::policy::Decision;
 use crate::resources::{RscState, Target};
 
 use super::Node;
@@ -19,15 +20,42 @@ pub fn project(node: &Node, template: &Status, now: std::time::Instant) -> Statu
     resources(node, &mut s);
     peers(node, &mut s, local, peer);
     protection(node, &mut s, now);
-    s.attention = attention(&s);
+    s.attention = attention(&s, node.role().decision());
     s
+}
+
+/// The group runs here: every resource up, and the target is to run it.
+fn runs_here(node: &Node) -> bool {
+    node.engine().all_up() && node.engine().target() == Some(Target::Active)
+}
+
+/// The peer's advert, while it is up.
+fn live_advert(node: &Node) -> Option<Advert> {
+    let m = node.membership();
+    m.peer_advert().filter(|_| m.peer() == PeerLiveness::Up)
+}
+
+/// The peer says it runs the whole group (settled and running).
+fn runs_on_peer(node: &Node) -> bool {
+    live_advert(node).is_some_and(|a| a.holding == Holding::Running && a.settled)
+}
+
+/// The peer's state as status shows it: liveness, and standby from its advert.
+fn peer_state(node: &Node) -> NodeState {
+    if live_advert(node).is_some_and(|a| matches!(a.mode, Mode::Standby | Mode::Leaving)) {
+        return NodeState::Standby;
+    }
+    match node.membership().peer() {
+        PeerLiveness::Unknown => NodeState::Unknown,
+        PeerLiveness::Up => NodeState::Online,
+        PeerLiveness::Dead => NodeState::Offline,
+    }
 }
 
 /// Resource states, fail counts, failures; the owner when the whole group runs here.
 fn resources(node: &Node, s: &mut Status) {
     let engine = node.engine();
     let here = s.local_node.clone();
-    let mut all_up = !s.group.resources.is_empty();
     for (i, r) in s.group.resources.iter_mut().enumerate() {
         let v = engine.view(i);
         r.state = match v.state {
@@ -38,7 +66,6 @@ fn resources(node: &Node, s: &mut Status) {
             RscState::Failed => ResourceState::Failed,
             RscState::Blocked => ResourceState::Blocked,
         };
-        all_up &= matches!(v.state, RscState::Started | RscState::Promoted);
         r.node = match v.state {
             RscState::Started | RscState::Promoted | RscState::Failed | RscState::Blocked => Some(here.clone()),
             _ => None,
@@ -51,7 +78,7 @@ fn resources(node: &Node, s: &mut Status) {
             at: node.wall_at(f.at),
         });
     }
-    s.group.owner = (all_up && engine.target() == Some(Target::Active)).then(|| here.clone());
+    s.group.owner = runs_here(node).then(|| here.clone());
     s.group.blocked = engine.is_blocked();
     s.group.banned = engine.banned().map(str::to_string);
     if let Some(c) = node.last_change() {
@@ -69,11 +96,7 @@ fn peers(node: &Node, s: &mut Status, local: usize, peer: usize) {
         Mode::Standby | Mode::Leaving => NodeState::Standby,
         _ => NodeState::Online,
     };
-    s.nodes[peer].state = match m.peer() {
-        PeerLiveness::Unknown => NodeState::Unknown,
-        PeerLiveness::Up => NodeState::Online,
-        PeerLiveness::Dead => NodeState::Offline,
-    };
+    s.nodes[peer].state = peer_state(node);
     for (i, l) in s.links.iter_mut().enumerate() {
         l.state = match m.link(i) {
             LinkLiveness::Unknown => LinkState::Unknown,
@@ -83,12 +106,8 @@ fn peers(node: &Node, s: &mut Status, local: usize, peer: usize) {
         };
     }
     s.packets = m.counters();
-    let advert = m.peer_advert().filter(|_| m.peer() == PeerLiveness::Up);
-    if advert.is_some_and(|a| matches!(a.mode, Mode::Standby | Mode::Leaving)) {
-        s.nodes[peer].state = NodeState::Standby;
-    }
     // The group runs on the peer when the peer says so (and it does not run here).
-    if s.group.owner.is_none() && advert.is_some_and(|a| a.holding == Holding::Running && a.settled) {
+    if s.group.owner.is_none() && runs_on_peer(node) {
         let name = s.nodes[peer].name.clone();
         s.group.owner = Some(name.clone());
         // A settled peer that runs the group runs all of it: say so, as it would.
@@ -133,17 +152,10 @@ fn protection(node: &Node, s: &mut Status, now: std::time::Instant) {
     let decision = role.decision();
     s.decision = decision.map(|d| d.reason.to_string());
     s.decision_reason = decision.map(|d| d.reason.code());
-    s.attention.clear();
-    if let Some(d) = decision.filter(|d| d.reason.needs_attention()) {
-        s.attention.push(Attention::Decision {
-            reason: d.reason.code(),
-        });
-    }
 }
 
-/// What needs the operator, in the order the text shows it; the decision (set by
-/// `protection`) comes last.
-fn attention(s: &Status) -> Vec<Attention> {
+/// What needs the operator, in the order the text shows it; the decision last.
+fn attention(s: &Status, decision: Option<&Decision>) -> Vec<Attention> {
     let mut items = Vec::new();
     if s.group.blocked {
         items.push(Attention::GroupBlocked);
@@ -169,25 +181,31 @@ fn attention(s: &Status) -> Vec<Attention> {
             });
         }
     }
-    items.extend(s.attention.iter().cloned());
+    if let Some(d) = decision.filter(|d| d.reason.needs_attention()) {
+        items.push(Attention::Decision {
+            reason: d.reason.code(),
+        });
+    }
     items
 }
 
-/// One line for systemd's STATUS= (shown by `systemctl status`).
-pub fn summary_line(s: &Status) -> String {
-    let Some(peer) = s.nodes.iter().find(|n| !n.local) else {
-        return String::new();
-    };
-    let peer_state = match peer.state {
+/// One line for systemd's STATUS= (shown by `systemctl status`), straight from the
+/// node: the shell asks for it after every turn, so it builds no whole status.
+pub fn summary_line(node: &Node) -> String {
+    let peer_state = match peer_state(node) {
         NodeState::Online => "online",
         NodeState::Offline => "OFFLINE",
         NodeState::Standby => "standby",
         NodeState::Unknown => "not heard yet",
     };
-    let group = match (&s.group.owner, s.group.blocked) {
-        (_, true) => "group BLOCKED".to_string(),
-        (Some(o), _) => format!("group on {o}"),
-        (None, _) => "group stopped".to_string(),
+    let group = if node.engine().is_blocked() {
+        "group BLOCKED".to_string()
+    } else if runs_here(node) {
+        format!("group on {}", node.local_name())
+    } else if runs_on_peer(node) {
+        format!("group on {}", node.peer_name())
+    } else {
+        "group stopped".to_string()
     };
-    format!("{group}; peer {} {peer_state}", peer.name)
+    format!("{group}; peer {} {peer_state}", node.peer_name())
 }

@@ -168,3 +168,47 @@ fn a_stall_defers_the_verdict_on_the_peer() {
         "nothing came during the grace: now the silence counts"
     );
 }
+
+#[test]
+fn status_and_the_summary_line_come_from_the_node() {
+    let t0 = Instant::now();
+    let (_d, c) = config();
+    let mut n = Node::new(&c, Boot::default(), t0);
+    n.start(t0, 1_800_000_000);
+    let template = crate::control::status::Status::initial(&c, Default::default());
+    let s = status::project(&n, &template, t0);
+    assert_eq!(status::summary_line(&n), "group stopped; peer b not heard yet");
+    assert_eq!(s.group.owner, None);
+    assert!(s.attention.is_empty(), "{:?}", s.attention);
+    // Alone after initdead, the group starts and runs here.
+    let mut now = t0;
+    while now < t0 + MS(2500) {
+        for e in effects(&mut n) {
+            if let Effect::RunAgent(r) = e {
+                let outcome = if r.action == Action::Probe {
+                    Outcome::NotRunning
+                } else {
+                    Outcome::Success
+                };
+                n.handle_agent_result(now, 1_800_000_000, r.id, outcome, None);
+            }
+        }
+        now = n.poll_timeout().max(now + MS(1)).min(t0 + MS(2500));
+        n.handle_timeout(now, 1_800_000_000);
+    }
+    for e in effects(&mut n) {
+        if let Effect::RunAgent(r) = e {
+            n.handle_agent_result(now, 1_800_000_000, r.id, Outcome::Success, None);
+        }
+    }
+    let s = status::project(&n, &template, now);
+    assert_eq!(s.group.owner.as_deref(), Some("a"), "{s:?}");
+    assert_eq!(s.nodes[1].state, crate::control::status::NodeState::Offline);
+    assert_eq!(s.decision_reason.as_deref(), Some("peer_dead"));
+    assert!(
+        s.attention.is_empty(),
+        "taking over a dead peer needs nobody: {:?}",
+        s.attention
+    );
+    assert_eq!(status::summary_line(&n), "group on a; peer b OFFLINE");
+}

@@ -346,6 +346,15 @@ impl Engine {
         self.inflight.is_none() && self.settled
     }
 
+    /// Every resource is up (started or promoted); false for an empty group.
+    pub fn all_up(&self) -> bool {
+        !self.rscs.is_empty()
+            && self
+                .rscs
+                .iter()
+                .all(|r| matches!(r.state, RscState::Started | RscState::Promoted))
+    }
+
     /// True when nothing of the group runs here, as far as the engine knows.
     pub fn all_stopped(&self) -> bool {
         self.rscs.iter().all(|r| r.state == RscState::Stopped)
