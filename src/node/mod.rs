@@ -139,8 +139,6 @@ pub struct Node {
     effects: VecDeque<Effect>,
     /// The `now` of the last input, to notice a stall.
     last_input: Instant,
-    /// The reach count last logged.
-    reach_logged: Option<u32>,
     /// The wall time of the last input, for failure timestamps in status.
     last_wall: u64,
     drops: DropLog,
@@ -193,7 +191,6 @@ impl Node {
             effects: VecDeque::new(),
             last_input: now,
             last_wall: 0,
-            reach_logged: None,
             drops: DropLog::default(),
             last_change: None,
             device: None,
@@ -389,12 +386,11 @@ impl Node {
     fn turn(&mut self, now: Instant, wall: u64) {
         if let Some(r) = &self.reach {
             let n = r.count(now);
-            if self.reach_logged != Some(n) {
+            if self.role.reach() != Some(n) {
                 self.effects.push_back(Effect::Log(Note::info(format!(
                     "tie-break: {n} of {} target(s) reachable",
                     r.len()
                 ))));
-                self.reach_logged = Some(n);
             }
             self.role.set_reach(n);
         }
