@@ -131,8 +131,13 @@ pub struct Advert {
     /// Ownership epoch: raised past both nodes' epochs each time a node starts the
     /// group, persisted, so the last owner is known after a partition.
     pub epoch: u64,
-    /// The verdict while both run the group.
+    /// The verdict while both run the group, once it may be acted on: `Keep` after
+    /// the keeper re-asserted, `Yield` once this node holds its monitors.
     pub heal: Option<Verdict>,
+    /// The verdict this node has chosen for the split brain in progress, said at
+    /// once (before `heal`), so that two nodes that both chose to keep, or both to
+    /// yield, see it and let the preferred node keep the group.
+    pub verdict: Option<Verdict>,
     /// A stop-both split brain waits for the operator here.
     pub awaiting_operator: bool,
     /// `pairbeat resolve --keep` ran here: `Some(true)` the sender keeps the group,
@@ -157,6 +162,7 @@ impl Advert {
             reach: None,
             epoch: 0,
             heal: None,
+            verdict: None,
             awaiting_operator: false,
             resolve_sender_keeps: None,
             claim: false,

@@ -57,6 +57,10 @@ pub struct Local {
     /// Run times closer than this count as equal (one keepalive: what the peer's
     /// figure may lag by).
     pub tolerance_ms: u64,
+    /// The split-brain verdict already chosen for the split brain in progress: it
+    /// stands (the policy is not asked again), so a near-tie of run times measured
+    /// a keepalive apart cannot flip it back and forth.
+    pub latched: Option<Verdict>,
 }
 
 impl Local {
@@ -71,6 +75,7 @@ impl Local {
             fencing: false,
             ran_ms: None,
             tolerance_ms: 1000,
+            latched: None,
         }
     }
 }
@@ -412,7 +417,7 @@ fn peer_dead(local: &Local, v: PeerView) -> Decision {
 fn heal(local: &Local, p: Advert, v: PeerView) -> Decision {
     let preferred = local.preferred == local.me;
     let by_preference = if preferred { Verdict::Keep } else { Verdict::Yield };
-    let mine = match local.policy {
+    let chosen = match local.policy {
         SplitBrainPolicy::StopBoth => Verdict::Stop,
         SplitBrainPolicy::KeepPreferred => by_preference,
         SplitBrainPolicy::KeepRunningLongest => match (local.ran_ms, v.ran_ms) {
@@ -426,9 +431,11 @@ fn heal(local: &Local, p: Advert, v: PeerView) -> Decision {
             std::cmp::Ordering::Equal => by_preference,
         },
     };
-    // Both claim, or both yield (clocks of run time seen a keepalive apart, or the two
-    // configs differ): the preferred node keeps it.
-    let mine = match (mine, p.heal) {
+    let mine = local.latched.unwrap_or(chosen);
+    // Both keep, or both yield (run times measured a keepalive apart, or the two
+    // configs differ): the preferred node keeps it. The peer's chosen verdict comes
+    // at once (`verdict`); a peer that does not send it is read by its `heal`.
+    let mine = match (mine, p.verdict.or(p.heal)) {
         (Verdict::Keep, Some(Verdict::Keep)) | (Verdict::Yield, Some(Verdict::Yield)) => by_preference,
         (m, _) => m,
     };
@@ -838,6 +845,7 @@ mod tests {
             reach: Some(2),
             epoch: 17,
             heal: Some(Verdict::Yield),
+            verdict: Some(Verdict::Keep),
             awaiting_operator: true,
             resolve_sender_keeps: Some(false),
             claim: true,
@@ -913,6 +921,68 @@ mod tests {
         assert_eq!(
             Reason::SplitBrainKeep(SplitBrainPolicy::StopBoth).code(),
             "split_brain_keep"
+        );
+    }
+
+    /// keep-running-longest with run times a near-tie, measured by each node a
+    /// keepalive apart: both may choose to keep. Each says its choice at once, and
+    /// the non-preferred node then yields (simulation seeds 12534, 56103, 64353,
+    /// 74952 and 78165 of `scripts/sim-long 100000` were stuck with both keeping).
+    #[test]
+    fn both_choosing_to_keep_see_it_and_the_preferred_node_keeps() {
+        let running = adv(Running, Online);
+        let peer_keeps = Peer::Alive(PeerView {
+            advert: Some(Advert {
+                verdict: Some(Verdict::Keep),
+                ..running
+            }),
+            ran_ms: Some(1_000),
+            ..PeerView::default()
+        });
+        let longer = |me| Local {
+            policy: SplitBrainPolicy::KeepRunningLongest,
+            ran_ms: Some(5_000),
+            tolerance_ms: 100,
+            ..local(me, false, running)
+        };
+        // Node 1 (not preferred) ran longer by its own measure, but the peer chose to keep too.
+        let d = decide(&longer(1), peer_keeps);
+        assert_eq!(d.heal, Some(Verdict::Yield));
+        // Node 0 (preferred) keeps in the same position.
+        assert_eq!(decide(&longer(0), peer_keeps).heal, Some(Verdict::Keep));
+        // Without a chosen verdict from the peer, the run times decide.
+        let silent = Peer::Alive(PeerView {
+            advert: Some(running),
+            ran_ms: Some(1_000),
+            ..PeerView::default()
+        });
+        assert_eq!(decide(&longer(1), silent).heal, Some(Verdict::Keep));
+    }
+
+    #[test]
+    fn a_chosen_verdict_stands_while_the_split_brain_lasts() {
+        let running = adv(Running, Online);
+        let peer = |ran| {
+            Peer::Alive(PeerView {
+                advert: Some(running),
+                ran_ms: Some(ran),
+                ..PeerView::default()
+            })
+        };
+        let me = |latched| Local {
+            policy: SplitBrainPolicy::KeepRunningLongest,
+            ran_ms: Some(1_000),
+            tolerance_ms: 100,
+            latched,
+            ..local(1, false, running)
+        };
+        // The peer's figure ages across the boundary: the policy alone would flip.
+        assert_eq!(decide(&me(None), peer(800)).heal, Some(Verdict::Keep));
+        assert_eq!(decide(&me(None), peer(950)).heal, Some(Verdict::Yield));
+        assert_eq!(
+            decide(&me(Some(Verdict::Keep)), peer(950)).heal,
+            Some(Verdict::Keep),
+            "chosen once, it stands"
         );
     }
 }

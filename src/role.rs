@@ -392,6 +392,7 @@ impl Role {
                     .running_since
                     .map(|t| now.saturating_duration_since(t).as_millis() as u64),
                 tolerance_ms: self.tolerance_ms,
+                latched: self.decision.as_ref().and_then(|d| d.heal),
             };
             let mut d = policy::decide(&local, peer);
             if self.leaving {
@@ -422,6 +423,7 @@ impl Role {
         advert.awaiting_operator = self.log.awaiting_operator();
         advert.claim = decision.as_ref().is_some_and(|d| d.claim) && holding != Holding::Running;
         advert.claim_seen = peer_advert.is_some_and(|a| a.claim) && liveness == PeerLiveness::Up;
+        advert.verdict = decision.as_ref().and_then(|d| d.heal);
         advert.heal = match decision.as_ref().and_then(|d| d.heal) {
             Some(Verdict::Keep) if !self.heal.keeps() => None,
             // Yield is said once monitors are held and none runs: from then on this
@@ -464,6 +466,7 @@ impl Role {
             reach: self.reach,
             epoch: self.epoch,
             heal: None,
+            verdict: None,
             awaiting_operator: self.log.awaiting_operator(),
             resolve_sender_keeps: self.resolve_sender_keeps,
             claim: false,

@@ -9,7 +9,8 @@
 //! | `pb_settled` | `settled` |
 //! | `pb_reach` | `reach`: tie-break targets reached (empty without a tie-break) |
 //! | `pb_epoch` | `epoch`: the ownership epoch |
-//! | `pb_heal` | `heal`: keep, yield, stop (split-brain verdict) |
+//! | `pb_heal` | `heal`: keep, yield, stop (split-brain verdict, once it may be acted on) |
+//! | `pb_verdict` | `verdict`: keep, yield, stop (the verdict chosen, said at once) |
 //! | `pb_sbhold` | `awaiting_operator`: a stop-both split brain waits for the operator |
 //! | `pb_resolve` | `resolve_sender_keeps`: sender / receiver keeps the group |
 //! | `pb_claim`, `pb_claimseen` | `claim`, `claim_seen`: the claim handshake |
@@ -32,12 +33,6 @@ pub fn fields(advert: &Advert) -> Vec<(&'static str, String)> {
         Mode::Leaving => "leaving",
         Mode::Banned => "banned",
     };
-    let heal = match advert.heal {
-        None => "",
-        Some(Verdict::Keep) => "keep",
-        Some(Verdict::Yield) => "yield",
-        Some(Verdict::Stop) => "stop",
-    };
     let resolve = match advert.resolve_sender_keeps {
         None => "",
         Some(true) => "sender",
@@ -50,7 +45,8 @@ pub fn fields(advert: &Advert) -> Vec<(&'static str, String)> {
         ("pb_settled", if advert.settled { "1" } else { "0" }.to_string()),
         ("pb_reach", advert.reach.map(|r| r.to_string()).unwrap_or_default()),
         ("pb_epoch", advert.epoch.to_string()),
-        ("pb_heal", heal.to_string()),
+        ("pb_heal", verdict_name(advert.heal).to_string()),
+        ("pb_verdict", verdict_name(advert.verdict).to_string()),
         (
             "pb_sbhold",
             if advert.awaiting_operator { "1" } else { "0" }.to_string(),
@@ -85,12 +81,8 @@ pub fn parse(get: impl Fn(&str) -> Option<String>) -> Option<Advert> {
         settled: get("pb_settled").as_deref() == Some("1"),
         reach: get("pb_reach").and_then(|r| r.parse().ok()),
         epoch: get("pb_epoch").and_then(|e| e.parse().ok()).unwrap_or(0),
-        heal: match get("pb_heal").as_deref() {
-            Some("keep") => Some(Verdict::Keep),
-            Some("yield") => Some(Verdict::Yield),
-            Some("stop") => Some(Verdict::Stop),
-            _ => None,
-        },
+        heal: get("pb_heal").as_deref().and_then(verdict),
+        verdict: get("pb_verdict").as_deref().and_then(verdict),
         awaiting_operator: get("pb_sbhold").as_deref() == Some("1"),
         resolve_sender_keeps: match get("pb_resolve").as_deref() {
             Some("sender") => Some(true),
@@ -100,4 +92,22 @@ pub fn parse(get: impl Fn(&str) -> Option<String>) -> Option<Advert> {
         claim: get("pb_claim").as_deref() == Some("1"),
         claim_seen: get("pb_claimseen").as_deref() == Some("1"),
     })
+}
+
+fn verdict_name(v: Option<Verdict>) -> &'static str {
+    match v {
+        None => "",
+        Some(Verdict::Keep) => "keep",
+        Some(Verdict::Yield) => "yield",
+        Some(Verdict::Stop) => "stop",
+    }
+}
+
+fn verdict(name: &str) -> Option<Verdict> {
+    match name {
+        "keep" => Some(Verdict::Keep),
+        "yield" => Some(Verdict::Yield),
+        "stop" => Some(Verdict::Stop),
+        _ => None,
+    }
 }
