@@ -17,8 +17,9 @@
 //! With I/O:
 //! - [`config`]: pairbeat.toml — schema, validation with file:line errors, import of
 //!   Heartbeat's ha.cf / haresources / authkeys.
-//! - [`agent`]: running OCF / LSB / Heartbeat agents.
-//! - [`fence`]: the fencing device and the tie-break probes.
+//! - [`child`]: running one external program with hygiene, capture and kill rules.
+//! - [`agent`]: running OCF / LSB / Heartbeat agents (through `child`).
+//! - [`fence`]: the fencing device (through `child`) and the tie-break probes.
 //! - [`control`]: the unix-socket protocol between CLI and daemon, the status model, renderers.
 //! - [`daemon`]: the tokio shell around the node: sockets, signals, the timer.
 //! - [`logging`]: the log backend chosen by `[daemon] log`.
@@ -27,6 +28,7 @@
 //! form a cycle.
 
 pub mod agent;
+pub mod child;
 pub mod config;
 pub mod control;
 pub mod daemon;

@@ -1,31 +1,25 @@
 //! Running resource agents: OCF, LSB init scripts and Heartbeat v1 resource scripts.
 //!
-//! Each operation runs as a child in its own process group, with a clean
-//! environment (parameters reach agents only through `OCF_RESKEY_*`, never a shell
-//! string), stdin from /dev/null, inherited descriptors closed, a parent-death
-//! signal, and stdout/stderr captured up to a cap. When the time limit passes the
-//! whole process group gets SIGTERM, then SIGKILL. Exit codes (and, for Heartbeat
+//! Each operation runs through [`crate::child`] (its own process group, a clean
+//! environment, stdin from /dev/null, inherited descriptors closed, a parent-death
+//! signal, output captured up to a cap); parameters reach agents only through
+//! `OCF_RESKEY_*`, never a shell string. When the time limit passes the whole
+//! process group gets SIGTERM, then SIGKILL after [`KILL_GRACE`]. Exit codes (and, for Heartbeat
 //! `status`, the printed words) become [`Outcome`]s; an `ocf-exit-reason:` line on
 //! stderr is kept for status.
 
 pub mod metadata;
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncReadExt};
-
+use crate::child::{self, ChildOutcome, ChildSpec};
 use crate::config::{AgentSpec, Resource};
 use crate::resources::{Action, Outcome, Severity};
 
-/// How much of each output stream is kept; the rest is read and dropped.
-pub const OUTPUT_CAP: usize = 64 * 1024;
+pub use crate::child::OUTPUT_CAP;
 /// After SIGTERM to a timed-out operation's process group, how long before SIGKILL.
 pub const KILL_GRACE: Duration = Duration::from_secs(3);
-/// After the agent exits, how long to keep reading output a daemonized child may hold open.
-const DRAIN: Duration = Duration::from_millis(200);
 /// The PATH agents run with.
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -57,6 +51,19 @@ pub struct RunResult {
     pub stdout: String,
     pub stderr: String,
     pub elapsed: Duration,
+}
+
+impl RunResult {
+    /// An agent that is not there or cannot be executed: OCF's "not installed".
+    fn not_installed(reason: String, started: Instant) -> Self {
+        RunResult {
+            outcome: Outcome::not_installed(),
+            reason: Some(reason),
+            stdout: String::new(),
+            stderr: String::new(),
+            elapsed: started.elapsed(),
+        }
+    }
 }
 
 impl Paths {
@@ -96,9 +103,10 @@ fn command(
     interval: Duration,
     depth: u32,
     timeout: Duration,
-) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(exe);
-    cmd.env_clear().env("PATH", PATH).env("LANG", "C");
+) -> ChildSpec {
+    let mut cmd = ChildSpec::new(exe, timeout);
+    cmd.kill_grace = KILL_GRACE;
+    cmd.env("PATH", PATH).env("LANG", "C");
     match &rsc.agent {
         AgentSpec::Ocf { provider, kind } => {
             cmd.arg(verb)
@@ -119,7 +127,10 @@ fn command(
             cmd.arg(verb);
         }
         AgentSpec::Heartbeat { .. } => {
-            cmd.args(&rsc.args).arg(verb);
+            for a in &rsc.args {
+                cmd.arg(a);
+            }
+            cmd.arg(verb);
         }
     }
     cmd
@@ -151,32 +162,22 @@ pub async fn run(paths: &Paths, rsc: &Resource, action: Action, timeout: Duratio
     let started = Instant::now();
     let exe = match paths.executable(&rsc.agent) {
         Ok(p) => p,
-        Err(e) => {
-            return RunResult {
-                outcome: Outcome::Error(Severity::Hard, 5),
-                reason: Some(e),
-                stdout: String::new(),
-                stderr: String::new(),
-                elapsed: started.elapsed(),
-            }
-        }
+        Err(e) => return RunResult::not_installed(e, started),
     };
     let (interval, depth) = match action {
         Action::Monitor { interval, check_level } => (interval, check_level),
         _ => (Duration::ZERO, 0),
     };
-    let mut cmd = command(paths, &exe, rsc, verb(&rsc.agent, action), interval, depth, timeout);
-    let (code, stdout, stderr, timed_out) = match spawn_and_wait(&mut cmd, timeout).await {
+    let cmd = command(paths, &exe, rsc, verb(&rsc.agent, action), interval, depth, timeout);
+    let ChildOutcome {
+        code,
+        timed_out,
+        stdout,
+        stderr,
+        ..
+    } = match child::run(&cmd).await {
         Ok(r) => r,
-        Err(e) => {
-            return RunResult {
-                outcome: Outcome::Error(Severity::Hard, 5),
-                reason: Some(format!("cannot run {}: {e}", exe.display())),
-                stdout: String::new(),
-                stderr: String::new(),
-                elapsed: started.elapsed(),
-            }
-        }
+        Err(e) => return RunResult::not_installed(format!("cannot run {}: {e}", exe.display()), started),
     };
     let is_status = matches!(action, Action::Probe | Action::Monitor { .. });
     let outcome = if timed_out {
@@ -223,8 +224,14 @@ pub async fn metadata(paths: &Paths, rsc: &Resource) -> Result<metadata::MetaDat
         return Err("only OCF agents have meta-data".into());
     };
     let exe = paths.executable(&rsc.agent)?;
-    let mut md = command(paths, &exe, rsc, "meta-data", Duration::ZERO, 0, Duration::from_secs(5));
-    let (code, stdout, stderr, timed_out) = spawn_and_wait(&mut md, Duration::from_secs(5))
+    let md = command(paths, &exe, rsc, "meta-data", Duration::ZERO, 0, Duration::from_secs(5));
+    let ChildOutcome {
+        code,
+        timed_out,
+        stdout,
+        stderr,
+        ..
+    } = child::run(&md)
         .await
         .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
     if timed_out {
@@ -247,124 +254,6 @@ fn exit_reason(stderr: &str) -> Option<String> {
         .rev()
         .find_map(|l| l.trim().strip_prefix("ocf-exit-reason:").map(|r| r.trim().to_string()))
         .filter(|r| !r.is_empty())
-}
-
-/// Spawns with child hygiene, waits up to `timeout`, kills the process group on timeout.
-/// Returns (exit code if it exited, stdout, stderr, timed out).
-async fn spawn_and_wait(
-    cmd: &mut tokio::process::Command,
-    timeout: Duration,
-) -> std::io::Result<(Option<i32>, String, String, bool)> {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(false);
-    // Its own process group, so a timeout can take down everything it started.
-    cmd.as_std_mut().process_group(0);
-    // SAFETY: only async-signal-safe calls (prctl, close_range/close) between fork and exec.
-    unsafe {
-        cmd.as_std_mut().pre_exec(|| {
-            // Die with us rather than outlive a crashed daemon as an orphan.
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            // Nothing of ours leaks into agents (sockets, state files).
-            if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) != 0 {
-                for fd in 3..1024 {
-                    libc::close(fd);
-                }
-            }
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn()?;
-    let pgid = child.id().map(|p| p as i32);
-    let (out_buf, err_buf) = (Captured::default(), Captured::default());
-    let out = tokio::spawn(read_capped(child.stdout.take(), out_buf.clone()));
-    let err = tokio::spawn(read_capped(child.stderr.take(), err_buf.clone()));
-    let (status, timed_out) = match tokio::time::timeout(timeout, child.wait()).await {
-        Ok(s) => (Some(s?), false),
-        Err(_) => {
-            if let Some(pg) = pgid {
-                kill_group(pg, libc::SIGTERM);
-                if tokio::time::timeout(KILL_GRACE, child.wait()).await.is_err() {
-                    kill_group(pg, libc::SIGKILL);
-                }
-                // Whatever ignored TERM gets KILL too, the leader included.
-                kill_group(pg, libc::SIGKILL);
-            }
-            let _ = child.wait().await;
-            (None, true)
-        }
-    };
-    let stdout = drain(out, &out_buf).await;
-    let stderr = drain(err, &err_buf).await;
-    let code = status.and_then(|s| s.code());
-    Ok((code, stdout, stderr, timed_out))
-}
-
-fn kill_group(pgid: i32, sig: i32) {
-    // SAFETY: kill(2) with a negative pid signals that process group only.
-    unsafe {
-        libc::kill(-pgid, sig);
-    }
-}
-
-/// One output stream as read so far: its first and its last `OUTPUT_CAP / 2` bytes.
-/// The head shows what the agent set out to do, the tail how it ended (exit reasons
-/// come last); the middle of a flood is dropped and counted.
-#[derive(Default)]
-struct Capture {
-    head: Vec<u8>,
-    tail: std::collections::VecDeque<u8>,
-    dropped: usize,
-}
-
-impl Capture {
-    fn push(&mut self, mut data: &[u8]) {
-        let half = OUTPUT_CAP / 2;
-        let room = half.saturating_sub(self.head.len());
-        let (h, rest) = data.split_at(room.min(data.len()));
-        self.head.extend_from_slice(h);
-        data = rest;
-        self.tail.extend(data);
-        while self.tail.len() > half {
-            self.tail.pop_front();
-            self.dropped += 1;
-        }
-    }
-
-    fn text(&self) -> String {
-        let mut bytes = self.head.clone();
-        if self.dropped > 0 {
-            bytes.extend_from_slice(format!("\n[... {} bytes dropped ...]\n", self.dropped).as_bytes());
-        }
-        bytes.extend(self.tail.iter());
-        String::from_utf8_lossy(&bytes).into_owned()
-    }
-}
-
-type Captured = std::sync::Arc<std::sync::Mutex<Capture>>;
-
-/// Output read so far, after waiting a moment for the rest: a daemon the agent
-/// started may keep the pipe open forever, and must not hold up the result.
-async fn drain(task: tokio::task::JoinHandle<()>, buf: &Captured) -> String {
-    // On timeout the reader stays blocked on a pipe a daemon holds; it ends when the daemon does.
-    let _ = tokio::time::timeout(DRAIN, task).await;
-    buf.lock().map(|c| c.text()).unwrap_or_default()
-}
-
-async fn read_capped<R: AsyncRead + Unpin>(pipe: Option<R>, kept: Captured) {
-    let Some(mut pipe) = pipe else { return };
-    let mut buf = [0u8; 8192];
-    loop {
-        match pipe.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if let Ok(mut k) = kept.lock() {
-                    k.push(&buf[..n]);
-                }
-            }
-        }
-    }
 }
 
 /// Checks each OCF resource's params against its agent's meta-data, where the agent

@@ -448,7 +448,7 @@ impl Engine {
                     Outcome::RunningPromoted => RscState::Promoted,
                     Outcome::NotRunning => RscState::Stopped,
                     // "Not installed" on a probe means it cannot be running here.
-                    Outcome::Error(Severity::Hard, 5) => RscState::Stopped,
+                    o if o == Outcome::not_installed() => RscState::Stopped,
                     _ => {
                         self.rscs[i].last_failure = Some(failure(outcome));
                         RscState::Failed

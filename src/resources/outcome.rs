@@ -32,6 +32,11 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// OCF's 5, "not installed": the agent is missing or cannot be executed here.
+    pub fn not_installed() -> Self {
+        Outcome::Error(Severity::Hard, 5)
+    }
+
     /// The OCF exit code map (reference.md §1.3). 190/191 (degraded) count as running.
     pub fn from_ocf(code: i32) -> Self {
         match code {
@@ -52,7 +57,7 @@ impl Outcome {
             match code {
                 0 => Outcome::Success,
                 1..=3 => Outcome::NotRunning,
-                150 => Outcome::Error(Severity::Hard, 5),
+                150 => Outcome::not_installed(),
                 151 => Outcome::Error(Severity::Hard, 4),
                 _ => Outcome::Error(Severity::Soft, code),
             }
