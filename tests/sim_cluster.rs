@@ -37,6 +37,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use common::sim::{Packet, SimNet};
 use common::Rng;
 use pairbeat::config::{self, Config};
 use pairbeat::membership::PeerLiveness;
@@ -162,20 +163,13 @@ struct Host {
     disturbed_at: u64,
 }
 
-#[derive(Clone, Copy)]
-struct LinkDir {
-    up: bool,
-    loss: u64,
-}
-
 struct World {
     rng: Rng,
     t0: Instant,
     now: u64,
     hosts: [Host; 2],
-    /// links[l][from]: the direction from host `from` to the other.
-    links: [[LinkDir; 2]; 2],
-    in_flight: Vec<(u64, usize, usize, Vec<u8>)>,
+    /// Two heartbeat links, in ms.
+    net: SimNet<()>,
     fence_works: bool,
     policy: SplitBrainPolicy,
     trace: bool,
@@ -334,14 +328,7 @@ impl World {
     }
 
     fn send(&mut self, from: usize, bytes: Vec<u8>) {
-        for l in 0..2 {
-            let dir = self.links[l][from];
-            if !dir.up || self.rng.below(1000) < dir.loss {
-                continue;
-            }
-            let at = self.now + 1 + self.rng.below(DELAY_MAX);
-            self.in_flight.push((at, 1 - from, l, bytes.clone()));
-        }
+        self.net.send(&mut self.rng, self.now, from, &bytes, ());
     }
 
     fn paused(&self, h: usize) -> bool {
@@ -408,17 +395,7 @@ impl World {
 
     fn deliver(&mut self, checks: &mut Checks) {
         let now = self.now;
-        let mut due = Vec::new();
-        self.in_flight.retain(|m| {
-            if m.0 <= now {
-                due.push(m.clone());
-                false
-            } else {
-                true
-            }
-        });
-        due.sort_by_key(|m| m.0);
-        for (_, to, link, bytes) in due {
+        while let Some(Packet { to, link, bytes, .. }) = self.net.pop_due(now) {
             if self.hosts[to].daemon.is_none() {
                 continue;
             }
@@ -464,8 +441,7 @@ impl World {
     }
 
     fn connected(&self) -> bool {
-        (0..2).all(|h| self.hosts[h].daemon.is_some() && !self.paused(h))
-            && (0..2).any(|l| self.links[l].iter().all(|d| d.up && d.loss == 0))
+        (0..2).all(|h| self.hosts[h].daemon.is_some() && !self.paused(h)) && self.net.connected()
     }
 
     /// Notes, for each host, whether its peer can be heard there right now.
@@ -473,7 +449,7 @@ impl World {
         for h in 0..2 {
             let peer = 1 - h;
             let peer_up = self.hosts[peer].daemon.is_some() && !self.paused(peer);
-            let link = (0..2).any(|l| self.links[l][peer].up && self.links[l][peer].loss == 0);
+            let link = self.net.carries_from(peer);
             if !(peer_up && link) {
                 self.hosts[h].disturbed_at = self.now;
             }
@@ -598,8 +574,7 @@ fn run_with(seed: u64, given: Option<(Protect, Schedule)>) -> Checks {
         t0: Instant::now(),
         now: 0,
         hosts: [host("a", load("a")), host("b", load("b"))],
-        links: [[LinkDir { up: true, loss: 0 }; 2]; 2],
-        in_flight: Vec::new(),
+        net: SimNet::new(2, 1, DELAY_MAX),
         fence_works: true,
         policy,
         trace,
@@ -631,49 +606,43 @@ fn run_with(seed: u64, given: Option<(Protect, Schedule)>) -> Checks {
                     Fault::Partition => {
                         for l in 0..2 {
                             for d in 0..2 {
-                                w.links[l][d].up = false;
+                                w.net.dir_mut(l, d).up = false;
                             }
                         }
-                        undo.push((
-                            w.now + len,
-                            Box::new(|w| w.links = [[LinkDir { up: true, loss: 0 }; 2]; 2]),
-                        ));
+                        undo.push((w.now + len, Box::new(|w| w.net.heal())));
                     }
                     Fault::Isolate(h) => {
                         for l in 0..2 {
                             for d in 0..2 {
-                                w.links[l][d].up = false;
+                                w.net.dir_mut(l, d).up = false;
                             }
                         }
                         w.hosts[h].uplink = false;
                         undo.push((
                             w.now + len,
                             Box::new(move |w| {
-                                w.links = [[LinkDir { up: true, loss: 0 }; 2]; 2];
+                                w.net.heal();
                                 w.hosts[h].uplink = true;
                             }),
                         ));
                     }
                     Fault::Asymmetric(from) => {
                         for l in 0..2 {
-                            w.links[l][from].loss = 1000;
+                            w.net.dir_mut(l, from).loss = 1000;
                         }
                         undo.push((
                             w.now + len,
-                            Box::new(move |w| (0..2).for_each(|l| w.links[l][from].loss = 0)),
+                            Box::new(move |w| (0..2).for_each(|l| w.net.dir_mut(l, from).loss = 0)),
                         ));
                     }
                     Fault::Loss => {
                         let p = 50 + rng.below(300);
                         for l in 0..2 {
                             for d in 0..2 {
-                                w.links[l][d].loss = p;
+                                w.net.dir_mut(l, d).loss = p;
                             }
                         }
-                        undo.push((
-                            w.now + len,
-                            Box::new(|w| w.links = [[LinkDir { up: true, loss: 0 }; 2]; 2]),
-                        ));
+                        undo.push((w.now + len, Box::new(|w| w.net.heal())));
                     }
                     Fault::DaemonCrash(h) => {
                         if w.hosts[h].daemon.is_some() {
@@ -743,7 +712,7 @@ fn run_with(seed: u64, given: Option<(Protect, Schedule)>) -> Checks {
         // The quiet phase: faults end; the operator resolves and cleans up.
         if now == quiet_from {
             undo.clear();
-            w.links = [[LinkDir { up: true, loss: 0 }; 2]; 2];
+            w.net.heal();
             w.fence_works = true;
             for h in 0..2 {
                 w.hosts[h].uplink = true;

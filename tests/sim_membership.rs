@@ -16,10 +16,10 @@
 
 mod common;
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use common::sim::SimNet;
 use common::Rng;
 use pairbeat::config::{Auth, AuthKey, AuthMethod, Timing};
 use pairbeat::membership::{Event, Identity, LivenessEvent, Membership, Output, PeerLiveness};
@@ -63,33 +63,6 @@ fn profile(rng: &mut Rng) -> Timing {
             deadtime: ms(5000),
             initdead: ms(12000),
         },
-    }
-}
-
-/// A packet in flight to `to` on `link`, or one the adversary injects.
-struct Flight {
-    at: Duration,
-    order: u64,
-    to: usize,
-    link: usize,
-    bytes: Vec<u8>,
-    /// (generation, seq) when sent by B and not a replay: a genuine keepalive.
-    genuine: Option<(u64, u64)>,
-}
-impl PartialEq for Flight {
-    fn eq(&self, o: &Self) -> bool {
-        (self.at, self.order) == (o.at, o.order)
-    }
-}
-impl Eq for Flight {}
-impl PartialOrd for Flight {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Flight {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        (self.at, self.order).cmp(&(o.at, o.order))
     }
 }
 
@@ -148,9 +121,14 @@ fn run(seed: u64, wall_step: bool) -> Outcome {
         },
     ];
     let mut a_floor: Option<(u64, u64)> = None;
-    let mut flights: BinaryHeap<Reverse<Flight>> = BinaryHeap::new();
-    let mut order = 0u64;
-    let mut partitioned = [false; LINKS];
+    // In µs; the tag is (generation, seq) of a genuine keepalive from B (not a replay).
+    let mut net: SimNet<Option<(u64, u64)>> = SimNet::new(LINKS, 0, max_delay.as_micros() as u64 + 1);
+    net.dup = Some(dup);
+    for (link, loss) in loss.into_iter().enumerate() {
+        (0..2).for_each(|from| net.dir_mut(link, from).loss = loss);
+    }
+    let set_partitioned =
+        |net: &mut SimNet<_>, link: usize, cut: bool| (0..2).for_each(|d| net.dir_mut(link, d).up = !cut);
     let mut now = Duration::ZERO;
     let mut trace = Trace::new();
     // (B generation, seq, bytes) of packets captured at A, and when.
@@ -176,8 +154,8 @@ fn run(seed: u64, wall_step: bool) -> Outcome {
     while now < horizon {
         // Next thing to happen: a delivery, a node timer, or a scenario step.
         let mut next = next_op.min(horizon);
-        if let Some(Reverse(f)) = flights.peek() {
-            next = next.min(f.at);
+        if let Some(at) = net.next_at() {
+            next = next.min(Duration::from_micros(at));
         }
         for n in nodes.iter() {
             if let Some(e) = &n.engine {
@@ -191,14 +169,10 @@ fn run(seed: u64, wall_step: bool) -> Outcome {
 
         // A starts late in some schedules.
         let mut outputs: Vec<(usize, Vec<Output>)> = Vec::new();
-        while let Some(Reverse(f)) = flights.peek() {
-            if f.at > now {
-                break;
-            }
-            let Reverse(f) = flights.pop().unwrap();
+        while let Some(f) = net.pop_due(now.as_micros() as u64) {
             if let Some(engine) = nodes[f.to].engine.as_mut() {
                 if f.to == 0 {
-                    if let Some((g, seq)) = f.genuine {
+                    if let Some((g, seq)) = f.tag {
                         if (g, seq) > b_high_delivered[f.link] {
                             b_high_delivered[f.link] = (g, seq);
                             last_genuine = Some(now);
@@ -237,24 +211,7 @@ fn run(seed: u64, wall_step: bool) -> Outcome {
                         } else {
                             None
                         };
-                        for link in 0..LINKS {
-                            if partitioned[link] || rng.chance(loss[link]) {
-                                continue;
-                            }
-                            let copies = if rng.chance(dup) { 2 } else { 1 };
-                            for _ in 0..copies {
-                                order += 1;
-                                let delay = Duration::from_micros(rng.below(max_delay.as_micros() as u64 + 1));
-                                flights.push(Reverse(Flight {
-                                    at: now + delay,
-                                    order,
-                                    to: 1 - from,
-                                    link,
-                                    bytes: bytes.clone(),
-                                    genuine,
-                                }));
-                            }
-                        }
+                        net.send(&mut rng, now.as_micros() as u64, from, &bytes, genuine);
                     }
                     Output::Event(e) if from == 0 => {
                         match &e {
@@ -313,7 +270,11 @@ fn run(seed: u64, wall_step: bool) -> Outcome {
             next_op = now + Duration::from_millis(200 + rng.below(3000));
             let op = rng.below(10);
             if verbose() {
-                println!("{now:>12?} op {op} (b_alive {b_alive}, partitioned {partitioned:?})");
+                println!(
+                    "{now:>12?} op {op} (b_alive {b_alive}, link 0 up {}, link 1 up {})",
+                    net.dir(0, 0).up,
+                    net.dir(1, 0).up
+                );
             }
             match op {
                 0 | 1 if b_alive => {
@@ -327,8 +288,12 @@ fn run(seed: u64, wall_step: bool) -> Outcome {
                     b_alive = true;
                     restarts_done += 1;
                 }
-                4 => partitioned[rng.below(LINKS as u64) as usize] ^= true,
-                5 => partitioned = [false; LINKS],
+                4 => {
+                    let link = rng.below(LINKS as u64) as usize;
+                    let cut = net.dir(link, 0).up;
+                    set_partitioned(&mut net, link, cut);
+                }
+                5 => (0..LINKS).for_each(|l| set_partitioned(&mut net, l, false)),
                 6 if adversary && !captured.is_empty() => {
                     for _ in 0..1 + rng.below(5) {
                         let (g, seq, pick, at) = captured[rng.below(captured.len() as u64) as usize].clone();
@@ -338,16 +303,9 @@ fn run(seed: u64, wall_step: bool) -> Outcome {
                         if in_gap {
                             continue;
                         }
-                        order += 1;
-                        let at = now + Duration::from_micros(rng.below(1000));
-                        flights.push(Reverse(Flight {
-                            at,
-                            order,
-                            to: 0,
-                            link: rng.below(LINKS as u64) as usize,
-                            bytes: pick,
-                            genuine: None,
-                        }));
+                        let at = now.as_micros() as u64 + rng.below(1000);
+                        let link = rng.below(LINKS as u64) as usize;
+                        net.inject(at, 0, link, pick, None);
                     }
                 }
                 7 => {
@@ -361,15 +319,7 @@ fn run(seed: u64, wall_step: bool) -> Outcome {
                         pairbeat::wire::seal(&m, &auth("guess")),
                         (0..rng.below(300)).map(|_| rng.next() as u8).collect(),
                     ] {
-                        order += 1;
-                        flights.push(Reverse(Flight {
-                            at: now,
-                            order,
-                            to: 0,
-                            link: 0,
-                            bytes,
-                            genuine: None,
-                        }));
+                        net.inject(now.as_micros() as u64, 0, 0, bytes, None);
                     }
                 }
                 8 if rng.chance(200) => {
