@@ -12,6 +12,7 @@
 //! - [`resources`]: the group engine.
 //! - [`reach`]: tie-break reachability.
 //! - [`split_brain`]: the split-brain log.
+//! - [`replica`]: the replicated disk's core: generations, decision table, metadata, frames.
 //! - [`node`]: all of the above composed; the daemon and the simulation drive it.
 //!
 //! With I/O:
@@ -39,6 +40,7 @@ pub mod model;
 pub mod node;
 pub mod policy;
 pub mod reach;
+pub mod replica;
 pub mod resources;
 pub mod role;
 pub mod split_brain;

@@ -324,36 +324,11 @@ impl Role {
         {
             self.takeover = false;
         }
-        // The peer's comings and goings: fencing is per absence, and a lost peer dates a split brain.
         let liveness = facts.liveness;
-        if liveness != self.peer_liveness {
-            if liveness == PeerLiveness::Dead {
-                self.peer_lost_at = Some(wall_secs);
-            }
-            if liveness == PeerLiveness::Up {
-                self.fence = FenceState::NotFenced;
-                self.fence_retry_at = None;
-            }
-            self.peer_liveness = liveness;
-        }
+        self.track_peer(liveness, wall_secs);
         let peer_advert = facts.advert.filter(|_| liveness != PeerLiveness::Unknown);
-        // An operator's resolve on the peer ends our wait too.
         if let Some(a) = peer_advert.filter(|_| liveness == PeerLiveness::Up) {
-            if let Some(sender_keeps) = a.resolve_sender_keeps {
-                if self.log.awaiting_operator() {
-                    let keep = if sender_keeps { 1 - self.me } else { self.me };
-                    self.log.resolve(&self.nodes[keep].clone());
-                    self.save_log();
-                    self.takeover = keep == self.me;
-                    self.notes.push(Note::warn(format!(
-                        "split brain resolved by the operator on the peer: {} runs the group",
-                        self.nodes[keep]
-                    )));
-                }
-            }
-            if self.resolve_sender_keeps.is_some() && !a.awaiting_operator {
-                self.resolve_sender_keeps = None;
-            }
+            self.take_peers_resolve(&a);
         }
         let holding = engine.holding();
         self.running_since = match holding {
@@ -367,79 +342,148 @@ impl Role {
             self.fence = FenceState::NotFenced;
         }
         let mut advert = self.fresh_advert(engine, holding);
-        let mut decision = None;
         // Decide on facts: not before every resource was probed.
-        if engine.probed() {
-            let view = PeerView {
-                advert: peer_advert,
-                ran_ms: facts.ran_ms,
-                late: facts.late,
-                fence: self.fence,
-            };
-            let peer = match liveness {
-                PeerLiveness::Unknown => Peer::Unknown,
-                PeerLiveness::Up => Peer::Alive(view),
-                PeerLiveness::Dead => Peer::Dead(view),
-            };
-            let local = Local {
-                me: self.me,
-                preferred: self.preferred,
-                auto_failback: self.auto_failback,
-                advert,
-                policy: self.policy,
-                fencing: self.fencing,
-                ran_ms: self
-                    .running_since
-                    .map(|t| now.saturating_duration_since(t).as_millis() as u64),
-                tolerance_ms: self.tolerance_ms,
-                latched: self.decision.as_ref().and_then(|d| d.heal),
-            };
-            let mut d = policy::decide(&local, peer);
-            if self.leaving {
-                // Shutting down: everything stops, promotables included.
-                d.target = Target::Stopped;
-            }
-            self.track_split_brain(&d, &local, view, wall_secs);
-            if d.fence_peer && self.fence == FenceState::NotFenced {
-                self.fence = FenceState::InProgress;
-                act.fence = true;
-            }
-            // The keeper re-asserts before it says Keep (see `heal`).
-            let peer_yields = peer_advert.is_some_and(|a| a.heal == Some(Verdict::Yield));
-            let (heal, reassert) =
-                self.heal
-                    .step(now, d.heal == Some(Verdict::Keep), peer_yields, engine.reasserting());
-            self.heal = heal;
-            act.reassert = reassert;
-            act.quiet = d.heal == Some(Verdict::Yield);
-            // Starting the group afresh: a new ownership epoch, past both nodes'.
-            if d.target == Target::Active && engine.target() != Some(Target::Active) && holding != Holding::Running {
-                self.epoch = policy::next_epoch(self.epoch, peer_advert.map(|a| a.epoch));
-                self.pending.push(Persist::Epoch(self.epoch));
-            }
-            decision = Some(d);
-        }
-        advert.epoch = self.epoch;
-        advert.awaiting_operator = self.log.awaiting_operator();
-        advert.claim = decision.as_ref().is_some_and(|d| d.claim) && holding != Holding::Running;
-        advert.claim_seen = peer_advert.is_some_and(|a| a.claim) && liveness == PeerLiveness::Up;
-        advert.verdict = decision.as_ref().and_then(|d| d.heal);
-        advert.heal = match decision.as_ref().and_then(|d| d.heal) {
-            Some(Verdict::Keep) if !self.heal.keeps() => None,
-            // Yield is said once monitors are held and none runs: from then on this
-            // node announces nothing.
-            Some(Verdict::Yield) if !(engine.is_idle() && act.quiet) => None,
-            h => h,
-        };
+        let decision = engine
+            .probed()
+            .then(|| self.decide(&facts, peer_advert, advert, engine, now, wall_secs, &mut act));
+        self.complete_advert(&mut advert, decision.as_ref(), peer_advert, liveness, engine, act.quiet);
         if self.advert != Some(advert) {
             self.advert = Some(advert);
             act.advert = Some(advert);
         }
         act.persist = std::mem::take(&mut self.pending);
-        let Some(decision) = decision else {
-            act.notes = std::mem::take(&mut self.notes);
-            return act;
+        if let Some(decision) = decision {
+            self.adopt(decision, engine, &mut act);
+        }
+        act.notes = std::mem::take(&mut self.notes);
+        act
+    }
+
+    /// The peer's comings and goings: fencing is per absence, and a lost peer dates
+    /// a split brain.
+    fn track_peer(&mut self, liveness: PeerLiveness, wall_secs: u64) {
+        if liveness == self.peer_liveness {
+            return;
+        }
+        if liveness == PeerLiveness::Dead {
+            self.peer_lost_at = Some(wall_secs);
+        }
+        if liveness == PeerLiveness::Up {
+            self.fence = FenceState::NotFenced;
+            self.fence_retry_at = None;
+        }
+        self.peer_liveness = liveness;
+    }
+
+    /// An operator's resolve on the peer ends our wait too.
+    fn take_peers_resolve(&mut self, a: &Advert) {
+        if let Some(sender_keeps) = a.resolve_sender_keeps {
+            if self.log.awaiting_operator() {
+                let keep = if sender_keeps { 1 - self.me } else { self.me };
+                self.log.resolve(&self.nodes[keep].clone());
+                self.save_log();
+                self.takeover = keep == self.me;
+                self.notes.push(Note::warn(format!(
+                    "split brain resolved by the operator on the peer: {} runs the group",
+                    self.nodes[keep]
+                )));
+            }
+        }
+        if self.resolve_sender_keeps.is_some() && !a.awaiting_operator {
+            self.resolve_sender_keeps = None;
+        }
+    }
+
+    /// The policy's decision on this turn's facts, and what it sets in motion here:
+    /// the split-brain record, a fence call, the heal handshake, a new epoch.
+    #[allow(clippy::too_many_arguments)]
+    fn decide(
+        &mut self,
+        facts: &PeerFacts,
+        peer_advert: Option<Advert>,
+        advert: Advert,
+        engine: &Engine,
+        now: Instant,
+        wall_secs: u64,
+        act: &mut Actions,
+    ) -> Decision {
+        let view = PeerView {
+            advert: peer_advert,
+            ran_ms: facts.ran_ms,
+            late: facts.late,
+            fence: self.fence,
         };
+        let peer = match facts.liveness {
+            PeerLiveness::Unknown => Peer::Unknown,
+            PeerLiveness::Up => Peer::Alive(view),
+            PeerLiveness::Dead => Peer::Dead(view),
+        };
+        let local = Local {
+            me: self.me,
+            preferred: self.preferred,
+            auto_failback: self.auto_failback,
+            advert,
+            policy: self.policy,
+            fencing: self.fencing,
+            ran_ms: self
+                .running_since
+                .map(|t| now.saturating_duration_since(t).as_millis() as u64),
+            tolerance_ms: self.tolerance_ms,
+            latched: self.decision.as_ref().and_then(|d| d.heal),
+        };
+        let mut d = policy::decide(&local, peer);
+        if self.leaving {
+            // Shutting down: everything stops, promotables included.
+            d.target = Target::Stopped;
+        }
+        self.track_split_brain(&d, &local, view, wall_secs);
+        if d.fence_peer && self.fence == FenceState::NotFenced {
+            self.fence = FenceState::InProgress;
+            act.fence = true;
+        }
+        // The keeper re-asserts before it says Keep (see `heal`).
+        let peer_yields = peer_advert.is_some_and(|a| a.heal == Some(Verdict::Yield));
+        let (heal, reassert) = self
+            .heal
+            .step(now, d.heal == Some(Verdict::Keep), peer_yields, engine.reasserting());
+        self.heal = heal;
+        act.reassert = reassert;
+        act.quiet = d.heal == Some(Verdict::Yield);
+        // Starting the group afresh: a new ownership epoch, past both nodes'.
+        if d.target == Target::Active && engine.target() != Some(Target::Active) && engine.holding() != Holding::Running
+        {
+            self.epoch = policy::next_epoch(self.epoch, peer_advert.map(|a| a.epoch));
+            self.pending.push(Persist::Epoch(self.epoch));
+        }
+        d
+    }
+
+    /// The advert's fields that depend on this turn's decision.
+    fn complete_advert(
+        &self,
+        advert: &mut Advert,
+        decision: Option<&Decision>,
+        peer_advert: Option<Advert>,
+        liveness: PeerLiveness,
+        engine: &Engine,
+        quiet: bool,
+    ) {
+        advert.epoch = self.epoch;
+        advert.awaiting_operator = self.log.awaiting_operator();
+        advert.claim = decision.is_some_and(|d| d.claim) && engine.holding() != Holding::Running;
+        advert.claim_seen = peer_advert.is_some_and(|a| a.claim) && liveness == PeerLiveness::Up;
+        advert.verdict = decision.and_then(|d| d.heal);
+        advert.heal = match decision.and_then(|d| d.heal) {
+            Some(Verdict::Keep) if !self.heal.keeps() => None,
+            // Yield is said once monitors are held and none runs: from then on this
+            // node announces nothing.
+            Some(Verdict::Yield) if !(engine.is_idle() && quiet) => None,
+            h => h,
+        };
+    }
+
+    /// A new decision is logged once; its target goes to the engine when it differs.
+    fn adopt(&mut self, decision: Decision, engine: &Engine, act: &mut Actions) {
         if self.decision.as_ref() != Some(&decision) {
             let verb = match decision.target {
                 Target::Active => "run the group here",
@@ -453,8 +497,6 @@ impl Role {
         if engine.target() != Some(decision.target) {
             act.target = Some(decision.target);
         }
-        act.notes = std::mem::take(&mut self.notes);
-        act
     }
 
     fn fresh_advert(&self, engine: &Engine, holding: Holding) -> Advert {

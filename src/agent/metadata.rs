@@ -1,5 +1,5 @@
 //! OCF meta-data: the parameters an agent takes and the timeouts it advises
-//! (reference.md §1.5), read from the XML its `meta-data` action prints.
+//! (the OCF Resource Agent API 1.1, "meta-data"), read from the XML its `meta-data` action prints.
 
 use std::time::Duration;
 

@@ -160,22 +160,34 @@ const NO_EQUIVALENT: &[(&str, &str)] = &[
     ("baud", "serial links are not supported"),
 ];
 
-/// Directives that have (or will have) a pairbeat meaning but are not translated yet.
+/// Directives that have a pairbeat meaning that import does not write yet.
 const NOT_YET: &[(&str, &str)] = &[
     (
         "ping",
-        "ping tie-break targets are not in pairbeat.toml yet; keep this list for the split-brain settings",
+        "not translated by import yet: write these targets as [tiebreak] targets by hand (see etc/pairbeat.toml)",
     ),
-    ("ping_group", "ping tie-break targets are not in pairbeat.toml yet"),
-    ("deadping", "ping tie-break targets are not in pairbeat.toml yet"),
+    (
+        "ping_group",
+        "not translated by import yet: write the group's targets as [tiebreak] targets by hand",
+    ),
+    (
+        "deadping",
+        "not translated by import yet: it becomes the [tiebreak] probe timeout; set it by hand",
+    ),
     ("hbaping", "FC HBA ping nodes are not supported"),
     (
         "respawn",
         "pairbeat does not run helper processes; ipfail's job belongs to the ping tie-break",
     ),
     ("failfast", "pairbeat does not run helper processes"),
-    ("stonith", "fencing devices are not in pairbeat.toml yet"),
-    ("stonith_host", "fencing devices are not in pairbeat.toml yet"),
+    (
+        "stonith",
+        "not translated by import yet: configure the device as a fence-agents [fence] section by hand",
+    ),
+    (
+        "stonith_host",
+        "not translated by import yet: configure the device as a fence-agents [fence] section by hand",
+    ),
     (
         "watchdog",
         "a hardware watchdog is not supported; under systemd, WatchdogSec does this job",
@@ -197,68 +209,133 @@ const NOT_YET: &[(&str, &str)] = &[
 ];
 
 fn parse_ha_cf(file: &SourceFile, notes: &mut Diagnostics) -> HaCf {
-    let mut cf = HaCf::default();
-    let mut port = DEFAULT_UDP_PORT;
-    let mut logfile: Option<(String, usize)> = None;
-    let mut facility: Option<(String, usize)> = None;
+    let mut r = HaCfReader {
+        cf: HaCf::default(),
+        port: DEFAULT_UDP_PORT,
+        logfile: None,
+        facility: None,
+    };
     for n in 1..=file.text.lines().count() {
+        let Some(d) = Directive::read(file, n) else {
+            continue;
+        };
+        match d.name {
+            "keepalive" | "deadtime" | "warntime" | "initdead" => r.timer(&d, notes),
+            "udpport" | "bcast" | "ucast" | "mcast" => r.medium(&d, notes),
+            "node" => r.cf.nodes.extend(d.values.iter().map(|v| v.to_string())),
+            "cluster" => r.cf.cluster = d.values.first().map(|v| v.to_string()),
+            "auto_failback" | "nice_failback" => r.failback(&d, notes),
+            "logfile" | "logfacility" | "use_logd" | "debugfile" | "debug" => r.logging(&d, notes),
+            "realtime" => match d.values.first().and_then(|v| boolean(v)) {
+                Some(b) => r.cf.realtime = Some(b),
+                None => notes.error(d.here, format!("`{}` is not on or off", d.content), None),
+            },
+            "crm" | "pacemaker" => pacemaker(&d, notes),
+            _ => untranslated(&d, notes),
+        }
+    }
+    r.cf.log = log_target(file, r.facility, r.logfile, notes);
+    r.cf
+}
+
+/// One non-empty ha.cf line, split the ways its directive may read its values.
+struct Directive<'a> {
+    /// The line without its comment, trimmed.
+    content: &'a str,
+    name: &'a str,
+    /// Media and whole-line directives take whitespace-separated words; the rest also split on commas.
+    words: Vec<&'a str>,
+    values: Vec<&'a str>,
+    line: usize,
+    here: Location,
+}
+
+impl<'a> Directive<'a> {
+    /// Line `n` of `file` as a directive, or `None` when it is blank or only a comment.
+    fn read(file: &'a SourceFile, n: usize) -> Option<Self> {
         let content = file.line_text(n).split('#').next().unwrap_or("").trim();
         if content.is_empty() {
-            continue;
+            return None;
         }
-        let here = Location::at(file, file.line_span(n));
-        let (directive, rest) = content.split_once(char::is_whitespace).unwrap_or((content, ""));
+        let (name, rest) = content.split_once(char::is_whitespace).unwrap_or((content, ""));
         let rest = rest.trim();
-        // Media and whole-line directives take whitespace-separated words; the rest also split on commas.
-        let words: Vec<&str> = rest.split_whitespace().collect();
-        let values: Vec<&str> = rest.split([' ', '\t', ',']).filter(|w| !w.is_empty()).collect();
-        let mut warn = |msg: String, help: Option<String>| notes.warning(here.clone(), msg, help);
-        match directive {
-            "keepalive" | "deadtime" | "warntime" | "initdead" => {
-                let Some(v) = values.first() else {
-                    notes.error(here, format!("`{directive}` has no value"), None);
-                    continue;
+        Some(Directive {
+            content,
+            name,
+            words: rest.split_whitespace().collect(),
+            values: rest.split([' ', '\t', ',']).filter(|w| !w.is_empty()).collect(),
+            line: n,
+            here: Location::at(file, file.line_span(n)),
+        })
+    }
+
+    /// Reports a warning at this line.
+    fn warn(&self, notes: &mut Diagnostics, msg: String, help: Option<String>) {
+        notes.warning(self.here.clone(), msg, help);
+    }
+}
+
+/// What parsing ha.cf has gathered so far, with the settings later lines depend on.
+struct HaCfReader {
+    cf: HaCf,
+    /// The `udpport` in force: it applies to the media lines after it.
+    port: u16,
+    logfile: Option<(String, usize)>,
+    facility: Option<(String, usize)>,
+}
+
+impl HaCfReader {
+    /// `keepalive`, `deadtime`, `warntime`, `initdead`.
+    fn timer(&mut self, d: &Directive, notes: &mut Diagnostics) {
+        let Some(v) = d.values.first() else {
+            notes.error(d.here.clone(), format!("`{}` has no value", d.name), None);
+            return;
+        };
+        match heartbeat_time(v) {
+            Ok(t) => {
+                let slot = match d.name {
+                    "keepalive" => &mut self.cf.keepalive,
+                    "deadtime" => &mut self.cf.deadtime,
+                    "warntime" => &mut self.cf.warntime,
+                    _ => &mut self.cf.initdead,
                 };
-                match heartbeat_time(v) {
-                    Ok(d) => {
-                        let slot = match directive {
-                            "keepalive" => &mut cf.keepalive,
-                            "deadtime" => &mut cf.deadtime,
-                            "warntime" => &mut cf.warntime,
-                            _ => &mut cf.initdead,
-                        };
-                        *slot = Some(d);
-                    }
-                    Err(e) => notes.error(here, format!("{directive} {v}: {e}"), None),
-                }
+                *slot = Some(t);
             }
-            "udpport" => match values.first().and_then(|v| v.parse::<u16>().ok()) {
-                Some(p) if p > 0 => port = p,
+            Err(e) => notes.error(d.here.clone(), format!("{} {v}: {e}", d.name), None),
+        }
+    }
+
+    /// `udpport` and the media lines: `bcast`, `ucast`, `mcast`.
+    fn medium(&mut self, d: &Directive, notes: &mut Diagnostics) {
+        let (here, content) = (d.here.clone(), d.content);
+        match d.name {
+            "udpport" => match d.values.first().and_then(|v| v.parse::<u16>().ok()) {
+                Some(p) if p > 0 => self.port = p,
                 _ => notes.error(here, format!("`{content}` is not a valid UDP port"), None),
             },
             "bcast" => {
-                if words.is_empty() {
+                if d.words.is_empty() {
                     notes.error(here, "`bcast` names no interface", None);
                 }
-                for w in words {
-                    cf.media.push(Medium::Bcast {
+                for w in &d.words {
+                    self.cf.media.push(Medium::Bcast {
                         interface: w.to_string(),
-                        port,
+                        port: self.port,
                     });
                 }
             }
-            "ucast" => match words.as_slice() {
-                [iface, ip] => cf.media.push(Medium::Ucast {
+            "ucast" => match d.words.as_slice() {
+                [iface, ip] => self.cf.media.push(Medium::Ucast {
                     interface: iface.to_string(),
                     ip: ip.to_string(),
-                    port,
-                    line: n,
+                    port: self.port,
+                    line: d.line,
                 }),
                 _ => notes.error(here, format!("`{content}` is not `ucast INTERFACE PEER-IP`"), None),
             },
-            "mcast" => match words.as_slice() {
+            _ => match d.words.as_slice() {
                 [iface, group, p, ttl, lp] => match (p.parse::<u16>(), ttl.parse::<u8>(), *lp) {
-                    (Ok(p), Ok(ttl), "0" | "1") if ttl > 0 => cf.media.push(Medium::Mcast {
+                    (Ok(p), Ok(ttl), "0" | "1") if ttl > 0 => self.cf.media.push(Medium::Mcast {
                         interface: iface.to_string(),
                         group: group.to_string(),
                         port: p,
@@ -277,77 +354,108 @@ fn parse_ha_cf(file: &SourceFile, notes: &mut Diagnostics) -> HaCf {
                     None,
                 ),
             },
-            "node" => cf.nodes.extend(values.iter().map(|v| v.to_string())),
-            "cluster" => cf.cluster = values.first().map(|v| v.to_string()),
-            "auto_failback" => match values.first().map(|v| v.to_ascii_lowercase()) {
+        }
+    }
+
+    /// `auto_failback` and the obsolete `nice_failback`.
+    fn failback(&mut self, d: &Directive, notes: &mut Diagnostics) {
+        let (here, content, n) = (d.here.clone(), d.content, d.line);
+        if d.name == "auto_failback" {
+            match d.values.first().map(|v| v.to_ascii_lowercase()) {
                 Some(v) if ["on", "off", "legacy"].contains(&v.as_str()) || boolean(&v).is_some() => {
                     let v = match boolean(&v) {
                         Some(true) => "on".to_string(),
                         Some(false) => "off".to_string(),
                         None => v,
                     };
-                    cf.auto_failback = Some((v, n));
+                    self.cf.auto_failback = Some((v, n));
                 }
                 _ => notes.error(here, format!("`{content}`: auto_failback is on, off or legacy"), None),
-            },
-            "nice_failback" => match values.first().and_then(|v| boolean(v)) {
-                Some(true) => {
-                    warn(
-                        "nice_failback is obsolete in Heartbeat; translated as auto_failback off, its intended meaning"
-                            .into(),
-                        None,
-                    );
-                    cf.auto_failback.get_or_insert(("off".into(), n));
-                }
-                Some(false) => {
-                    cf.auto_failback.get_or_insert(("on".into(), n));
-                }
-                None => notes.error(here, format!("`{content}` is not on or off"), None),
-            },
-            "logfile" => logfile = values.first().map(|v| (v.to_string(), n)),
-            "logfacility" => facility = values.first().map(|v| (v.to_string(), n)),
+            }
+            return;
+        }
+        match d.values.first().and_then(|v| boolean(v)) {
+            Some(true) => {
+                d.warn(
+                    notes,
+                    "nice_failback is obsolete in Heartbeat; translated as auto_failback off, its intended meaning"
+                        .into(),
+                    None,
+                );
+                self.cf.auto_failback.get_or_insert(("off".into(), n));
+            }
+            Some(false) => {
+                self.cf.auto_failback.get_or_insert(("on".into(), n));
+            }
+            None => notes.error(here, format!("`{content}` is not on or off"), None),
+        }
+    }
+
+    /// `logfile`, `logfacility`, `use_logd`, `debugfile`, `debug`.
+    fn logging(&mut self, d: &Directive, notes: &mut Diagnostics) {
+        let n = d.line;
+        match d.name {
+            "logfile" => self.logfile = d.values.first().map(|v| (v.to_string(), n)),
+            "logfacility" => self.facility = d.values.first().map(|v| (v.to_string(), n)),
             "use_logd" => {
-                if values.first().and_then(|v| boolean(v)) == Some(true) {
-                    facility.get_or_insert(("daemon".into(), n));
-                    warn("use_logd: pairbeat logs to syslog directly".into(), None);
+                if d.values.first().and_then(|v| boolean(v)) == Some(true) {
+                    self.facility.get_or_insert(("daemon".into(), n));
+                    d.warn(notes, "use_logd: pairbeat logs to syslog directly".into(), None);
                 }
             }
-            "debugfile" => warn(
+            "debugfile" => d.warn(
+                notes,
                 "debugfile is not translated: pairbeat writes debug messages to its one log".into(),
                 Some("set [daemon] log_level = \"debug\" to get them".into()),
             ),
-            "realtime" => match values.first().and_then(|v| boolean(v)) {
-                Some(b) => cf.realtime = Some(b),
-                None => notes.error(here, format!("`{content}` is not on or off"), None),
-            },
-            "debug" => cf.debug = values.first().and_then(|v| v.parse::<u32>().ok()).unwrap_or(0) > 0,
-            "crm" | "pacemaker" => {
-                let on = values
-                    .first()
-                    .map(|v| v.eq_ignore_ascii_case("respawn") || boolean(v) == Some(true));
-                if on == Some(true) {
-                    warn(
-                        format!("`{content}`: with Pacemaker on, Heartbeat ignored haresources; pairbeat runs the haresources group itself"),
-                        Some("check that the [group] below is what this cluster should run; Pacemaker's CIB is not imported".into()),
-                    );
-                }
-            }
-            _ => {
-                if let Some((_, why)) = NOT_YET.iter().find(|(d, _)| *d == directive) {
-                    warn(format!("`{content}` is not translated: {why}"), None);
-                } else if let Some((_, why)) = NO_EQUIVALENT.iter().find(|(d, _)| *d == directive) {
-                    warn(format!("`{directive}` is not needed: {why}"), None);
-                } else {
-                    notes.error(
-                        here,
-                        format!("`{directive}` is not a Heartbeat directive"),
-                        Some("Heartbeat refuses it too (\"Illegal directive\"); remove it or fix its spelling".into()),
-                    );
-                }
-            }
+            _ => self.cf.debug = d.values.first().and_then(|v| v.parse::<u32>().ok()).unwrap_or(0) > 0,
         }
     }
-    // One log target: a file wins over syslog only when no facility was asked for.
+}
+
+/// `crm` / `pacemaker`: with Pacemaker on, warns that pairbeat runs the haresources group Heartbeat ignored.
+fn pacemaker(d: &Directive, notes: &mut Diagnostics) {
+    let on = d
+        .values
+        .first()
+        .map(|v| v.eq_ignore_ascii_case("respawn") || boolean(v) == Some(true));
+    if on == Some(true) {
+        d.warn(
+            notes,
+            format!(
+                "`{}`: with Pacemaker on, Heartbeat ignored haresources; pairbeat runs the haresources group itself",
+                d.content
+            ),
+            Some(
+                "check that the [group] below is what this cluster should run; Pacemaker's CIB is not imported".into(),
+            ),
+        );
+    }
+}
+
+/// Any other directive: reported as not translated yet, not needed, or not Heartbeat's.
+fn untranslated(d: &Directive, notes: &mut Diagnostics) {
+    let directive = d.name;
+    if let Some((_, why)) = NOT_YET.iter().find(|(n, _)| *n == directive) {
+        d.warn(notes, format!("`{}` is not translated: {why}", d.content), None);
+    } else if let Some((_, why)) = NO_EQUIVALENT.iter().find(|(n, _)| *n == directive) {
+        d.warn(notes, format!("`{directive}` is not needed: {why}"), None);
+    } else {
+        notes.error(
+            d.here.clone(),
+            format!("`{directive}` is not a Heartbeat directive"),
+            Some("Heartbeat refuses it too (\"Illegal directive\"); remove it or fix its spelling".into()),
+        );
+    }
+}
+
+/// The one log target from `logfacility`/`use_logd` and `logfile`, warning about what is dropped.
+fn log_target(
+    file: &SourceFile,
+    facility: Option<(String, usize)>,
+    logfile: Option<(String, usize)>,
+    notes: &mut Diagnostics,
+) -> Option<String> {
     // One log target: syslog when a facility was asked for, else the log file.
     let syslog = facility.filter(|(f, _)| f != "none");
     if let Some((f, line)) = &syslog {
@@ -359,7 +467,7 @@ fn parse_ha_cf(file: &SourceFile, notes: &mut Diagnostics) -> HaCf {
             );
         }
     }
-    cf.log = match (syslog, logfile) {
+    match (syslog, logfile) {
         (Some((f, _)), Some((path, line))) => {
             notes.warning(
                 Location::at(file, file.line_span(line)),
@@ -384,8 +492,7 @@ fn parse_ha_cf(file: &SourceFile, notes: &mut Diagnostics) -> HaCf {
             }
         }
         (None, None) => None,
-    };
-    cf
+    }
 }
 
 /// Heartbeat's `cl_get_msec`: a bare number is seconds; `ms` and `us` are accepted.
@@ -496,12 +603,7 @@ fn parse_haresources(file: &SourceFile, nodes: &[String], notes: &mut Diagnostic
 
 /// One haresources token → agent, params and args, as ResourceManager and hto-mapfuncs read it.
 fn translate_token(token: &str, line: usize, file: &SourceFile, notes: &mut Diagnostics) -> HaResource {
-    // Point at the token itself when it is on the line's first physical line.
-    let line_span = file.line_span(line);
-    let here = match file.line_text(line).find(token) {
-        Some(at) => Location::at(file, line_span.start + at..line_span.start + at + token.len()),
-        None => Location::at(file, line_span),
-    };
+    let here = token_location(token, line, file);
     // ResourceManager's canonname: a bare dotted quad is shorthand for IPaddr::it.
     let looks_ip = token.split('.').count() == 4 && token.chars().all(|c| c.is_ascii_digit() || c == '.' || c == '/');
     let canon = if looks_ip {
@@ -519,70 +621,14 @@ fn translate_token(token: &str, line: usize, file: &SourceFile, notes: &mut Diag
         params: Vec::new(),
         args: Vec::new(),
     };
-    let need = |what: &str, notes: &mut Diagnostics| -> String {
-        notes.warning(
-            here.clone(),
-            format!("`{token}` gives no {what}"),
-            Some(format!(
-                "fill in <{}> in the generated [[group.resource]]",
-                what.to_uppercase()
-            )),
-        );
-        format!("<{}>", what.to_uppercase())
-    };
     match name.as_str() {
         "IPaddr" | "IPaddr2" => {
             res.agent = format!("ocf:heartbeat:{name}");
-            let spec = args.first().cloned().unwrap_or_default();
-            let mut fields = spec.split('/');
-            let ip = fields.next().unwrap_or_default();
-            let ip = if ip.is_empty() {
-                need("virtual ip", notes)
-            } else {
-                ip.to_string()
-            };
-            res.params.push(("ip".into(), ip));
-            let rest: Vec<&str> = fields.collect();
-            if let Some(cidr) = rest.first() {
-                res.params.push(("cidr_netmask".into(), cidr.to_string()));
-            }
-            // IPaddr::ip/cidr/nic/broadcast; a dotted third field is the broadcast address.
-            match rest.get(1) {
-                Some(f) if f.contains('.') => res.params.push(("broadcast".into(), f.to_string())),
-                Some(f) => res.params.push(("nic".into(), f.to_string())),
-                None => {}
-            }
-            if let Some(b) = rest.get(2) {
-                res.params.push(("broadcast".into(), b.to_string()));
-            }
-            if args.len() > 1 {
-                notes.warning(
-                    here.clone(),
-                    format!("`{token}`: arguments after the address are not translated"),
-                    None,
-                );
-            }
+            res.params = ipaddr_params(token, &args, &here, notes);
         }
         "Filesystem" => {
             res.agent = "ocf:heartbeat:Filesystem".into();
-            let keys = ["device", "directory", "fstype", "options"];
-            for (i, key) in keys.iter().enumerate() {
-                match args.get(i).filter(|a| !a.is_empty()) {
-                    Some(v) => res.params.push((key.to_string(), v.clone())),
-                    None if i < 2 => {
-                        let v = need(key, notes);
-                        res.params.push((key.to_string(), v));
-                    }
-                    None => {}
-                }
-            }
-            if args.len() > keys.len() {
-                notes.warning(
-                    here.clone(),
-                    format!("`{token}`: arguments after the mount options are not translated"),
-                    None,
-                );
-            }
+            res.params = filesystem_params(token, &args, &here, notes);
         }
         _ => {
             res.agent = format!("heartbeat:{name}");
@@ -590,6 +636,88 @@ fn translate_token(token: &str, line: usize, file: &SourceFile, notes: &mut Diag
         }
     }
     res
+}
+
+/// Where notes about a token point: the token itself, else its whole line.
+fn token_location(token: &str, line: usize, file: &SourceFile) -> Location {
+    // Point at the token itself when it is on the line's first physical line.
+    let line_span = file.line_span(line);
+    match file.line_text(line).find(token) {
+        Some(at) => Location::at(file, line_span.start + at..line_span.start + at + token.len()),
+        None => Location::at(file, line_span),
+    }
+}
+
+/// Warns that `token` lacks `what` and returns the placeholder written in its place.
+fn missing_value(what: &str, token: &str, here: &Location, notes: &mut Diagnostics) -> String {
+    notes.warning(
+        here.clone(),
+        format!("`{token}` gives no {what}"),
+        Some(format!(
+            "fill in <{}> in the generated [[group.resource]]",
+            what.to_uppercase()
+        )),
+    );
+    format!("<{}>", what.to_uppercase())
+}
+
+/// `IPaddr::ip/cidr/nic/broadcast` → the OCF IPaddr params.
+fn ipaddr_params(token: &str, args: &[String], here: &Location, notes: &mut Diagnostics) -> Vec<(String, String)> {
+    let mut params = Vec::new();
+    let spec = args.first().cloned().unwrap_or_default();
+    let mut fields = spec.split('/');
+    let ip = fields.next().unwrap_or_default();
+    let ip = if ip.is_empty() {
+        missing_value("virtual ip", token, here, notes)
+    } else {
+        ip.to_string()
+    };
+    params.push(("ip".into(), ip));
+    let rest: Vec<&str> = fields.collect();
+    if let Some(cidr) = rest.first() {
+        params.push(("cidr_netmask".into(), cidr.to_string()));
+    }
+    // IPaddr::ip/cidr/nic/broadcast; a dotted third field is the broadcast address.
+    match rest.get(1) {
+        Some(f) if f.contains('.') => params.push(("broadcast".into(), f.to_string())),
+        Some(f) => params.push(("nic".into(), f.to_string())),
+        None => {}
+    }
+    if let Some(b) = rest.get(2) {
+        params.push(("broadcast".into(), b.to_string()));
+    }
+    if args.len() > 1 {
+        notes.warning(
+            here.clone(),
+            format!("`{token}`: arguments after the address are not translated"),
+            None,
+        );
+    }
+    params
+}
+
+/// `Filesystem::device::directory::fstype::options` → the OCF Filesystem params.
+fn filesystem_params(token: &str, args: &[String], here: &Location, notes: &mut Diagnostics) -> Vec<(String, String)> {
+    let mut params = Vec::new();
+    let keys = ["device", "directory", "fstype", "options"];
+    for (i, key) in keys.iter().enumerate() {
+        match args.get(i).filter(|a| !a.is_empty()) {
+            Some(v) => params.push((key.to_string(), v.clone())),
+            None if i < 2 => {
+                let v = missing_value(key, token, here, notes);
+                params.push((key.to_string(), v));
+            }
+            None => {}
+        }
+    }
+    if args.len() > keys.len() {
+        notes.warning(
+            here.clone(),
+            format!("`{token}`: arguments after the mount options are not translated"),
+            None,
+        );
+    }
+    params
 }
 
 // ---------------------------------------------------------------------------------
@@ -631,17 +759,28 @@ impl Emitter {
         self.line("# pairbeat.toml imported from Heartbeat by `pairbeat config import`.");
         self.line("# Values in <ANGLE BRACKETS> were not in the Heartbeat files: fill them in;");
         self.line("# `pairbeat config check` refuses the file until then.");
+        self.cluster(cf);
+        let nodes = self.nodes(input, cf, notes);
+        self.links(input, cf, &nodes, notes);
+        self.timing(cf);
+        self.auth(auth, notes);
+        self.failover(cf, group);
+        self.group(group);
+        self.daemon(cf);
+    }
+
+    /// The `[cluster]` table.
+    fn cluster(&mut self, cf: &HaCf) {
         self.line("");
         self.line("[cluster]");
         match &cf.cluster {
             Some(c) => self.line(format!("name = {}", q(c))),
             None => self.line("name = \"linux-ha\"  # Heartbeat's default cluster name"),
         }
+    }
 
-        let nodes = self.nodes(input, cf, notes);
-        self.links(input, cf, &nodes, notes);
-        self.timing(cf);
-
+    /// The `[auth]` table: the authkeys path, or a placeholder for it.
+    fn auth(&mut self, auth: Option<&(PathBuf, Option<super::Auth>)>, notes: &mut Diagnostics) {
         self.line("");
         self.line("[auth]");
         match auth {
@@ -666,7 +805,10 @@ impl Emitter {
                 self.line(format!("authkeys = {}", q(&p)));
             }
         }
+    }
 
+    /// The `[failover]` table: the haresources owner and auto_failback.
+    fn failover(&mut self, cf: &HaCf, group: Option<&HaGroup>) {
         self.line("");
         self.line("[failover]");
         if let Some(owner) = group.and_then(|g| g.owner.as_ref()) {
@@ -681,14 +823,20 @@ impl Emitter {
             Some(_) => self.line("auto_failback = true  # from `legacy`: the group returns to its owner"),
             None => self.line("auto_failback = true  # Heartbeat's default (legacy) returns the group to its owner"),
         }
+    }
 
+    /// The `[group]` table and its resources.
+    fn group(&mut self, group: Option<&HaGroup>) {
         self.line("");
         self.line("[group]");
         self.line("id = \"group\"");
         if let Some(g) = group {
             self.resources(g);
         }
+    }
 
+    /// The `[daemon]` table, left out when ha.cf sets none of its keys.
+    fn daemon(&mut self, cf: &HaCf) {
         let mut daemon = String::new();
         if let Some(log) = &cf.log {
             let _ = writeln!(daemon, "log = {}", q(log));
@@ -740,15 +888,7 @@ impl Emitter {
                 "ha.cf has no bcast, mcast or ucast line: the nodes would have no link",
                 Some("fill in the placeholder [[link]] (better: two links on separate NICs)".into()),
             );
-            self.line("");
-            self.line("[[link]]");
-            self.line("kind = \"ucast\"");
-            let i = self.placeholder("INTERFACE", "the NIC the nodes talk over".into());
-            self.line(format!("interface = {}", q(&i)));
-            for n in nodes.iter().take(2) {
-                let p = self.placeholder(&format!("ADDRESS OF {n}"), format!("{n}'s IP address on that NIC"));
-                self.line(format!("address.{} = {}", key(n), q(&p)));
-            }
+            self.placeholder_link(nodes);
             return;
         }
         // Heartbeat lists one ucast line per peer address; gather them per interface.
@@ -790,41 +930,67 @@ impl Emitter {
         }
         let from = input.from_node.as_ref().filter(|f| nodes.contains(f));
         for (iface, entries) in ucast {
-            self.line("");
-            self.line("[[link]]");
-            self.line("kind = \"ucast\"");
-            self.line(format!("interface = {}", q(iface)));
-            self.line(format!("port = {}", entries[0].1));
-            let lines: Vec<String> = entries.iter().map(|e| e.2.to_string()).collect();
-            match (from, entries.as_slice()) {
-                (Some(me), [(ip, _, line)]) => {
-                    // This node's ha.cf: the one ucast address is the peer's.
-                    let peer = nodes.iter().find(|n| *n != me).cloned().unwrap_or_default();
+            self.ucast_link(input, iface, &entries, from, nodes, notes);
+        }
+    }
+
+    /// A ucast `[[link]]` made only of placeholders, for an ha.cf without media.
+    fn placeholder_link(&mut self, nodes: &[String]) {
+        self.line("");
+        self.line("[[link]]");
+        self.line("kind = \"ucast\"");
+        let i = self.placeholder("INTERFACE", "the NIC the nodes talk over".into());
+        self.line(format!("interface = {}", q(&i)));
+        for n in nodes.iter().take(2) {
+            let p = self.placeholder(&format!("ADDRESS OF {n}"), format!("{n}'s IP address on that NIC"));
+            self.line(format!("address.{} = {}", key(n), q(&p)));
+        }
+    }
+
+    /// One ucast `[[link]]` from the ucast lines on `iface` (peer IP, port, ha.cf line).
+    fn ucast_link(
+        &mut self,
+        input: &ImportInput,
+        iface: &str,
+        entries: &[(&str, u16, usize)],
+        from: Option<&String>,
+        nodes: &[String],
+        notes: &mut Diagnostics,
+    ) {
+        self.line("");
+        self.line("[[link]]");
+        self.line("kind = \"ucast\"");
+        self.line(format!("interface = {}", q(iface)));
+        self.line(format!("port = {}", entries[0].1));
+        let lines: Vec<String> = entries.iter().map(|e| e.2.to_string()).collect();
+        match (from, entries) {
+            (Some(me), [(ip, _, line)]) => {
+                // This node's ha.cf: the one ucast address is the peer's.
+                let peer = nodes.iter().find(|n| *n != me).cloned().unwrap_or_default();
+                let p = self.placeholder(
+                    &format!("ADDRESS OF {me} ON {iface}"),
+                    format!("{me}'s own IP address on {iface}"),
+                );
+                self.line(format!(
+                    "address.{} = {}  # ha.cf gives only the peer's address",
+                    key(me),
+                    q(&p)
+                ));
+                self.line(format!("address.{} = {}  # ha.cf line {line}", key(&peer), q(ip)));
+            }
+            _ => {
+                let ips: Vec<&str> = entries.iter().map(|e| e.0).collect();
+                notes.warning(
+                    Location::file(&input.ha_cf),
+                    format!("ucast on {iface} (line {}) lists {}: which node owns which address is not in ha.cf", lines.join(", "), ips.join(", ")),
+                    Some("fill in address.<node> for both nodes, or import again with --node NAME (the host these files come from)".into()),
+                );
+                for n in nodes.iter().take(2) {
                     let p = self.placeholder(
-                        &format!("ADDRESS OF {me} ON {iface}"),
-                        format!("{me}'s own IP address on {iface}"),
+                        &format!("ADDRESS OF {n} ON {iface}"),
+                        format!("{n}'s own IP address on {iface} (one of {})", ips.join(", ")),
                     );
-                    self.line(format!(
-                        "address.{} = {}  # ha.cf gives only the peer's address",
-                        key(me),
-                        q(&p)
-                    ));
-                    self.line(format!("address.{} = {}  # ha.cf line {line}", key(&peer), q(ip)));
-                }
-                _ => {
-                    let ips: Vec<&str> = entries.iter().map(|e| e.0).collect();
-                    notes.warning(
-                        Location::file(&input.ha_cf),
-                        format!("ucast on {iface} (line {}) lists {}: which node owns which address is not in ha.cf", lines.join(", "), ips.join(", ")),
-                        Some("fill in address.<node> for both nodes, or import again with --node NAME (the host these files come from)".into()),
-                    );
-                    for n in nodes.iter().take(2) {
-                        let p = self.placeholder(
-                            &format!("ADDRESS OF {n} ON {iface}"),
-                            format!("{n}'s own IP address on {iface} (one of {})", ips.join(", ")),
-                        );
-                        self.line(format!("address.{} = {}", key(n), q(&p)));
-                    }
+                    self.line(format!("address.{} = {}", key(n), q(&p)));
                 }
             }
         }

@@ -854,7 +854,39 @@ fn group(cx: &mut Ctx, raw: S<RawGroup>) -> Option<Group> {
 
 fn resource(cx: &mut Ctx, raw: RawResource, span: Range<usize>) -> Option<Resource> {
     let mut ok = true;
-    let id = match &raw.id {
+    let id = resource_id(cx, &raw, &span);
+    let agent = resource_agent(cx, &raw, &span);
+    let params = resource_params(cx, raw.params.as_ref(), &mut ok);
+    let args: Vec<String> = raw
+        .args
+        .clone()
+        .map(|a| a.into_inner().into_iter().map(Spanned::into_inner).collect())
+        .unwrap_or_default();
+    let promotable = raw.promotable.as_ref().map(|p| *p.get_ref()).unwrap_or(false);
+    if let Some(agent) = &agent {
+        ok &= agent_class_fits(cx, agent, &raw, !params.is_empty(), !args.is_empty(), promotable, &span);
+    }
+    let migration_threshold = migration_threshold(cx, &raw, &mut ok);
+    let failure_timeout = failure_timeout(cx, &raw, &mut ok);
+    let ops = ops(cx, raw.op, promotable);
+    if !ok {
+        return None;
+    }
+    Some(Resource {
+        id: id?,
+        agent: agent?,
+        params,
+        args,
+        promotable,
+        migration_threshold,
+        failure_timeout,
+        ops: ops?,
+    })
+}
+
+/// The resource's `id`, or `None` (reported) when it is missing or not a plain name.
+fn resource_id(cx: &mut Ctx, raw: &RawResource, span: &Range<usize>) -> Option<String> {
+    match &raw.id {
         None => {
             cx.missing(
                 span.clone(),
@@ -873,8 +905,12 @@ fn resource(cx: &mut Ctx, raw: RawResource, span: Range<usize>) -> Option<Resour
             );
             None
         }
-    };
-    let agent = match &raw.agent {
+    }
+}
+
+/// The resource's `agent`, or `None` (reported) when it is missing or not an agent.
+fn resource_agent(cx: &mut Ctx, raw: &RawResource, span: &Range<usize>) -> Option<AgentSpec> {
+    match &raw.agent {
         None => {
             cx.missing(
                 span.clone(),
@@ -891,84 +927,100 @@ fn resource(cx: &mut Ctx, raw: RawResource, span: Range<usize>) -> Option<Resour
                 None
             }
         },
-    };
+    }
+}
+
+/// The valid `params` as text; clears `ok` for each one that is not.
+fn resource_params(
+    cx: &mut Ctx,
+    raw: Option<&Spanned<BTreeMap<Spanned<String>, Spanned<toml::Value>>>>,
+    ok: &mut bool,
+) -> BTreeMap<String, String> {
     let mut params = BTreeMap::new();
-    let params_span = raw.params.as_ref().map(|p| p.span());
-    if let Some(p) = raw.params {
-        for (k, v) in p.into_inner() {
-            if !valid_param(k.get_ref()) {
+    for (k, v) in raw.map(Spanned::get_ref).into_iter().flatten() {
+        if !valid_param(k.get_ref()) {
+            cx.error(
+                k.span(),
+                format!("parameter name `{}` cannot be an environment variable", k.get_ref()),
+                "use letters, digits and `_`, not starting with a digit",
+            );
+            *ok = false;
+            continue;
+        }
+        let text = match v.get_ref() {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            other => {
                 cx.error(
-                    k.span(),
-                    format!("parameter name `{}` cannot be an environment variable", k.get_ref()),
-                    "use letters, digits and `_`, not starting with a digit",
+                    v.span(),
+                    format!(
+                        "parameter `{}` is a {}; agents take text",
+                        k.get_ref(),
+                        other.type_str()
+                    ),
+                    "write the value as a string",
                 );
-                ok = false;
+                *ok = false;
                 continue;
             }
-            let text = match v.get_ref() {
-                toml::Value::String(s) => s.clone(),
-                toml::Value::Integer(i) => i.to_string(),
-                toml::Value::Float(f) => f.to_string(),
-                toml::Value::Boolean(b) => b.to_string(),
-                other => {
-                    cx.error(
-                        v.span(),
-                        format!(
-                            "parameter `{}` is a {}; agents take text",
-                            k.get_ref(),
-                            other.type_str()
-                        ),
-                        "write the value as a string",
-                    );
-                    ok = false;
-                    continue;
-                }
-            };
-            params.insert(k.into_inner(), text);
-        }
+        };
+        params.insert(k.get_ref().clone(), text);
     }
-    let args: Vec<String> = raw
-        .args
-        .clone()
-        .map(|a| a.into_inner().into_iter().map(Spanned::into_inner).collect())
-        .unwrap_or_default();
-    let promotable = raw.promotable.as_ref().map(|p| *p.get_ref()).unwrap_or(false);
-    if let Some(agent) = &agent {
-        let is_ocf = matches!(agent, AgentSpec::Ocf { .. });
-        if !is_ocf && !params.is_empty() {
-            cx.error(
-                params_span.clone().unwrap_or(span.clone()),
-                format!("{agent} takes no named params"),
-                match agent {
-                    AgentSpec::Heartbeat { .. } => "Heartbeat scripts take positional args = [\"...\"]",
-                    _ => "LSB init scripts take no parameters",
-                },
-            );
-            ok = false;
-        }
-        if !matches!(agent, AgentSpec::Heartbeat { .. }) && !args.is_empty() {
-            let help = if is_ocf {
-                "OCF agents take named params = { name = \"value\" }"
-            } else {
-                "LSB init scripts take no arguments"
-            };
-            cx.error(
-                raw.args.as_ref().map(|a| a.span()).unwrap_or(span.clone()),
-                format!("{agent} takes no positional args"),
-                help,
-            );
-            ok = false;
-        }
-        if promotable && !is_ocf {
-            cx.error(
-                raw.promotable.as_ref().map(|p| p.span()).unwrap_or(span.clone()),
-                "only OCF agents can be promotable",
-                "promote and demote are OCF actions; remove promotable",
-            );
-            ok = false;
-        }
+    params
+}
+
+/// False (reported) when the agent's class cannot take the params, args or promotion given.
+fn agent_class_fits(
+    cx: &mut Ctx,
+    agent: &AgentSpec,
+    raw: &RawResource,
+    has_params: bool,
+    has_args: bool,
+    promotable: bool,
+    span: &Range<usize>,
+) -> bool {
+    let mut ok = true;
+    let is_ocf = matches!(agent, AgentSpec::Ocf { .. });
+    if !is_ocf && has_params {
+        cx.error(
+            raw.params.as_ref().map(|p| p.span()).unwrap_or(span.clone()),
+            format!("{agent} takes no named params"),
+            match agent {
+                AgentSpec::Heartbeat { .. } => "Heartbeat scripts take positional args = [\"...\"]",
+                _ => "LSB init scripts take no parameters",
+            },
+        );
+        ok = false;
     }
-    let migration_threshold = match &raw.migration_threshold {
+    if !matches!(agent, AgentSpec::Heartbeat { .. }) && has_args {
+        let help = if is_ocf {
+            "OCF agents take named params = { name = \"value\" }"
+        } else {
+            "LSB init scripts take no arguments"
+        };
+        cx.error(
+            raw.args.as_ref().map(|a| a.span()).unwrap_or(span.clone()),
+            format!("{agent} takes no positional args"),
+            help,
+        );
+        ok = false;
+    }
+    if promotable && !is_ocf {
+        cx.error(
+            raw.promotable.as_ref().map(|p| p.span()).unwrap_or(span.clone()),
+            "only OCF agents can be promotable",
+            "promote and demote are OCF actions; remove promotable",
+        );
+        ok = false;
+    }
+    ok
+}
+
+/// The resource's `migration_threshold`, if given; clears `ok` when it is below 1.
+fn migration_threshold(cx: &mut Ctx, raw: &RawResource, ok: &mut bool) -> Option<u32> {
+    match &raw.migration_threshold {
         None => None,
         Some(m) if *m.get_ref() >= 1 && *m.get_ref() <= u32::MAX as i64 => Some(*m.get_ref() as u32),
         Some(m) => {
@@ -977,34 +1029,18 @@ fn resource(cx: &mut Ctx, raw: RawResource, span: Range<usize>) -> Option<Resour
                 format!("migration_threshold {} must be at least 1", m.get_ref()),
                 "leave it out to never move the group for a count of failures",
             );
-            ok = false;
+            *ok = false;
             None
         }
-    };
-    let failure_timeout = match &raw.failure_timeout {
-        None => None,
-        Some(v) => match cx.duration(v, "failure_timeout") {
-            Some(d) => Some(d),
-            None => {
-                ok = false;
-                None
-            }
-        },
-    };
-    let ops = ops(cx, raw.op, promotable);
-    if !ok {
-        return None;
     }
-    Some(Resource {
-        id: id?,
-        agent: agent?,
-        params,
-        args,
-        promotable,
-        migration_threshold,
-        failure_timeout,
-        ops: ops?,
-    })
+}
+
+/// The resource's `failure_timeout`, if given; clears `ok` when it is not a duration.
+fn failure_timeout(cx: &mut Ctx, raw: &RawResource, ok: &mut bool) -> Option<Duration> {
+    let v = raw.failure_timeout.as_ref()?;
+    let d = cx.duration(v, "failure_timeout");
+    *ok &= d.is_some();
+    d
 }
 
 pub(super) fn valid_param(s: &str) -> bool {
@@ -1019,29 +1055,9 @@ fn ops(cx: &mut Ctx, raw: S<Vec<Spanned<RawOp>>>, promotable: bool) -> Option<Ve
     for op in raw.map(Spanned::into_inner).unwrap_or_default() {
         let span = op.span();
         let op = op.into_inner();
-        let name = match &op.name {
-            None => {
-                cx.missing(
-                    span.clone(),
-                    "name",
-                    "this op",
-                    format!("add name = one of {}", OpName::ALL.join(", ")),
-                );
-                ok = false;
-                continue;
-            }
-            Some(n) => match OpName::parse(n.get_ref()) {
-                Some(name) => name,
-                None => {
-                    let help = match closest(n.get_ref(), OpName::ALL) {
-                        Some(c) => format!("did you mean \"{c}\"?"),
-                        None => format!("ops are {}", OpName::ALL.join(", ")),
-                    };
-                    cx.error(n.span(), format!("unknown op `{}`", n.get_ref()), help);
-                    ok = false;
-                    continue;
-                }
-            },
+        let Some(name) = op_name(cx, &op, &span) else {
+            ok = false;
+            continue;
         };
         if matches!(name, OpName::Promote | OpName::Demote) && !promotable {
             cx.error(
@@ -1051,106 +1067,10 @@ fn ops(cx: &mut Ctx, raw: S<Vec<Spanned<RawOp>>>, promotable: bool) -> Option<Ve
             );
             ok = false;
         }
-        let interval = match &op.interval {
-            None if name == OpName::Monitor => {
-                cx.missing(
-                    span.clone(),
-                    "interval",
-                    "this monitor op",
-                    "add interval = \"10s\" (how often to check)",
-                );
-                ok = false;
-                Duration::ZERO
-            }
-            None => Duration::ZERO,
-            Some(v) if name != OpName::Monitor => {
-                cx.error(
-                    v.span(),
-                    format!("only monitor ops recur; a {} op has no interval", name.name()),
-                    "remove interval",
-                );
-                ok = false;
-                Duration::ZERO
-            }
-            Some(v) => match cx.duration(v, "interval") {
-                Some(d) if d.is_zero() => {
-                    cx.error(
-                        v.span(),
-                        "a monitor interval must be more than zero",
-                        "pairbeat probes every resource at start on its own; use e.g. \"10s\"",
-                    );
-                    ok = false;
-                    d
-                }
-                Some(d) => d,
-                None => {
-                    ok = false;
-                    Duration::ZERO
-                }
-            },
-        };
-        let timeout = match &op.timeout {
-            None => None,
-            Some(v) => match cx.duration(v, "timeout") {
-                Some(d) if d.is_zero() => {
-                    cx.error(
-                        v.span(),
-                        "a timeout must be more than zero",
-                        "every operation needs a time limit, e.g. \"20s\"",
-                    );
-                    ok = false;
-                    None
-                }
-                Some(d) => Some(d),
-                None => {
-                    ok = false;
-                    None
-                }
-            },
-        };
-        // A failed stop can never be "restarted" away: by default it blocks the group.
-        let default_on_fail = if name == OpName::Stop {
-            OnFail::Block
-        } else {
-            OnFail::Restart
-        };
-        let on_fail = match &op.on_fail {
-            None => default_on_fail,
-            Some(f) => match OnFail::parse(f.get_ref()) {
-                Some(OnFail::Restart | OnFail::Standby) if name == OpName::Stop => {
-                    cx.error(
-                        f.span(),
-                        format!("on_fail = \"{}\" cannot handle a failed stop", f.get_ref()),
-                        "a stop that failed leaves the resource in an unknown state: use \"block\" or \"fence\"",
-                    );
-                    ok = false;
-                    default_on_fail
-                }
-                Some(x) => x,
-                None => {
-                    cx.error(
-                        f.span(),
-                        format!("unknown on_fail `{}`", f.get_ref()),
-                        format!("on_fail is one of {}", OnFail::ALL.join(", ")),
-                    );
-                    ok = false;
-                    default_on_fail
-                }
-            },
-        };
-        let check_level = match &op.check_level {
-            None => 0,
-            Some(c) if (0..=u32::MAX as i64).contains(c.get_ref()) => *c.get_ref() as u32,
-            Some(c) => {
-                cx.error(
-                    c.span(),
-                    format!("check_level {} is negative", c.get_ref()),
-                    "OCF check levels are 0, 10 or 20",
-                );
-                ok = false;
-                0
-            }
-        };
+        let interval = op_interval(cx, &op, name, &span, &mut ok);
+        let timeout = op_timeout(cx, &op, &mut ok);
+        let on_fail = op_on_fail(cx, &op, name, &mut ok);
+        let check_level = op_check_level(cx, &op, &mut ok);
         if !seen.insert((name, interval)) {
             let what = if name == OpName::Monitor {
                 format!("a second monitor op every {}", format_duration(interval))
@@ -1173,6 +1093,148 @@ fn ops(cx: &mut Ctx, raw: S<Vec<Spanned<RawOp>>>, promotable: bool) -> Option<Ve
         });
     }
     ok.then_some(out)
+}
+
+/// The op's `name`, or `None` (reported) when it is missing or not an op.
+fn op_name(cx: &mut Ctx, op: &RawOp, span: &Range<usize>) -> Option<OpName> {
+    match &op.name {
+        None => {
+            cx.missing(
+                span.clone(),
+                "name",
+                "this op",
+                format!("add name = one of {}", OpName::ALL.join(", ")),
+            );
+            None
+        }
+        Some(n) => match OpName::parse(n.get_ref()) {
+            Some(name) => Some(name),
+            None => {
+                let help = match closest(n.get_ref(), OpName::ALL) {
+                    Some(c) => format!("did you mean \"{c}\"?"),
+                    None => format!("ops are {}", OpName::ALL.join(", ")),
+                };
+                cx.error(n.span(), format!("unknown op `{}`", n.get_ref()), help);
+                None
+            }
+        },
+    }
+}
+
+/// The op's `interval`: required and above zero for monitors, absent (zero) for others; clears `ok` otherwise.
+fn op_interval(cx: &mut Ctx, op: &RawOp, name: OpName, span: &Range<usize>, ok: &mut bool) -> Duration {
+    match &op.interval {
+        None if name == OpName::Monitor => {
+            cx.missing(
+                span.clone(),
+                "interval",
+                "this monitor op",
+                "add interval = \"10s\" (how often to check)",
+            );
+            *ok = false;
+            Duration::ZERO
+        }
+        None => Duration::ZERO,
+        Some(v) if name != OpName::Monitor => {
+            cx.error(
+                v.span(),
+                format!("only monitor ops recur; a {} op has no interval", name.name()),
+                "remove interval",
+            );
+            *ok = false;
+            Duration::ZERO
+        }
+        Some(v) => match cx.duration(v, "interval") {
+            Some(d) if d.is_zero() => {
+                cx.error(
+                    v.span(),
+                    "a monitor interval must be more than zero",
+                    "pairbeat probes every resource at start on its own; use e.g. \"10s\"",
+                );
+                *ok = false;
+                d
+            }
+            Some(d) => d,
+            None => {
+                *ok = false;
+                Duration::ZERO
+            }
+        },
+    }
+}
+
+/// The op's `timeout`, if given; clears `ok` when it is zero or not a duration.
+fn op_timeout(cx: &mut Ctx, op: &RawOp, ok: &mut bool) -> Option<Duration> {
+    match &op.timeout {
+        None => None,
+        Some(v) => match cx.duration(v, "timeout") {
+            Some(d) if d.is_zero() => {
+                cx.error(
+                    v.span(),
+                    "a timeout must be more than zero",
+                    "every operation needs a time limit, e.g. \"20s\"",
+                );
+                *ok = false;
+                None
+            }
+            Some(d) => Some(d),
+            None => {
+                *ok = false;
+                None
+            }
+        },
+    }
+}
+
+/// The op's `on_fail`, or the default for its name; clears `ok` when it is unknown or cannot handle the op.
+fn op_on_fail(cx: &mut Ctx, op: &RawOp, name: OpName, ok: &mut bool) -> OnFail {
+    // A failed stop can never be "restarted" away: by default it blocks the group.
+    let default_on_fail = if name == OpName::Stop {
+        OnFail::Block
+    } else {
+        OnFail::Restart
+    };
+    match &op.on_fail {
+        None => default_on_fail,
+        Some(f) => match OnFail::parse(f.get_ref()) {
+            Some(OnFail::Restart | OnFail::Standby) if name == OpName::Stop => {
+                cx.error(
+                    f.span(),
+                    format!("on_fail = \"{}\" cannot handle a failed stop", f.get_ref()),
+                    "a stop that failed leaves the resource in an unknown state: use \"block\" or \"fence\"",
+                );
+                *ok = false;
+                default_on_fail
+            }
+            Some(x) => x,
+            None => {
+                cx.error(
+                    f.span(),
+                    format!("unknown on_fail `{}`", f.get_ref()),
+                    format!("on_fail is one of {}", OnFail::ALL.join(", ")),
+                );
+                *ok = false;
+                default_on_fail
+            }
+        },
+    }
+}
+
+/// The op's `check_level` (0 when absent); clears `ok` when it is negative.
+fn op_check_level(cx: &mut Ctx, op: &RawOp, ok: &mut bool) -> u32 {
+    match &op.check_level {
+        None => 0,
+        Some(c) if (0..=u32::MAX as i64).contains(c.get_ref()) => *c.get_ref() as u32,
+        Some(c) => {
+            cx.error(
+                c.span(),
+                format!("check_level {} is negative", c.get_ref()),
+                "OCF check levels are 0, 10 or 20",
+            );
+            *ok = false;
+            0
+        }
+    }
 }
 
 fn daemon(cx: &mut Ctx, raw: S<RawDaemon>) -> Option<DaemonSettings> {

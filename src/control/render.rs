@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::status::{Attention, LinkState, NodeState, ResourceState, Status};
+use super::status::{Attention, LinkState, NodeState, ResourceState, ResourceStatus, Status};
 
 /// Which optional sections to show (crm_mon's `-A` and `-f`).
 #[derive(Debug, Clone, Copy, Default)]
@@ -55,19 +55,37 @@ pub fn ctime(secs: u64, zone: Zone) -> String {
 /// The status as text; `now` is the "Last updated" time.
 pub fn text(s: &Status, opts: TextOptions, now: u64, zone: Zone) -> String {
     let mut out = String::new();
-    let mut section = |title: &str, items: Vec<String>| {
-        if items.is_empty() {
-            return;
-        }
-        if !out.is_empty() {
-            out.push('\n');
-        }
-        let _ = writeln!(out, "{title}:");
-        for i in items {
-            let _ = writeln!(out, "{i}");
-        }
-    };
+    section(&mut out, "Cluster Summary", cluster_summary(s, now, zone));
+    section(&mut out, "Node List", node_list(s));
+    section(&mut out, "Full List of Resources", resource_list(s));
+    if opts.attributes {
+        section(&mut out, "Node Attributes", node_attributes(s));
+    }
+    if opts.failcounts {
+        section(&mut out, "Migration Summary", migration_summary(s, zone));
+    }
+    section(&mut out, "Failed Resource Actions", failed_actions(s, zone));
+    let notes = s.attention.iter().map(|a| attention(s, a, zone)).collect();
+    section(&mut out, "Attention", notes);
+    out
+}
 
+/// Appends one titled section to `out`, or nothing when it has no items.
+fn section(out: &mut String, title: &str, items: Vec<String>) {
+    if items.is_empty() {
+        return;
+    }
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    let _ = writeln!(out, "{title}:");
+    for i in items {
+        let _ = writeln!(out, "{i}");
+    }
+}
+
+/// The "Cluster Summary" items: stack, owner, times, counts and protection.
+fn cluster_summary(s: &Status, now: u64, zone: Zone) -> Vec<String> {
     let blocked = s
         .group
         .resources
@@ -93,9 +111,18 @@ pub fn text(s: &Status, opts: TextOptions, now: u64, zone: Zone) -> String {
         let _ = write!(count, " ({blocked} BLOCKED from further action due to failure)");
     }
     summary.push(count);
-    section("Cluster Summary", summary);
+    summary
+}
 
-    // Nodes: special states alone first, then the collapsed Online/OFFLINE lists.
+/// The "Node List" items: the nodes, then the links that are not up.
+fn node_list(s: &Status) -> Vec<String> {
+    let mut nodes = node_states(s);
+    nodes.extend(link_warnings(s));
+    nodes
+}
+
+/// Special node states alone first, then the collapsed Online/OFFLINE lists.
+fn node_states(s: &Status) -> Vec<String> {
     let mut nodes = Vec::new();
     let name_of = |n: &super::status::NodeStatus| n.name.clone();
     for n in s
@@ -130,100 +157,134 @@ pub fn text(s: &Status, opts: TextOptions, now: u64, zone: Zone) -> String {
     if !offline.is_empty() {
         nodes.push(format!("  * OFFLINE: [ {} ]", offline.join(" ")));
     }
+    nodes
+}
+
+/// One line per dead or late heartbeat link.
+fn link_warnings(s: &Status) -> Vec<String> {
     // A link down while the peer is up is the warning that matters before a failover.
-    for l in s
-        .links
+    s.links
         .iter()
         .filter(|l| matches!(l.state, LinkState::Dead | LinkState::Late))
-    {
-        let state = if l.state == LinkState::Dead { "DEAD" } else { "late" };
-        nodes.push(format!(
-            "  * Link {} ({} on {}) to {}: {state}",
-            l.name, l.kind, l.interface, l.peer
+        .map(|l| {
+            let state = if l.state == LinkState::Dead { "DEAD" } else { "late" };
+            format!(
+                "  * Link {} ({} on {}) to {}: {state}",
+                l.name, l.kind, l.interface, l.peer
+            )
+        })
+        .collect()
+}
+
+/// The "Full List of Resources" items: the group header and one line per resource.
+fn resource_list(s: &Status) -> Vec<String> {
+    if s.group.resources.is_empty() {
+        return vec!["  * No resources".to_string()];
+    }
+    let mut rscs = Vec::new();
+    let mut header = format!("  * Resource Group: {}:", s.group.id);
+    if s.group.blocked {
+        header.push_str(" (blocked)");
+    }
+    rscs.push(header);
+    for r in &s.group.resources {
+        rscs.push(format!(
+            "    * {}\t({}):\t {}",
+            r.id,
+            r.agent,
+            resource_state(r).trim_end()
         ));
     }
-    section("Node List", nodes);
+    rscs
+}
 
-    let mut rscs = Vec::new();
-    if s.group.resources.is_empty() {
-        rscs.push("  * No resources".to_string());
-    } else {
-        let mut header = format!("  * Resource Group: {}:", s.group.id);
-        if s.group.blocked {
-            header.push_str(" (blocked)");
-        }
-        rscs.push(header);
-        for r in &s.group.resources {
-            let on = r.node.as_deref().unwrap_or("");
-            let state = match r.state {
-                ResourceState::Unknown => "Unknown".to_string(),
-                ResourceState::Stopped => "Stopped".to_string(),
-                ResourceState::Starting => format!("Starting {on}"),
-                ResourceState::Started => format!("Started {on}"),
-                ResourceState::Promoted => format!("Promoted {on}"),
-                ResourceState::Stopping => format!("Stopping {on}"),
-                ResourceState::Failed => format!("FAILED {on}"),
-                ResourceState::Blocked => format!("FAILED {on} (blocked)"),
-            };
-            rscs.push(format!("    * {}\t({}):\t {}", r.id, r.agent, state.trim_end()));
+/// A resource's state as crm_mon words it, with the node it is on.
+fn resource_state(r: &ResourceStatus) -> String {
+    let on = r.node.as_deref().unwrap_or("");
+    match r.state {
+        ResourceState::Unknown => "Unknown".to_string(),
+        ResourceState::Stopped => "Stopped".to_string(),
+        ResourceState::Starting => format!("Starting {on}"),
+        ResourceState::Started => format!("Started {on}"),
+        ResourceState::Promoted => format!("Promoted {on}"),
+        ResourceState::Stopping => format!("Stopping {on}"),
+        ResourceState::Failed => format!("FAILED {on}"),
+        ResourceState::Blocked => format!("FAILED {on} (blocked)"),
+    }
+}
+
+/// The "Node Attributes" items: a header per node and its attributes.
+fn node_attributes(s: &Status) -> Vec<String> {
+    let mut attrs = Vec::new();
+    for n in &s.nodes {
+        attrs.push(format!("  * Node: {}:", n.name));
+        if n.local {
+            attrs.extend(local_attributes(s));
+        } else {
+            attrs.extend(peer_attributes(s));
         }
     }
-    section("Full List of Resources", rscs);
+    attrs
+}
 
-    if opts.attributes {
-        let mut attrs = Vec::new();
-        for n in &s.nodes {
-            attrs.push(format!("  * Node: {}:", n.name));
-            if n.local {
-                attrs.push(attr("pairbeat-pid", &s.daemon.pid.to_string()));
-                attrs.push(attr("ownership-epoch", &s.protection.epoch.to_string()));
-                if let Some(t) = &s.protection.tiebreak {
-                    for target in &t.targets {
-                        let state = if target.reachable { "reachable" } else { "UNREACHABLE" };
-                        attrs.push(attr(&format!("tiebreak-{}", target.target), state));
-                    }
-                }
-            } else {
-                for l in &s.links {
-                    let state = match l.state {
-                        LinkState::Unknown => "unknown",
-                        LinkState::Up => "up",
-                        LinkState::Late => "late",
-                        LinkState::Dead => "dead",
-                    };
-                    attrs.push(attr(&format!("link-{}", l.name), state));
-                }
-                let p = &s.packets;
-                attrs.push(attr("packets-accepted", &p.accepted.to_string()));
-                let dropped =
-                    p.forged + p.unknown_key + p.replayed + p.malformed + p.truncated + p.oversized + p.unknown_node;
-                attrs.push(attr("packets-dropped", &dropped.to_string()));
-            }
-        }
-        section("Node Attributes", attrs);
-    }
-
-    if opts.failcounts {
-        let failed: Vec<_> = s.group.resources.iter().filter(|r| r.fail_count > 0).collect();
-        if !failed.is_empty() {
-            let mut items = vec![format!("  * Node: {}:", s.local_node)];
-            for r in failed {
-                let threshold = r.migration_threshold.map_or("none".to_string(), |t| t.to_string());
-                let mut line = format!(
-                    "    * {}: migration-threshold={threshold} fail-count={}",
-                    r.id, r.fail_count
-                );
-                if let Some(f) = &r.last_failure {
-                    let _ = write!(line, " last-failure='{}'", ctime(f.at, zone));
-                }
-                items.push(line);
-            }
-            section("Migration Summary", items);
+/// The local node's attributes: daemon pid, ownership epoch and tie-break targets.
+fn local_attributes(s: &Status) -> Vec<String> {
+    let mut attrs = vec![
+        attr("pairbeat-pid", &s.daemon.pid.to_string()),
+        attr("ownership-epoch", &s.protection.epoch.to_string()),
+    ];
+    if let Some(t) = &s.protection.tiebreak {
+        for target in &t.targets {
+            let state = if target.reachable { "reachable" } else { "UNREACHABLE" };
+            attrs.push(attr(&format!("tiebreak-{}", target.target), state));
         }
     }
+    attrs
+}
 
-    let failures: Vec<String> = s
-        .group
+/// The peer's attributes: each link's state and the packets heard from it.
+fn peer_attributes(s: &Status) -> Vec<String> {
+    let mut attrs = Vec::new();
+    for l in &s.links {
+        let state = match l.state {
+            LinkState::Unknown => "unknown",
+            LinkState::Up => "up",
+            LinkState::Late => "late",
+            LinkState::Dead => "dead",
+        };
+        attrs.push(attr(&format!("link-{}", l.name), state));
+    }
+    let p = &s.packets;
+    attrs.push(attr("packets-accepted", &p.accepted.to_string()));
+    let dropped = p.forged + p.unknown_key + p.replayed + p.malformed + p.truncated + p.oversized + p.unknown_node;
+    attrs.push(attr("packets-dropped", &dropped.to_string()));
+    attrs
+}
+
+/// The "Migration Summary" items: fail counts of the resources that failed, none if none did.
+fn migration_summary(s: &Status, zone: Zone) -> Vec<String> {
+    let failed: Vec<_> = s.group.resources.iter().filter(|r| r.fail_count > 0).collect();
+    if failed.is_empty() {
+        return Vec::new();
+    }
+    let mut items = vec![format!("  * Node: {}:", s.local_node)];
+    for r in failed {
+        let threshold = r.migration_threshold.map_or("none".to_string(), |t| t.to_string());
+        let mut line = format!(
+            "    * {}: migration-threshold={threshold} fail-count={}",
+            r.id, r.fail_count
+        );
+        if let Some(f) = &r.last_failure {
+            let _ = write!(line, " last-failure='{}'", ctime(f.at, zone));
+        }
+        items.push(line);
+    }
+    items
+}
+
+/// The "Failed Resource Actions" items: each resource's last failure.
+fn failed_actions(s: &Status, zone: Zone) -> Vec<String> {
+    s.group
         .resources
         .iter()
         .filter_map(|r| {
@@ -241,12 +302,7 @@ pub fn text(s: &Status, opts: TextOptions, now: u64, zone: Zone) -> String {
             }
             Some(line)
         })
-        .collect();
-    section("Failed Resource Actions", failures);
-
-    let notes = s.attention.iter().map(|a| attention(s, a, zone)).collect();
-    section("Attention", notes);
-    out
+        .collect()
 }
 
 /// One "Attention" line.

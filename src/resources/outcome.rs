@@ -4,7 +4,8 @@
 
 use std::fmt;
 
-/// Pacemaker's recovery classes for errors (reference.md §1.3).
+/// Pacemaker's recovery classes for errors (Pacemaker Explained, "How Pacemaker
+/// Interprets OCF Return Codes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
     /// Worth retrying here (a restart may fix it).
@@ -37,7 +38,7 @@ impl Outcome {
         Outcome::Error(Severity::Hard, 5)
     }
 
-    /// The OCF exit code map (reference.md §1.3). 190/191 (degraded) count as running.
+    /// The OCF exit code map (OCF Resource Agent API 1.1, "Exit codes"). 190/191 (degraded) count as running.
     pub fn from_ocf(code: i32) -> Self {
         match code {
             0 | 190 => Outcome::Success,
@@ -50,7 +51,7 @@ impl Outcome {
         }
     }
 
-    /// LSB exit codes, as Pacemaker maps them (reference.md §2.1): for status,
+    /// LSB exit codes, as Pacemaker maps them (Pacemaker's LSB mapping): for status,
     /// 0 running, 1–3 not running, 150/151 not installed / no permission.
     pub fn from_lsb(code: i32, is_status: bool) -> Self {
         if is_status {

@@ -1,4 +1,4 @@
-//! Packet digests, computed exactly as Heartbeat 3.0.6 does (reference.md §3.9):
+//! Packet digests, computed exactly as Heartbeat 3.0.6 does (Heartbeat 3.0.6 lib/plugins/HBauth):
 //! HMAC-SHA1 and HMAC-MD5 (RFC 2104, key = the authkeys token's bytes) as lowercase
 //! hex; `crc` = CRC-32/POSIX without the length suffix, printed `%lx`. HMAC-SHA256
 //! is pairbeat's own, for pairbeat-only clusters.

@@ -1,5 +1,5 @@
 //! Heartbeat messages: an ordered list of typed `name=value` fields, and the two
-//! encodings Heartbeat 3 uses on the wire (reference.md §3.9):
+//! encodings Heartbeat 3 uses on the wire (Heartbeat 3.0.6 lib/clplumbing/cl_msg*.c):
 //!
 //! - netstring: `###\n` + `<len>:(<type>)name=value,` per field + `%%%\n`
 //!   (what Heartbeat 3.0.6 always sends; binary values raw);

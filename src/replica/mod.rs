@@ -1,0 +1,12 @@
+//! The replicated disk's pure core: DRBD 8.4's two-node semantics without the
+//! kernel module. Nothing here does I/O; `pairbeat-replicad` is the shell around it.
+//!
+//! - [`gi`]: generation identifiers and the connect-time decision table.
+//! - [`dirtymap`]: which extents may differ from the peer.
+//! - [`meta`]: the metadata file's two checksummed slots.
+//! - [`wire`]: the replication link's frames.
+
+pub mod dirtymap;
+pub mod gi;
+pub mod meta;
+pub mod wire;
