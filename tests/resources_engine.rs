@@ -377,3 +377,25 @@ fn a_start_in_flight_counts_as_holding_the_group() {
     // The start may already have brought it up: the peer must not start it too.
     assert_eq!(d.e.holding(), pairbeat::policy::Holding::Running);
 }
+
+/// A periodic monitor in flight leaves the group settled (the peer's status and
+/// auto_failback read `settled` from the advert; it must not flicker), while a
+/// start in flight does not.
+#[test]
+fn a_monitor_in_flight_leaves_the_group_settled() {
+    let g = group(vec![rsc("a", OnFail::Restart)]);
+    let mut d = Drive::new(&g);
+    d.target(Target::Active);
+    d.answer(Outcome::NotRunning);
+    assert_eq!(d.pending.as_ref().map(|r| r.action), Some(Action::Start));
+    assert!(!d.e.is_settled(), "a start in flight is not settled");
+    d.settle(Outcome::NotRunning);
+    assert!(d.e.is_settled());
+    d.advance(Duration::from_secs(11));
+    assert!(
+        matches!(d.pending.as_ref().map(|r| r.action), Some(Action::Monitor { .. })),
+        "{:?}",
+        d.log
+    );
+    assert!(d.e.is_settled(), "a monitor in flight changes nothing");
+}

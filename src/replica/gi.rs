@@ -59,6 +59,14 @@ impl Gi {
         true
     }
 
+    /// A forced new generation (`primary --force`): the old current becomes the
+    /// bitmap UUID whatever it held, as DRBD's forced promotion does.
+    pub fn force_new_current(&mut self, fresh: u64, primary: bool) {
+        self.bitmap = self.current & !UUID_PRIMARY;
+        self.current = fresh & !UUID_PRIMARY;
+        self.set_primary_bit(primary);
+    }
+
     /// Start of a resync on the source: the bitmap UUID moves to history and a new
     /// one derived from it (see [`UUID_NEW_BM_OFFSET`]) takes its place. Returns the
     /// sync UUID the target adopts as its current.

@@ -5,8 +5,10 @@
 //! - [`dirtymap`]: which extents may differ from the peer.
 //! - [`meta`]: the metadata file's two checksummed slots.
 //! - [`wire`]: the replication link's frames.
+//! - [`state`]: one replica's state machine (data path, handshake, resync, peer loss).
 
 pub mod dirtymap;
 pub mod gi;
 pub mod meta;
+pub mod state;
 pub mod wire;

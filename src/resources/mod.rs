@@ -341,9 +341,13 @@ impl Engine {
         }
     }
 
-    /// No operation running and every resource where the target wants it.
+    /// Every resource where the target wants it, and no operation that changes
+    /// that (start, stop, promote, demote, probe) running. A periodic monitor does
+    /// not unsettle the group: otherwise the advert, and with it the peer's status
+    /// ("owner") and auto_failback, would flicker at every monitor.
     pub fn is_settled(&self) -> bool {
-        self.inflight.is_none() && self.settled
+        let changing = matches!(self.inflight, Some((_, _, a)) if !matches!(a, Action::Monitor { .. }));
+        self.settled && !changing
     }
 
     /// Every resource is up (started or promoted); false for an empty group.

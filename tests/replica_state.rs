@@ -1,0 +1,308 @@
+//! Directed cases of the replica's state machine, each one rule of the data path
+//! or of promotion, driven through its public inputs (the simulation in
+//! sim_replica.rs covers them at random; these say them one at a time).
+
+use std::time::{Duration, Instant};
+
+use pairbeat::replica::gi::DiskState;
+use pairbeat::replica::meta::{Flags, Meta};
+use pairbeat::replica::state::{Command, Conn, DiskOp, Effect, Fencing, OutdateRc, Replica, Reply, Request, Settings};
+use pairbeat::replica::wire::Frame;
+
+fn settings(fencing: Fencing) -> Settings {
+    Settings {
+        me: 0,
+        fencing,
+        timeout: Duration::from_millis(200),
+        ping_interval: Duration::from_millis(100),
+        resync_rate: 0,
+        al_interval: Duration::from_secs(5),
+        chunk: 4096,
+        window: 16384,
+        salt: 42,
+    }
+}
+
+fn meta(flags: u32) -> Meta {
+    let mut m = Meta::create([1; 16], 64 * 1024, 4096, 0);
+    m.flags = Flags(flags);
+    m.gi.current = 0xAB00;
+    m
+}
+
+fn effects(r: &mut Replica) -> Vec<Effect> {
+    std::iter::from_fn(|| r.poll_effect()).collect()
+}
+
+/// Answers every disk operation at once, returning the other effects.
+fn run_disk(r: &mut Replica, now: Instant) -> Vec<Effect> {
+    let mut rest = Vec::new();
+    loop {
+        let batch = effects(r);
+        if batch.is_empty() {
+            return rest;
+        }
+        for e in batch {
+            match e {
+                Effect::Disk { io, op } => {
+                    let data = match op {
+                        DiskOp::Read { len, .. } => Some(vec![0; len as usize]),
+                        _ => None,
+                    };
+                    r.handle_io(now, io, Ok(data));
+                }
+                other => rest.push(other),
+            }
+        }
+    }
+}
+
+fn up_to_date() -> u32 {
+    Flags::CONSISTENT | Flags::WAS_UP_TO_DATE | Flags::PEER_OUTDATED
+}
+
+#[test]
+fn a_write_is_answered_only_when_local_and_peer_both_have_it() {
+    let now = Instant::now();
+    let mut r = Replica::new(settings(Fencing::ResourceOnly), meta(up_to_date()), now);
+    r.handle_command(
+        now,
+        1,
+        Command::Promote {
+            force: false,
+            new_data: false,
+        },
+    );
+    let out = run_disk(&mut r, now);
+    assert!(
+        out.iter().any(|e| matches!(e, Effect::Done { cmd: 1, result: Ok(_) })),
+        "{out:?}"
+    );
+    // Connect to a Secondary peer with the same generation: no resync.
+    r.handle_connected(now);
+    let mut peer_state = match effects(&mut r).into_iter().find_map(|e| match e {
+        Effect::Send {
+            frame: Frame::State(s), ..
+        } => Some(s),
+        _ => None,
+    }) {
+        Some(s) => s,
+        None => panic!("no STATE sent at connect"),
+    };
+    peer_state.primary = false;
+    peer_state.gi.current &= !1;
+    r.handle_frame(now, 1, Frame::State(peer_state));
+    r.handle_frame(now, 2, Frame::DirtyMap { bytes: vec![0; 2] });
+    let out = run_disk(&mut r, now);
+    let decision = out
+        .iter()
+        .find_map(|e| match e {
+            Effect::Send {
+                frame: Frame::Decision { code, rule, .. },
+                ..
+            } => Some((*code, *rule)),
+            _ => None,
+        })
+        .expect("a DECISION");
+    r.handle_frame(
+        now,
+        3,
+        Frame::Decision {
+            rule: decision.1,
+            code: -decision.0,
+            sync_uuid: 0,
+        },
+    );
+    run_disk(&mut r, now);
+    assert_eq!(r.conn(), Conn::Connected);
+
+    r.handle_request(
+        now,
+        7,
+        Request::Write {
+            offset: 0,
+            data: vec![9; 512],
+        },
+    );
+    let out = run_disk(&mut r, now);
+    let seq = out
+        .iter()
+        .find_map(|e| match e {
+            Effect::Send {
+                seq,
+                frame: Frame::Write { .. },
+            } => Some(*seq),
+            _ => None,
+        })
+        .expect("the write goes to the peer");
+    assert!(
+        !out.iter().any(|e| matches!(e, Effect::Reply { req: 7, .. })),
+        "answered before the peer acknowledged: {out:?}"
+    );
+    r.handle_frame(now, seq, Frame::WriteAck);
+    let out = effects(&mut r);
+    assert!(
+        out.contains(&Effect::Reply {
+            req: 7,
+            reply: Reply::Written(512)
+        }),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn promotion_refuses_stale_data_and_says_why() {
+    let now = Instant::now();
+    for (flags, why) in [(0, "Inconsistent"), (Flags::CONSISTENT, "Outdated")] {
+        let mut r = Replica::new(settings(Fencing::ResourceOnly), meta(flags), now);
+        r.handle_command(
+            now,
+            1,
+            Command::Promote {
+                force: false,
+                new_data: false,
+            },
+        );
+        let out = run_disk(&mut r, now);
+        let err = out
+            .iter()
+            .find_map(|e| match e {
+                Effect::Done { result: Err(e), .. } => Some(e.clone()),
+                _ => None,
+            })
+            .expect("refused");
+        assert!(err.contains(why), "{err}");
+        assert!(!r.is_primary() && r.promotion_score().is_none());
+    }
+    // Consistent: the peer must be shown outdated first; unreachable is not enough.
+    let mut r = Replica::new(
+        settings(Fencing::ResourceOnly),
+        meta(Flags::CONSISTENT | Flags::WAS_UP_TO_DATE),
+        now,
+    );
+    assert_eq!((r.status().disk, r.promotion_score()), (DiskState::Consistent, Some(0)));
+    r.handle_command(
+        now,
+        2,
+        Command::Promote {
+            force: false,
+            new_data: false,
+        },
+    );
+    assert!(run_disk(&mut r, now)
+        .iter()
+        .any(|e| matches!(e, Effect::OutdatePeer { .. })));
+    r.handle_outdate_rc(now, OutdateRc::Unreachable);
+    let out = run_disk(&mut r, now);
+    assert!(
+        out.iter()
+            .any(|e| matches!(e, Effect::Done { cmd: 2, result: Err(m) } if m.contains("did not confirm"))),
+        "{out:?}"
+    );
+    // A fenced peer does not make Consistent data up to date either (stricter than DRBD).
+    r.handle_command(
+        now,
+        3,
+        Command::Promote {
+            force: false,
+            new_data: false,
+        },
+    );
+    run_disk(&mut r, now);
+    r.handle_outdate_rc(now, OutdateRc::Fenced);
+    assert!(!r.is_primary());
+    // The peer persisted Outdated: now it may.
+    r.handle_command(
+        now,
+        4,
+        Command::Promote {
+            force: false,
+            new_data: false,
+        },
+    );
+    run_disk(&mut r, now);
+    r.handle_outdate_rc(now, OutdateRc::Outdated);
+    let out = run_disk(&mut r, now);
+    assert!(
+        out.iter().any(|e| matches!(e, Effect::Done { cmd: 4, result: Ok(_) })),
+        "{out:?}"
+    );
+    assert!(r.is_primary());
+    // Promoted while disconnected: a new generation, the old one kept as the bitmap UUID.
+    assert_eq!(r.meta().gi.bitmap, 0xAB00);
+    assert_eq!(r.meta().gi.current & 1, 1);
+}
+
+#[test]
+fn a_primary_that_loses_its_peer_answers_nothing_until_the_peer_is_outdated() {
+    let now = Instant::now();
+    let mut r = Replica::new(settings(Fencing::ResourceAndStonith), meta(up_to_date()), now);
+    r.handle_command(
+        now,
+        1,
+        Command::Promote {
+            force: false,
+            new_data: false,
+        },
+    );
+    run_disk(&mut r, now);
+    // Connected (as in the first test, compressed), a write in flight, then the link goes.
+    r.handle_connected(now);
+    let st = effects(&mut r)
+        .into_iter()
+        .find_map(|e| match e {
+            Effect::Send {
+                frame: Frame::State(s), ..
+            } => Some(s),
+            _ => None,
+        })
+        .unwrap();
+    let peer = pairbeat::replica::wire::State { primary: false, ..st };
+    r.handle_frame(now, 1, Frame::State(peer));
+    r.handle_frame(now, 2, Frame::DirtyMap { bytes: vec![0; 2] });
+    run_disk(&mut r, now);
+    r.handle_frame(
+        now,
+        3,
+        Frame::Decision {
+            rule: 40,
+            code: 0,
+            sync_uuid: 0,
+        },
+    );
+    run_disk(&mut r, now);
+    r.handle_request(
+        now,
+        5,
+        Request::Write {
+            offset: 4096,
+            data: vec![1; 512],
+        },
+    );
+    run_disk(&mut r, now);
+    r.handle_disconnected(now, "link down");
+    let out = run_disk(&mut r, now);
+    assert!(out.iter().any(|e| matches!(e, Effect::OutdatePeer { .. })), "{out:?}");
+    assert!(
+        !out.iter().any(|e| matches!(e, Effect::Reply { .. })),
+        "answered while frozen: {out:?}"
+    );
+    assert!(r.status().frozen);
+    // resource-and-stonith: an unreachable peer keeps I/O frozen.
+    r.handle_outdate_rc(now, OutdateRc::Unreachable);
+    assert!(!run_disk(&mut r, now).iter().any(|e| matches!(e, Effect::Reply { .. })));
+    assert!(r.status().frozen);
+    // The operator overrides: a new generation is persisted before the answer.
+    let before = r.meta().gi;
+    r.handle_command(now, 9, Command::ResumeIo);
+    let out = run_disk(&mut r, now);
+    assert!(
+        out.contains(&Effect::Reply {
+            req: 5,
+            reply: Reply::Written(512)
+        }),
+        "{out:?}"
+    );
+    assert_ne!(r.meta().gi.current, before.current);
+    assert_eq!(r.meta().gi.bitmap & !1, before.current & !1);
+}
