@@ -15,6 +15,7 @@ pub mod import;
 mod parse;
 mod protect;
 pub mod raw;
+pub mod replica;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -59,6 +60,8 @@ pub struct Config {
     pub fence: Option<Fence>,
     pub group: Group,
     pub daemon: DaemonSettings,
+    /// Replicated disks served by pairbeat-replicad (`[[replica]]`).
+    pub replicas: Vec<replica::ReplicaConfig>,
 }
 
 impl Config {

@@ -28,6 +28,7 @@ pub struct RawConfig {
     pub fence: S<RawFence>,
     pub group: S<RawGroup>,
     pub daemon: S<RawDaemon>,
+    pub replica: S<Vec<Spanned<RawReplica>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -158,4 +159,25 @@ pub struct RawDaemon {
     pub log_level: S<String>,
     pub realtime: S<bool>,
     pub ocf_root: S<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReplica {
+    pub name: S<String>,
+    pub backing: S<String>,
+    pub meta: S<String>,
+    /// `"10GiB"` or a number of bytes.
+    pub size: S<toml::Value>,
+    pub port: S<i64>,
+    /// Each node's address on the replication link, by node name.
+    pub address: S<BTreeMap<Spanned<String>, Spanned<String>>>,
+    pub fencing: S<String>,
+    pub timeout: S<toml::Value>,
+    pub ping_interval: S<toml::Value>,
+    pub outdate_timeout: S<toml::Value>,
+    pub resync_rate: S<toml::Value>,
+    pub extent: S<toml::Value>,
+    pub al_interval: S<toml::Value>,
+    pub io_watchdog: S<toml::Value>,
 }

@@ -107,6 +107,14 @@ pub fn validate(file: &SourceFile, parsed: Parsed, local_node: &str, diags: &mut
     let fence = super::protect::fence(&mut cx, raw.fence, nodes.as_ref());
     let group = group(&mut cx, raw.group);
     let daemon = daemon(&mut cx, raw.daemon);
+    let replicas = super::replica::replicas(
+        &mut cx,
+        raw.replica,
+        nodes.as_ref(),
+        auth.as_ref(),
+        fence.as_ref(),
+        tiebreak.as_ref(),
+    );
 
     Some(Config {
         path: file.path.clone(),
@@ -122,6 +130,7 @@ pub fn validate(file: &SourceFile, parsed: Parsed, local_node: &str, diags: &mut
         fence: fence?,
         group: group?,
         daemon: daemon?,
+        replicas: replicas?,
     })
 }
 
@@ -154,7 +163,7 @@ fn cluster(cx: &mut Ctx, raw: S<RawCluster>, top: &Range<usize>) -> Option<Strin
 
 const NAME_HELP: &str = "use letters, digits, `-`, `_` and `.`, starting with a letter or digit";
 
-fn valid_name(s: &str) -> bool {
+pub(super) fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
