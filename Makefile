@@ -6,7 +6,7 @@
 #                   shell script (scripts/lint), no cycle between modules (scripts/module-graph)
 #   make demo       a two-node lab on this machine: start, crash the active node, fail over
 #   make bench      the failover benchmark (BENCHMARKS.md)
-#   make install    binaries to /usr/sbin, agents to /usr/lib/ocf/resource.d/pairbeat,
+#   make install    binaries (pairbeatd, pairbeat, pairbeat-replicad) to /usr/sbin, agents to /usr/lib/ocf/resource.d/pairbeat,
 #                   sample config to /etc/pairbeat, systemd unit, SysV init script
 #                   (DESTDIR and PREFIX respected)
 
@@ -53,6 +53,7 @@ bench: setup build
 install: build
 	install -D -m 0755 target/release/pairbeatd $(DESTDIR)$(SBINDIR)/pairbeatd
 	install -D -m 0755 target/release/pairbeat $(DESTDIR)$(SBINDIR)/pairbeat
+	install -D -m 0755 target/release/pairbeat-replicad $(DESTDIR)$(SBINDIR)/pairbeat-replicad
 	install -d -m 0755 $(DESTDIR)$(OCFDIR)
 	for a in agents/*; do \
 		case "$$a" in *.md) continue;; esac; \
@@ -64,11 +65,12 @@ install: build
 	[ -e $(DESTDIR)$(CONFDIR)/pairbeat.toml ] || install -m 0600 etc/pairbeat.toml $(DESTDIR)$(CONFDIR)/pairbeat.toml
 	[ -e $(DESTDIR)$(CONFDIR)/authkeys ] || install -m 0600 etc/authkeys $(DESTDIR)$(CONFDIR)/authkeys
 	install -D -m 0644 etc/pairbeatd.service $(DESTDIR)$(UNITDIR)/pairbeatd.service
+	install -D -m 0644 etc/pairbeat-replicad@.service $(DESTDIR)$(UNITDIR)/pairbeat-replicad@.service
 	install -D -m 0755 etc/init.d/pairbeat $(DESTDIR)$(INITDIR)/pairbeat
 
 uninstall:
-	rm -f $(DESTDIR)$(SBINDIR)/pairbeatd $(DESTDIR)$(SBINDIR)/pairbeat $(DESTDIR)$(CONFDIR)/pairbeat.toml.sample
-	rm -f $(DESTDIR)$(UNITDIR)/pairbeatd.service $(DESTDIR)$(INITDIR)/pairbeat
+	rm -f $(DESTDIR)$(SBINDIR)/pairbeatd $(DESTDIR)$(SBINDIR)/pairbeat $(DESTDIR)$(SBINDIR)/pairbeat-replicad $(DESTDIR)$(CONFDIR)/pairbeat.toml.sample
+	rm -f $(DESTDIR)$(UNITDIR)/pairbeatd.service $(DESTDIR)$(UNITDIR)/pairbeat-replicad@.service $(DESTDIR)$(INITDIR)/pairbeat
 	for a in agents/*; do rm -f $(DESTDIR)$(OCFDIR)/$$(basename "$$a"); done
 
 clean:

@@ -23,6 +23,8 @@
 //! - [`fence`]: the fencing device (through `child`) and the tie-break probes.
 //! - [`control`]: the unix-socket protocol between CLI and daemon, the status model, renderers.
 //! - [`daemon`]: the tokio shell around the node: sockets, signals, the timer.
+//! - [`replicad`]: the shell around one replica (pairbeat-replicad): disk thread,
+//!   replication link, control socket.
 //! - [`logging`]: the log backend chosen by `[daemon] log`.
 //!
 //! `scripts/module-graph` (part of `make lint`) fails if the top-level modules ever
@@ -41,6 +43,7 @@ pub mod node;
 pub mod policy;
 pub mod reach;
 pub mod replica;
+pub mod replicad;
 pub mod resources;
 pub mod role;
 pub mod split_brain;

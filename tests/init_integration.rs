@@ -140,3 +140,56 @@ fn the_systemd_unit_says_what_the_daemon_does() {
         );
     }
 }
+
+#[test]
+fn the_replicad_template_unit_runs_one_daemon_per_replica() {
+    let unit =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/pairbeat-replicad@.service")).unwrap();
+    for line in [
+        "ExecStart=/usr/sbin/pairbeat-replicad -c /etc/pairbeat/pairbeat.toml %i",
+        "RestartPreventExitStatus=78",
+        "Before=pairbeatd.service",
+        "KillMode=process",
+    ] {
+        assert!(
+            unit.lines().any(|l| l.starts_with(line)),
+            "{line} missing from the unit"
+        );
+    }
+}
+
+/// A replica that is not configured, or whose metadata was never created, can never
+/// start: EX_CONFIG (78), which the unit does not restart, and a message saying how
+/// to fix it.
+#[test]
+fn replicad_refuses_what_can_never_work_with_exit_78_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("authkeys");
+    std::fs::write(&keys, "auth 1\n1 sha256 s3cret\n").unwrap();
+    std::fs::set_permissions(&keys, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let conf = dir.path().join("pairbeat.toml");
+    let text = format!(
+        "[cluster]\nname = \"c\"\n[[node]]\nname = \"alpha\"\n[[node]]\nname = \"bravo\"\n[[link]]\nkind = \"ucast\"\ninterface = \"lo\"\naddress.alpha = \"127.0.0.1\"\naddress.bravo = \"127.0.0.2\"\n[timing]\nkeepalive = \"1s\"\ndeadtime = \"10s\"\n[auth]\nauthkeys = \"{}\"\n[daemon]\nsocket = \"{}\"\n[[replica]]\nname = \"r0\"\nbacking = \"{}\"\nsize = \"1MiB\"\naddress.alpha = \"127.0.0.1\"\naddress.bravo = \"127.0.0.2\"\n",
+        keys.display(),
+        dir.path().join("pb.sock").display(),
+        dir.path().join("r0.img").display()
+    );
+    std::fs::write(&conf, text).unwrap();
+    std::fs::set_permissions(&conf, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let run = |name: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_pairbeat-replicad"))
+            .args(["-c", conf.to_str().unwrap(), "--node", "alpha", name])
+            .output()
+            .unwrap()
+    };
+    let out = run("r9");
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no [[replica]] named `r9` (configured: r0)"));
+    let out = run("r0");
+    assert_eq!(out.status.code(), Some(78));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("pairbeat replica create r0"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

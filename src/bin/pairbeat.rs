@@ -65,6 +65,57 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Operate a replicated disk ([[replica]] in pairbeat.toml) through its pairbeat-replicad.
+    Replica {
+        /// Configuration file (names the replicas and where their daemons listen).
+        #[arg(short = 'c', long = "config", default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// This node's name in the configuration (default: the hostname).
+        #[arg(long)]
+        node: Option<String>,
+        #[command(subcommand)]
+        command: ReplicaCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReplicaCommand {
+    /// Create the metadata (and a sparse image if the backing file is missing); no daemon needed.
+    Create {
+        name: String,
+        /// Start over even if metadata exists (this node's data then resyncs from the peer).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Promote to Primary. Refused for data that is not provably up to date.
+    Primary {
+        name: String,
+        /// The operator asserts this node's data is the truth (a full resync to the peer follows).
+        #[arg(long, conflicts_with = "new_data")]
+        force: bool,
+        /// Both replicas are freshly created, zeroed and connected: start them in sync.
+        #[arg(long)]
+        new_data: bool,
+    },
+    /// Demote to Secondary (refused while the device is in use).
+    Secondary { name: String },
+    /// Role, disk states, connection, out-of-sync bytes, resync progress, generations.
+    Status {
+        /// One replica (all configured ones without it).
+        name: Option<String>,
+        #[arg(long = "output-as", value_enum, default_value_t = Format::Text)]
+        output_as: Format,
+    },
+    /// Set the resync rate now (bytes per second, "50MiB" etc.).
+    ResyncRate { name: String, rate: String },
+    /// Give up this node's data at the next split-brain handshake (it becomes SyncTarget).
+    DiscardMyData { name: String },
+    /// Persist Outdated on this node (what the peer's pairbeatd asks when it lost this node).
+    Outdate { name: String },
+    /// Operator override: resume I/O frozen by the fencing policy.
+    ResumeIo { name: String },
+    /// Try the replication link again after StandAlone.
+    Connect { name: String },
 }
 
 #[derive(Subcommand)]
@@ -106,6 +157,7 @@ const EXIT_NO_DAEMON: u8 = 69;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Replica { config, node, command } => replica(&config, node.as_deref(), command),
         Command::Status {
             output_as,
             attributes,
@@ -248,6 +300,136 @@ fn run_import(input: import::ImportInput) -> ExitCode {
         Err(diags) => {
             eprint!("{diags}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn replica(file: &std::path::Path, node: Option<&str>, command: ReplicaCommand) -> ExitCode {
+    use pairbeat::replicad::control::{self, Request as R};
+    let (config, _) = match config::load(file, node) {
+        Ok(ok) => ok,
+        Err(diags) => {
+            eprint!("{}", diags.report(file));
+            return ExitCode::FAILURE;
+        }
+    };
+    let find = |name: &str| {
+        config.replicas.iter().find(|r| r.name == name).ok_or_else(|| {
+            let known: Vec<&str> = config.replicas.iter().map(|r| r.name.as_str()).collect();
+            format!(
+                "{}: no [[replica]] named `{name}` (configured: {})",
+                file.display(),
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            )
+        })
+    };
+    let ask = |name: &str, req: R| -> ExitCode {
+        if let Err(e) = find(name) {
+            eprintln!("pairbeat: {e}");
+            return ExitCode::FAILURE;
+        }
+        match control::request(&pairbeat::replicad::socket_path(&config, name), &req) {
+            Ok(a) if a.ok => {
+                if let Some(m) = a.message {
+                    println!("{name}: {m}");
+                }
+                ExitCode::SUCCESS
+            }
+            Ok(a) => {
+                eprintln!("pairbeat: {name}: {}", a.error.unwrap_or_else(|| "refused".into()));
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("pairbeat: {e}");
+                ExitCode::from(EXIT_NO_DAEMON)
+            }
+        }
+    };
+    match command {
+        ReplicaCommand::Create { name, force } => {
+            match find(&name).and_then(|r| pairbeat::replicad::create::create(&config, r, force)) {
+                Ok(m) => {
+                    println!("{m}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("pairbeat: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        ReplicaCommand::Primary { name, force, new_data } => ask(&name, R::Primary { force, new_data }),
+        ReplicaCommand::Secondary { name } => ask(&name, R::Secondary),
+        ReplicaCommand::DiscardMyData { name } => ask(&name, R::DiscardMyData),
+        ReplicaCommand::Outdate { name } => ask(&name, R::Outdate),
+        ReplicaCommand::ResumeIo { name } => ask(&name, R::ResumeIo),
+        ReplicaCommand::Connect { name } => ask(&name, R::Connect),
+        ReplicaCommand::ResyncRate { name, rate } => match parse_size::parse_size(rate.trim()) {
+            Ok(b) => ask(&name, R::ResyncRate { bytes_per_second: b }),
+            Err(_) => {
+                eprintln!("pairbeat: `{rate}` is not a rate: write e.g. 50MiB (per second) or a number of bytes");
+                ExitCode::FAILURE
+            }
+        },
+        ReplicaCommand::Status { name, output_as } => {
+            let names: Vec<String> = match name {
+                Some(n) => vec![n],
+                None => config.replicas.iter().map(|r| r.name.clone()).collect(),
+            };
+            if names.is_empty() {
+                eprintln!("pairbeat: {}: no [[replica]] configured", file.display());
+                return ExitCode::FAILURE;
+            }
+            let mut all = Vec::new();
+            let mut code = ExitCode::SUCCESS;
+            for n in &names {
+                if let Err(e) = find(n) {
+                    eprintln!("pairbeat: {e}");
+                    return ExitCode::FAILURE;
+                }
+                match control::request(&pairbeat::replicad::socket_path(&config, n), &R::Status) {
+                    Ok(control::Answer { status: Some(s), .. }) => all.push(s),
+                    Ok(a) => {
+                        eprintln!("pairbeat: {n}: {}", a.error.unwrap_or_default());
+                        code = ExitCode::FAILURE;
+                    }
+                    Err(e) => {
+                        eprintln!("pairbeat: {e}");
+                        code = ExitCode::from(EXIT_NO_DAEMON);
+                    }
+                }
+            }
+            match output_as {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&all).expect("status serializes")),
+                Format::Xml => {
+                    #[derive(serde::Serialize)]
+                    struct Replicas {
+                        replica: Vec<control::ReplicaStatus>,
+                    }
+                    match quick_xml::se::to_string_with_root("pairbeat-replicas", &Replicas { replica: all }) {
+                        Ok(x) => println!("<?xml version=\"1.0\"?>\n{x}"),
+                        Err(e) => {
+                            eprintln!("pairbeat: {e}");
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                }
+                Format::Text => {
+                    for s in &all {
+                        println!("{}", s.line());
+                        println!(
+                            "  generations {}  promotion score {}",
+                            s.generations,
+                            s.promotion_score.map_or("none".into(), |p| p.to_string())
+                        );
+                    }
+                }
+            }
+            code
         }
     }
 }

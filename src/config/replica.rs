@@ -44,11 +44,15 @@ pub struct ReplicaConfig {
     pub io_watchdog: Duration,
 }
 
-impl ReplicaConfig {
-    /// Where the replica's control socket and published device live.
-    pub fn run_dir() -> PathBuf {
-        PathBuf::from("/run/pairbeat/replica")
-    }
+/// Where the replicas' control sockets (and published devices) live: `replica/`
+/// beside pairbeatd's control socket, `/run/pairbeat/replica` by default.
+pub fn run_dir(config: &super::Config) -> PathBuf {
+    config
+        .daemon
+        .socket
+        .parent()
+        .map_or_else(|| PathBuf::from("/run/pairbeat"), PathBuf::from)
+        .join("replica")
 }
 
 pub const DEFAULT_PORT: u16 = 7789;

@@ -5,10 +5,12 @@
 //! - [`dirtymap`]: which extents may differ from the peer.
 //! - [`meta`]: the metadata file's two checksummed slots.
 //! - [`wire`]: the replication link's frames.
+//! - [`hello`]: what the link's HELLO must agree on and what AUTH's HMAC covers.
 //! - [`state`]: one replica's state machine (data path, handshake, resync, peer loss).
 
 pub mod dirtymap;
 pub mod gi;
+pub mod hello;
 pub mod meta;
 pub mod state;
 pub mod wire;

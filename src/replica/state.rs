@@ -1391,7 +1391,11 @@ impl Replica {
                 }
             }
             Then::Connected => {
-                if self.conn == Conn::SyncTarget {
+                if self.conn == Conn::Connected {
+                    // `--new-data` on the peer: both start from the same generation.
+                    self.send(Frame::State(self.state_frame()));
+                    self.note_info("in sync with the peer (new data): UpToDate");
+                } else if self.conn == Conn::SyncTarget {
                     self.conn = Conn::Connected;
                     self.send(Frame::State(self.state_frame()));
                     self.note_info("resync finished: UpToDate");

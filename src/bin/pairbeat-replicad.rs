@@ -1,0 +1,66 @@
+//! `pairbeat-replicad`: serves one replicated disk (`[[replica]]` NAME in
+//! pairbeat.toml). Runs in the foreground; the systemd unit
+//! `pairbeat-replicad@NAME.service` runs one per disk. It keeps serving while
+//! pairbeatd restarts or is upgraded.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use pairbeat::config::{self, DEFAULT_CONFIG_PATH};
+
+#[derive(Parser)]
+#[command(
+    name = "pairbeat-replicad",
+    version,
+    about = "pairbeat replicated disk daemon (one per [[replica]])"
+)]
+struct Args {
+    /// Configuration file.
+    #[arg(short = 'c', long = "config", default_value = DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+    /// This node's name in the configuration (default: the hostname, as `uname -n`).
+    #[arg(long)]
+    node: Option<String>,
+    /// The replica to serve: a `name` of a [[replica]] section.
+    name: String,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let (config, warnings) = match config::load(&args.config, args.node.as_deref()) {
+        Ok(ok) => ok,
+        Err(diags) => {
+            eprint!("{}", diags.report(&args.config));
+            // EX_CONFIG: systemd's RestartPreventExitStatus stops the restart loop.
+            return ExitCode::from(78);
+        }
+    };
+    if !warnings.items.is_empty() {
+        eprint!("{warnings}");
+    }
+    if let Err(e) = pairbeat::logging::init(&config.daemon.log, config.daemon.log_level, "pairbeat-replicad") {
+        eprintln!("pairbeat-replicad: {e}");
+        return ExitCode::from(71);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("pairbeat-replicad: cannot start the runtime: {e}");
+            return ExitCode::from(71);
+        }
+    };
+    let opts = pairbeat::replicad::Options {
+        config,
+        name: args.name,
+        volatile: std::env::var_os("PAIRBEAT_REPLICA_VOLATILE").is_some_and(|v| v == "1"),
+    };
+    match runtime.block_on(pairbeat::replicad::run(opts)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            eprintln!("pairbeat-replicad: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

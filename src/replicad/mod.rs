@@ -1,0 +1,296 @@
+//! `pairbeat-replicad`: the shell around one replica's pure core
+//! (`crate::replica::state::Replica`).
+//!
+//! One process per replicated disk. It owns the I/O: the disk thread (backing image
+//! and metadata file, operations in order), the replication link (TCP: the node
+//! listed first in `[cluster]` connects, the other listens; HELLO and AUTH before
+//! anything else), the control socket `replica/NAME.sock` beside pairbeatd's (by
+//! default `/run/pairbeat/replica/NAME.sock`) that the
+//! `pairbeat replica` commands and the agents speak to, and the one timer. The core
+//! decides; this loop hands it each input with the monotonic clock and carries out
+//! every effect in order.
+//!
+//! Not here yet: the block device (FUSE file + loop device, published as
+//! `/run/pairbeat/replica/NAME.dev`), the supervisor's hung-worker watchdog, and
+//! the outdate relay through pairbeatd (until then an outdate request is answered
+//! "peer unreachable", which keeps a Consistent disk from being promoted and lets
+//! `resource-only` resume as DRBD does).
+
+pub mod control;
+pub mod create;
+pub mod disk;
+mod link;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use tokio::net::UnixListener;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::replica::ReplicaConfig;
+use crate::config::Config;
+use crate::replica::state::{CmdId, Command, DiskOp, Effect, IoId, OutdateRc, Replica, Settings};
+use crate::replica::wire::{self, Frame};
+use control::{Answer, ReplicaStatus, Request};
+
+/// What the worker is woken by.
+enum Wake {
+    Disk(disk::Done),
+    Link(link::Event),
+    Control(Request, oneshot::Sender<Answer>),
+    Timer,
+    Stop,
+}
+
+pub struct Options {
+    pub config: Config,
+    pub name: String,
+    /// Test-only: writes since the last flush are lost at a kill (PAIRBEAT_REPLICA_VOLATILE=1).
+    pub volatile: bool,
+}
+
+/// The replica's settings for the core, from its config section.
+pub fn settings(config: &Config, r: &ReplicaConfig) -> Settings {
+    Settings {
+        me: config.local as u32,
+        fencing: r.fencing,
+        timeout: r.timeout,
+        ping_interval: r.ping_interval,
+        resync_rate: r.resync_rate,
+        al_interval: r.al_interval,
+        chunk: 1 << 20,
+        window: 8 << 20,
+        salt: rand_u64(),
+    }
+}
+
+fn rand_u64() -> u64 {
+    let mut b = [0u8; 8];
+    getrandom(&mut b);
+    u64::from_le_bytes(b)
+}
+
+/// Fills `b` from the kernel's random source.
+pub(crate) fn getrandom(b: &mut [u8]) {
+    // /dev/urandom never blocks once the system is up, and needs no extra crate.
+    use std::io::Read;
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = f.read_exact(b);
+    }
+}
+
+/// The control socket of replica `name`.
+pub fn socket_path(config: &Config, name: &str) -> PathBuf {
+    crate::config::replica::run_dir(config).join(format!("{name}.sock"))
+}
+
+/// Why the daemon could not run, with its exit status.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration or the metadata can never work as they are (EX_CONFIG, 78:
+    /// systemd does not restart it).
+    #[error("{0}")]
+    Config(String),
+    /// Something of the host's failed and may pass (EX_OSERR, 71).
+    #[error("{0}")]
+    Os(String),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Config(_) => 78,
+            Error::Os(_) => 71,
+        }
+    }
+}
+
+/// Runs until SIGTERM or SIGINT.
+pub async fn run(opts: Options) -> Result<(), Error> {
+    inner(opts).await
+}
+
+async fn inner(opts: Options) -> Result<(), Error> {
+    let Options { config, name, volatile } = opts;
+    let Some(r) = config.replicas.iter().find(|r| r.name == name).cloned() else {
+        let known: Vec<&str> = config.replicas.iter().map(|r| r.name.as_str()).collect();
+        return Err(Error::Config(format!(
+            "{}: no [[replica]] named `{name}` (configured: {})",
+            config.path.display(),
+            if known.is_empty() {
+                "none".into()
+            } else {
+                known.join(", ")
+            }
+        )));
+    };
+    let meta = disk::read_meta(&r.meta)
+        .map_err(|e| Error::Config(format!("{e}; create it with `pairbeat replica create {name}`")))?;
+    let expected = create::resource_of(&config, &r);
+    if meta.resource != expected || meta.size != r.size || meta.extent != r.extent {
+        return Err(Error::Config(format!(
+            "{}: the metadata belongs to another replica (resource, size or extent differ from [[replica]] `{name}`); re-create it with `pairbeat replica create {name} --force`",
+            r.meta.display()
+        )));
+    }
+    let now = Instant::now();
+    let mut replica = Replica::new(settings(&config, &r), meta, now);
+
+    let (disk_tx, disk_rx) = std::sync::mpsc::channel::<(IoId, DiskOp)>();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    let d = disk::Disk::open(&r.backing, &r.meta, volatile).map_err(|e| {
+        Error::Os(format!(
+            "cannot open {} and {}: {e}",
+            r.backing.display(),
+            r.meta.display()
+        ))
+    })?;
+    std::thread::Builder::new()
+        .name(format!("disk-{name}"))
+        .spawn(move || d.serve(disk_rx, done_tx))
+        .map_err(|e| Error::Os(format!("cannot start the disk thread: {e}")))?;
+
+    let run_dir = crate::config::replica::run_dir(&config);
+    std::fs::create_dir_all(&run_dir).map_err(|e| Error::Os(format!("cannot create {}: {e}", run_dir.display())))?;
+    let sock = socket_path(&config, &name);
+    let _ = std::fs::remove_file(&sock);
+    let listener =
+        UnixListener::bind(&sock).map_err(|e| Error::Os(format!("cannot listen on {}: {e}", sock.display())))?;
+    std::fs::set_permissions(&sock, std::os::unix::fs::PermissionsExt::from_mode(0o600)).ok();
+    let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel();
+    tokio::spawn(control::serve(listener, ctl_tx));
+
+    let (link_tx, mut link_rx) = mpsc::unbounded_channel();
+    let mut link = link::Link::new(&config, &r, replica.meta(), link_tx);
+    let mut waiting: std::collections::BTreeMap<CmdId, oneshot::Sender<Answer>> = Default::default();
+    let mut next_cmd: CmdId = 1;
+    let signal = |k| tokio::signal::unix::signal(k).map_err(|e| Error::Os(format!("signals: {e}")));
+    let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = signal(tokio::signal::unix::SignalKind::interrupt())?;
+    log::info!(
+        "pairbeat-replicad {}: replica {name}, {} bytes, {} on {}, peer {}:{}",
+        env!("CARGO_PKG_VERSION"),
+        r.size,
+        replica.status().disk,
+        r.backing.display(),
+        r.address[1 - config.local],
+        r.port
+    );
+
+    loop {
+        link.want(replica.wants_connection(), replica.meta());
+        drain(&mut replica, &disk_tx, &mut link, &mut waiting);
+        let deadline = replica.poll_timeout();
+        let wake = tokio::select! {
+            Some(d) = done_rx.recv() => Wake::Disk(d),
+            Some(e) = link_rx.recv() => Wake::Link(e),
+            Some((req, answer)) = ctl_rx.recv() => Wake::Control(req, answer),
+            _ = sleep_until(deadline) => Wake::Timer,
+            _ = term.recv() => Wake::Stop,
+            _ = int.recv() => Wake::Stop,
+        };
+        let now = Instant::now();
+        match wake {
+            Wake::Disk((io, result)) => replica.handle_io(now, io, result),
+            Wake::Link(link::Event::Up(conn)) => {
+                if link.adopt(conn) {
+                    replica.handle_connected(now);
+                }
+            }
+            Wake::Link(link::Event::Frame(conn, env)) => {
+                if link.is_current(conn) {
+                    replica.handle_frame(now, env.seq, env.frame);
+                }
+            }
+            Wake::Link(link::Event::Down(conn, why)) => {
+                if link.drop_if_current(conn) {
+                    log::warn!("replication link down: {why}");
+                    replica.handle_disconnected(now, &why);
+                }
+            }
+            Wake::Control(req, answer) => {
+                let id = next_cmd;
+                next_cmd += 1;
+                match req.into_command(&name, &replica) {
+                    Ok(Some(cmd)) => {
+                        waiting.insert(id, answer);
+                        replica.handle_command(now, id, cmd);
+                    }
+                    Ok(None) => {
+                        let _ = answer.send(Answer::status(status(&name, &replica)));
+                    }
+                    Err(e) => {
+                        let _ = answer.send(Answer::error(e));
+                    }
+                }
+            }
+            Wake::Timer => replica.handle_timeout(now),
+            Wake::Stop => {
+                let id = next_cmd;
+                replica.handle_command(now, id, Command::Stop);
+                drain(&mut replica, &disk_tx, &mut link, &mut waiting);
+                link.flush().await;
+                log::info!("pairbeat-replicad: replica {name} stopped");
+                let _ = std::fs::remove_file(&sock);
+                return Ok(());
+            }
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Carries out every effect the core queued, in order.
+fn drain(
+    replica: &mut Replica,
+    disk: &std::sync::mpsc::Sender<(IoId, DiskOp)>,
+    link: &mut link::Link,
+    waiting: &mut std::collections::BTreeMap<CmdId, oneshot::Sender<Answer>>,
+) {
+    while let Some(e) = replica.poll_effect() {
+        match e {
+            Effect::Send { seq, frame } => link.send(wire::encode(seq, 0, &frame)),
+            Effect::Disk { io, op } => {
+                if disk.send((io, op)).is_err() {
+                    log::error!("the disk thread is gone");
+                }
+            }
+            // No block device yet: nothing issues requests.
+            Effect::Reply { .. } => {}
+            Effect::Disconnect { reason } => {
+                log::warn!("dropping the replication link: {reason}");
+                link.disconnect();
+            }
+            Effect::OutdatePeer { .. } => {
+                log::warn!(
+                    "outdate-peer: the relay through pairbeatd is not available yet; answering \"peer unreachable\""
+                );
+                replica.handle_outdate_rc(Instant::now(), OutdateRc::Unreachable);
+            }
+            Effect::Done { cmd, result } => {
+                if let Some(tx) = waiting.remove(&cmd) {
+                    let _ = tx.send(match result {
+                        Ok(m) => Answer::message(m),
+                        Err(e) => Answer::error(e),
+                    });
+                }
+            }
+            Effect::Log(n) => log::log!(n.level, "{}", n.text),
+        }
+    }
+}
+
+/// The status the control socket reports.
+pub fn status(name: &str, r: &Replica) -> ReplicaStatus {
+    ReplicaStatus::from_core(name, &r.status())
+}
+
+/// Frames a whole handshake frame for the link module.
+pub(crate) fn encode(frame: &Frame) -> Vec<u8> {
+    wire::encode(0, 0, frame)
+}
