@@ -2,8 +2,8 @@
 //! the replication link's HELLO/AUTH handshake, a fresh pair started in sync with
 //! `--new-data`, a planned switch of the Primary, a killed replicad that comes back
 //! and reconnects, and peers that are refused (wrong key, foreign resource) with a
-//! log line that says why. (The block device — FUSE and loop — is not served yet;
-//! the state the daemons report is what is checked.)
+//! log line that says why. The Primary's block device carries real ext4: a file
+//! written and synced on alpha reads back, by checksum, on bravo after the switch.
 
 mod common;
 
@@ -120,13 +120,58 @@ fn two_replicads_connect_start_in_sync_switch_roles_and_survive_a_kill() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // The Primary serves a block device: ext4 on it, a file written and synced.
+    let dev = status(&hosts[0]).unwrap().device.expect("a Primary serves a device");
+    assert!(dev.starts_with("/dev/loop"), "{dev}");
+    let link = net.path("alpha").join("replica").join("r0.dev");
+    assert_eq!(std::fs::read_link(&link).unwrap().to_str(), Some(dev.as_str()));
+    let mnt = net.path("alpha-mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let sh = |h: usize, cmd: &str| {
+        let out = net.exec(h, cmd);
+        assert!(
+            out.status.success(),
+            "`{cmd}`: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            net.logs()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    sh(0, &format!("mkfs.ext4 -q -F {}", link.display()));
+    sh(0, &format!("mount {} {}", link.display(), mnt.display()));
+    sh(
+        0,
+        &format!(
+            "head -c 1048576 /dev/urandom > {m}/data && sync -f {m}/data && sha256sum {m}/data > {m}/sum",
+            m = mnt.display()
+        ),
+    );
+    let sum = sh(0, &format!("sha256sum < {}/data", mnt.display()));
+    // Mounted: demotion is refused and says why.
+    let out = cli(&hosts[0].conf, 0, &["secondary", "r0"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("in use"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    sh(0, &format!("umount {}", mnt.display()));
+
     // A planned switch.
     assert!(cli(&hosts[0].conf, 0, &["secondary", "r0"]).status.success());
+    assert!(status(&hosts[0]).unwrap().device.is_none());
     let out = cli(&hosts[1].conf, 1, &["primary", "r0"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     until(&net, "bravo Primary, alpha sees it", Duration::from_secs(5), || {
         status(&hosts[0]).is_some_and(|s| s.peer_role.as_deref() == Some("Primary"))
     });
+    // bravo's copy holds what alpha wrote: replicated, protocol C.
+    let blink = net.path("bravo").join("replica").join("r0.dev");
+    let bmnt = net.path("bravo-mnt");
+    std::fs::create_dir_all(&bmnt).unwrap();
+    sh(1, &format!("mount {} {}", blink.display(), bmnt.display()));
+    assert_eq!(sh(1, &format!("sha256sum < {}/data", bmnt.display())), sum);
+    sh(1, &format!("umount {}", bmnt.display()));
 
     // kill -9 of alpha's replicad: bravo carries on; alpha comes back and reconnects.
     net.kill9(hosts[0].pid.unwrap());

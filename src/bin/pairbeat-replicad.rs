@@ -43,6 +43,11 @@ fn main() -> ExitCode {
         eprintln!("pairbeat-replicad: {e}");
         return ExitCode::from(71);
     }
+    // Before any thread starts: the FUSE mount is to be seen by no one but us.
+    if let Err(e) = pairbeat::replicad::device::private_mounts() {
+        eprintln!("pairbeat-replicad: cannot make a private mount namespace ({e}); it needs root (CAP_SYS_ADMIN)");
+        return ExitCode::from(71);
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

@@ -103,6 +103,9 @@ pub struct ReplicaStatus {
     pub split_brain_pending: bool,
     pub promotion_score: Option<u32>,
     pub last_handshake_rule: u32,
+    /// The loop device a Primary serves.
+    #[serde(default)]
+    pub device: Option<String>,
 }
 
 impl ReplicaStatus {
@@ -124,6 +127,7 @@ impl ReplicaStatus {
             split_brain_pending: s.split_brain_pending,
             promotion_score: s.promotion_score,
             last_handshake_rule: s.last_rule,
+            device: None,
         }
     }
 

@@ -10,14 +10,16 @@
 //! decides; this loop hands it each input with the monotonic clock and carries out
 //! every effect in order.
 //!
-//! Not here yet: the block device (FUSE file + loop device, published as
-//! `/run/pairbeat/replica/NAME.dev`), the supervisor's hung-worker watchdog, and
-//! the outdate relay through pairbeatd (until then an outdate request is answered
+//! A Primary serves the block device (`device`: a FUSE file seen only in this
+//! process's mount namespace, a loop device on it, the symlink `replica/NAME.dev`).
+//!
+//! Not here yet: the supervisor's hung-worker watchdog, and the outdate relay through pairbeatd (until then an outdate request is answered
 //! "peer unreachable", which keeps a Consistent disk from being promoted and lets
 //! `resource-only` resume as DRBD does).
 
 pub mod control;
 pub mod create;
+pub mod device;
 pub mod disk;
 mod link;
 
@@ -29,7 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::replica::ReplicaConfig;
 use crate::config::Config;
-use crate::replica::state::{CmdId, Command, DiskOp, Effect, IoId, OutdateRc, Replica, Settings};
+use crate::replica::state::{CmdId, Command, DiskOp, Effect, IoId, OutdateRc, Replica, ReqId, Settings};
 use crate::replica::wire::{self, Frame};
 use control::{Answer, ReplicaStatus, Request};
 
@@ -38,8 +40,33 @@ enum Wake {
     Disk(disk::Done),
     Link(link::Event),
     Control(Request, oneshot::Sender<Answer>),
+    Fuse(device::FuseRequest),
+    /// A device attached (for this promotion) or detached (for this demotion, or
+    /// for the stop), off the loop: the loop device's ioctls call back through FUSE,
+    /// which this loop must keep serving meanwhile.
+    Attached(CmdId, Result<device::Device, String>),
+    Detached(Option<CmdId>, Result<(), Box<(device::Device, String)>>),
     Timer,
     Stop,
+}
+
+/// What the loop keeps besides the core.
+struct Shell {
+    name: String,
+    size: u64,
+    run_dir: PathBuf,
+    disk: std::sync::mpsc::Sender<(IoId, DiskOp)>,
+    link: link::Link,
+    waiting: std::collections::BTreeMap<CmdId, oneshot::Sender<Answer>>,
+    /// The promotion whose device is attached once the core says Primary.
+    promoting: Option<CmdId>,
+    device: Option<device::Device>,
+    fuse_tx: mpsc::UnboundedSender<device::FuseRequest>,
+    pending: std::collections::BTreeMap<ReqId, device::Pending>,
+    next_req: ReqId,
+    dev_tx: mpsc::UnboundedSender<Wake>,
+    /// What a promotion said, kept while its device is attached.
+    attaching: Option<(CmdId, String)>,
 }
 
 pub struct Options {
@@ -161,8 +188,24 @@ async fn inner(opts: Options) -> Result<(), Error> {
     tokio::spawn(control::serve(listener, ctl_tx));
 
     let (link_tx, mut link_rx) = mpsc::unbounded_channel();
-    let mut link = link::Link::new(&config, &r, replica.meta(), link_tx);
-    let mut waiting: std::collections::BTreeMap<CmdId, oneshot::Sender<Answer>> = Default::default();
+    let (fuse_tx, mut fuse_rx) = mpsc::unbounded_channel();
+    let (dev_tx, mut dev_rx) = mpsc::unbounded_channel();
+    let mut sh = Shell {
+        name: name.clone(),
+        size: r.size,
+        run_dir,
+        disk: disk_tx,
+        link: link::Link::new(&config, &r, replica.meta(), link_tx),
+        waiting: Default::default(),
+        promoting: None,
+        device: None,
+        fuse_tx,
+        pending: Default::default(),
+        next_req: 1,
+        dev_tx,
+        attaching: None,
+    };
+    let mut stopping = false;
     let mut next_cmd: CmdId = 1;
     let signal = |k| tokio::signal::unix::signal(k).map_err(|e| Error::Os(format!("signals: {e}")));
     let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -178,12 +221,14 @@ async fn inner(opts: Options) -> Result<(), Error> {
     );
 
     loop {
-        link.want(replica.wants_connection(), replica.meta());
-        drain(&mut replica, &disk_tx, &mut link, &mut waiting);
+        sh.link.want(replica.wants_connection(), replica.meta());
+        sh.drain(&mut replica);
         let deadline = replica.poll_timeout();
         let wake = tokio::select! {
             Some(d) = done_rx.recv() => Wake::Disk(d),
             Some(e) = link_rx.recv() => Wake::Link(e),
+            Some(f) = fuse_rx.recv() => Wake::Fuse(f),
+            Some(d) = dev_rx.recv() => d,
             Some((req, answer)) = ctl_rx.recv() => Wake::Control(req, answer),
             _ = sleep_until(deadline) => Wake::Timer,
             _ = term.recv() => Wake::Stop,
@@ -193,48 +238,156 @@ async fn inner(opts: Options) -> Result<(), Error> {
         match wake {
             Wake::Disk((io, result)) => replica.handle_io(now, io, result),
             Wake::Link(link::Event::Up(conn)) => {
-                if link.adopt(conn) {
+                if sh.link.adopt(conn) {
                     replica.handle_connected(now);
                 }
             }
             Wake::Link(link::Event::Frame(conn, env)) => {
-                if link.is_current(conn) {
+                if sh.link.is_current(conn) {
                     replica.handle_frame(now, env.seq, env.frame);
                 }
             }
             Wake::Link(link::Event::Down(conn, why)) => {
-                if link.drop_if_current(conn) {
+                if sh.link.drop_if_current(conn) {
                     log::warn!("replication link down: {why}");
                     replica.handle_disconnected(now, &why);
                 }
             }
+            Wake::Fuse(f) => {
+                let id = sh.next_req;
+                sh.next_req += 1;
+                sh.pending.insert(id, f.reply);
+                replica.handle_request(now, id, f.request);
+            }
             Wake::Control(req, answer) => {
                 let id = next_cmd;
                 next_cmd += 1;
+                if req == Request::Secondary && !replica.is_primary() {
+                    let _ = answer.send(Answer::message("already Secondary"));
+                    continue;
+                }
+                if req == Request::Secondary {
+                    // The device goes first: refused while a filesystem on it is mounted.
+                    if let Some(dev) = sh.device.take() {
+                        if dev.in_use() {
+                            let e = format!(
+                                "{} is in use (a filesystem on it is mounted): unmount it first",
+                                dev.loop_dev.display()
+                            );
+                            sh.device = Some(dev);
+                            let _ = answer.send(Answer::error(format!("refusing to demote: {e}")));
+                            continue;
+                        }
+                        sh.waiting.insert(id, answer);
+                        sh.detach(dev, Some(id));
+                        continue;
+                    }
+                }
                 match req.into_command(&name, &replica) {
                     Ok(Some(cmd)) => {
-                        waiting.insert(id, answer);
+                        if matches!(cmd, Command::Promote { .. }) && !replica.is_primary() {
+                            sh.promoting = Some(id);
+                        }
+                        sh.waiting.insert(id, answer);
                         replica.handle_command(now, id, cmd);
                     }
                     Ok(None) => {
-                        let _ = answer.send(Answer::status(status(&name, &replica)));
+                        let mut st = status(&name, &replica);
+                        st.device = sh.device.as_ref().map(|d| d.loop_dev.display().to_string());
+                        let _ = answer.send(Answer::status(st));
                     }
                     Err(e) => {
                         let _ = answer.send(Answer::error(e));
                     }
                 }
             }
+            Wake::Attached(cmd, result) => {
+                let said = sh
+                    .attaching
+                    .take()
+                    .filter(|(c, _)| *c == cmd)
+                    .map(|(_, m)| m)
+                    .unwrap_or_default();
+                let answer = match result {
+                    Ok(dev) => {
+                        let path = dev.loop_dev.display().to_string();
+                        log::info!(
+                            "serving {name} as {path} ({})",
+                            sh.run_dir.join(format!("{name}.dev")).display()
+                        );
+                        sh.device = Some(dev);
+                        Answer::message(format!("{said}, device {path}"))
+                    }
+                    Err(e) => {
+                        // No device, no Primary: step back.
+                        log::error!("{e}");
+                        replica.handle_command(now, 0, Command::Demote);
+                        Answer::error(format!(
+                            "promoted, but the device could not be served, so demoted again: {e}"
+                        ))
+                    }
+                };
+                if let Some(tx) = sh.waiting.remove(&cmd) {
+                    let _ = tx.send(answer);
+                }
+            }
+            Wake::Detached(cmd, result) => {
+                match result {
+                    Ok(()) => {
+                        if let Some(cmd) = cmd {
+                            replica.handle_command(now, cmd, Command::Demote);
+                        }
+                    }
+                    Err(failed) => {
+                        let (dev, e) = *failed;
+                        sh.device = Some(dev);
+                        if let Some(tx) = cmd.and_then(|c| sh.waiting.remove(&c)) {
+                            let _ = tx.send(Answer::error(format!("refusing to demote: {e}")));
+                        }
+                        if stopping {
+                            log::warn!("stopping with the device still in use: {e}");
+                        }
+                    }
+                }
+                if stopping && cmd.is_none() {
+                    return sh.stop(&mut replica, next_cmd, &sock).await;
+                }
+            }
             Wake::Timer => replica.handle_timeout(now),
             Wake::Stop => {
-                let id = next_cmd;
-                replica.handle_command(now, id, Command::Stop);
-                drain(&mut replica, &disk_tx, &mut link, &mut waiting);
-                link.flush().await;
-                log::info!("pairbeat-replicad: replica {name} stopped");
-                let _ = std::fs::remove_file(&sock);
-                return Ok(());
+                stopping = true;
+                match sh.device.take() {
+                    Some(dev) => sh.detach(dev, None),
+                    None => return sh.stop(&mut replica, next_cmd, &sock).await,
+                }
             }
         }
+    }
+}
+
+impl Shell {
+    /// Leaves cleanly: the core says BYE (a Secondary leaving a Primary outdates
+    /// itself first), the link sends it, the socket goes.
+    async fn stop(&mut self, replica: &mut Replica, cmd: CmdId, sock: &std::path::Path) -> Result<(), Error> {
+        let now = Instant::now();
+        {
+            {
+                replica.handle_command(now, cmd, Command::Stop);
+                self.drain(replica);
+                self.link.flush().await;
+                log::info!("pairbeat-replicad: replica {} stopped", self.name);
+                let _ = std::fs::remove_file(sock);
+                Ok(())
+            }
+        }
+    }
+
+    /// Detaches the device on a thread of its own; the loop hears back as `Detached`.
+    fn detach(&mut self, dev: device::Device, cmd: Option<CmdId>) {
+        let tx = self.dev_tx.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(Wake::Detached(cmd, dev.detach()));
+        });
     }
 }
 
@@ -245,43 +398,62 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// Carries out every effect the core queued, in order.
-fn drain(
-    replica: &mut Replica,
-    disk: &std::sync::mpsc::Sender<(IoId, DiskOp)>,
-    link: &mut link::Link,
-    waiting: &mut std::collections::BTreeMap<CmdId, oneshot::Sender<Answer>>,
-) {
-    while let Some(e) = replica.poll_effect() {
-        match e {
-            Effect::Send { seq, frame } => link.send(wire::encode(seq, 0, &frame)),
-            Effect::Disk { io, op } => {
-                if disk.send((io, op)).is_err() {
-                    log::error!("the disk thread is gone");
+impl Shell {
+    /// Carries out every effect the core queued, in order.
+    fn drain(&mut self, replica: &mut Replica) {
+        while let Some(e) = replica.poll_effect() {
+            match e {
+                Effect::Send { seq, frame } => self.link.send(wire::encode(seq, 0, &frame)),
+                Effect::Disk { io, op } => {
+                    if self.disk.send((io, op)).is_err() {
+                        log::error!("the disk thread is gone");
+                    }
                 }
-            }
-            // No block device yet: nothing issues requests.
-            Effect::Reply { .. } => {}
-            Effect::Disconnect { reason } => {
-                log::warn!("dropping the replication link: {reason}");
-                link.disconnect();
-            }
-            Effect::OutdatePeer { .. } => {
-                log::warn!(
-                    "outdate-peer: the relay through pairbeatd is not available yet; answering \"peer unreachable\""
-                );
-                replica.handle_outdate_rc(Instant::now(), OutdateRc::Unreachable);
-            }
-            Effect::Done { cmd, result } => {
-                if let Some(tx) = waiting.remove(&cmd) {
-                    let _ = tx.send(match result {
-                        Ok(m) => Answer::message(m),
-                        Err(e) => Answer::error(e),
-                    });
+                Effect::Reply { req, reply } => {
+                    if let Some(p) = self.pending.remove(&req) {
+                        p.answer(reply);
+                    }
                 }
+                Effect::Disconnect { reason } => {
+                    log::warn!("dropping the replication link: {reason}");
+                    self.link.disconnect();
+                }
+                Effect::OutdatePeer { .. } => {
+                    log::warn!("outdate-peer: the relay through pairbeatd is not available yet; answering \"peer unreachable\"");
+                    replica.handle_outdate_rc(Instant::now(), OutdateRc::Unreachable);
+                }
+                Effect::Done { cmd, result } => {
+                    if self.promoting == Some(cmd) {
+                        self.promoting = None;
+                        if let Ok(m) = &result {
+                            if replica.is_primary() && self.device.is_none() {
+                                // The answer waits for the device.
+                                self.attaching = Some((cmd, m.clone()));
+                                self.attach(cmd);
+                                continue;
+                            }
+                        }
+                    }
+                    if let Some(tx) = self.waiting.remove(&cmd) {
+                        let _ = tx.send(match result {
+                            Ok(m) => Answer::message(m),
+                            Err(e) => Answer::error(e),
+                        });
+                    }
+                }
+                Effect::Log(n) => log::log!(n.level, "{}", n.text),
             }
-            Effect::Log(n) => log::log!(n.level, "{}", n.text),
         }
+    }
+
+    /// Attaches the device for a new Primary on a thread of its own; the loop hears
+    /// back as `Attached`.
+    fn attach(&mut self, cmd: CmdId) {
+        let (run_dir, name, size, fuse) = (self.run_dir.clone(), self.name.clone(), self.size, self.fuse_tx.clone());
+        let tx = self.dev_tx.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(Wake::Attached(cmd, device::attach(&run_dir, &name, size, fuse)));
+        });
     }
 }
 
