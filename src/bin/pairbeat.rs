@@ -114,7 +114,8 @@ enum ReplicaCommand {
     Outdate { name: String },
     /// Operator override: resume I/O frozen by the fencing policy.
     ResumeIo { name: String },
-    /// Try the replication link again after StandAlone.
+    /// Try the replication link again after StandAlone, keeping this node's data
+    /// (withdraws an earlier discard-my-data, as DRBD's `connect`).
     Connect { name: String },
 }
 

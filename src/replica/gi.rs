@@ -348,11 +348,15 @@ pub fn compare(me: &Side, peer: &Side, i_resolve_conflicts: bool) -> Comparison 
     if m(mine.bitmap) == m(theirs.bitmap) && m(mine.bitmap) != 0 {
         return done(&mut c, 90, Compare::SplitBrain);
     }
-    let shared_history = mine
-        .history
+    // DRBD compares the histories only, and counts two zero entries as a match;
+    // here any non-zero generation the two ancestries (bitmap and history) share
+    // is a common ancestor, and zeros are no evidence. So a side whose old
+    // bitmap UUID sits in the other's history is found too (both moved on from it).
+    let ancestry = |g: &Gi| [g.bitmap, g.history[0], g.history[1]];
+    let shared = ancestry(&mine)
         .iter()
-        .any(|&a| a != 0 && theirs.history.iter().any(|&b| m(a) == m(b)));
-    if shared_history {
+        .any(|&a| m(a) != 0 && ancestry(&theirs).iter().any(|&b| m(a) == m(b)));
+    if shared {
         return done(&mut c, 100, Compare::SplitBrainOld);
     }
     done(&mut c, 0, Compare::Unrelated)
@@ -707,6 +711,13 @@ mod tests {
                 "split brain, only an old ancestor in common",
                 side(gi(B, C, E, 0)),
                 side(gi(D, A, E, 0)),
+                SplitBrainOld,
+                100,
+            ),
+            (
+                "both moved on from a generation one keeps as bitmap, the other in history",
+                side(gi(B, E, C, 0)),
+                side(gi(D, C, 0, 0)),
                 SplitBrainOld,
                 100,
             ),

@@ -160,7 +160,8 @@ pub enum Command {
     /// Leave cleanly (a Secondary leaving a Primary outdates itself first).
     Stop,
     SetResyncRate(u64),
-    /// Try the link again after StandAlone.
+    /// Try the link again after StandAlone, keeping this node's data (withdraws a
+    /// discard-my-data, as DRBD's `connect` without `--discard-my-data`).
     Connect,
 }
 
@@ -277,6 +278,13 @@ enum Io {
     AdoptSync {
         gi: Gi,
     },
+    /// The sync that makes a resynced extent durable before it is acknowledged (and
+    /// its bit cleared, here and on the source): a crash of the target must not
+    /// leave a clean bit over data still in its cache.
+    ExtentDurable {
+        extent: u64,
+        acks: Vec<(u64, u64)>,
+    },
     Save,
 }
 
@@ -379,6 +387,9 @@ struct Resync {
     unpersisted: u32,
     /// Per extent: the write counter when its first resync read was issued.
     read_tick: BTreeMap<u64, u64>,
+    /// Target side, per extent: chunks applied and not yet acknowledged (they are
+    /// acknowledged together once the extent is durable).
+    unacked: BTreeMap<u64, Vec<(u64, u64)>>,
 }
 
 impl Replica {
@@ -689,9 +700,19 @@ impl Replica {
             Io::Local { req } => self.local_done(now, req, data),
             Io::PeerWrite { seq } => self.send_seq_frame(seq, Frame::WriteAck),
             Io::PeerFlush { seq } => self.send_seq_frame(seq, Frame::FlushAck),
-            Io::PeerResync { offset, len } => {
-                self.send(Frame::RsAck { offset, len });
-                self.target_progress(now, offset, len);
+            Io::PeerResync { offset, len } => self.target_progress(now, offset, len),
+            Io::ExtentDurable { extent, acks } => {
+                // The extent's data is on disk: now it may leave both maps.
+                for (offset, len) in acks {
+                    self.send(Frame::RsAck { offset, len });
+                }
+                if self.meta.dirty.clear(extent) {
+                    self.resync.unpersisted += 1;
+                    if self.resync.unpersisted >= 16 {
+                        self.resync.unpersisted = 0;
+                        self.persist(vec![]);
+                    }
+                }
             }
             Io::RsRead { offset, len } => {
                 let e = offset / u64::from(self.meta.extent);
@@ -733,7 +754,19 @@ impl Replica {
         match c {
             Command::Promote { force, new_data } => self.promote(now, cmd, force, new_data),
             Command::Demote => self.demote(cmd),
-            Command::Outdate { requester } => self.outdate(cmd, requester),
+            Command::Outdate { requester } => {
+                if self.conn.replicating() || self.conn == Conn::Handshake {
+                    // The peer lost this node before this node noticed: the link is
+                    // gone for both. Dropping it first means nothing under way (the
+                    // end of a resync, say) can make this data UpToDate after the
+                    // answer said otherwise.
+                    self.effects.push_back(Effect::Disconnect {
+                        reason: "the peer asked for this node to be outdated".into(),
+                    });
+                    self.lose_peer(now, "outdate requested by the peer", false);
+                }
+                self.outdate(cmd, requester)
+            }
             Command::DiscardMyData => {
                 self.meta.flags.set(Flags::DISCARD_MY_DATA, true);
                 if self.conn == Conn::StandAlone {
@@ -786,7 +819,17 @@ impl Replica {
                 if self.conn == Conn::StandAlone {
                     self.conn = Conn::Connecting;
                 }
-                self.done(cmd, Ok(self.conn.name().into()));
+                // As DRBD's `connect` without `--discard-my-data`: this node keeps its
+                // data; a discard asked for earlier is withdrawn.
+                if self.meta.flags.has(Flags::DISCARD_MY_DATA) {
+                    self.meta.flags.set(Flags::DISCARD_MY_DATA, false);
+                    self.persist(vec![Then::Done(
+                        cmd,
+                        format!("{}, keeping this node's data", self.conn.name()),
+                    )]);
+                } else {
+                    self.done(cmd, Ok(self.conn.name().into()));
+                }
             }
         }
     }
@@ -1415,7 +1458,8 @@ impl Replica {
             self.resync.tokens = (self.resync.tokens + add).min(self.s.resync_rate as f64 / 10.0 + chunk as f64);
             self.resync.refilled = Some(now);
         }
-        while self.resync.in_flight < self.s.window.max(chunk) {
+        // The target acknowledges whole extents: the window must hold one.
+        while self.resync.in_flight < self.s.window.max(chunk).max(2 * ext) {
             let Some(e) = self.meta.dirty.next_from(self.resync.cursor / ext) else {
                 break;
             };
@@ -1498,12 +1542,10 @@ impl Replica {
         self.resync.done += len;
         let end = offset + len;
         let e = offset / ext;
-        if end == ((e + 1) * ext).min(self.meta.size) && self.meta.dirty.clear(e) {
-            self.resync.unpersisted += 1;
-            if self.resync.unpersisted >= 16 {
-                self.resync.unpersisted = 0;
-                self.persist(vec![]);
-            }
+        self.resync.unacked.entry(e).or_default().push((offset, len));
+        if end == ((e + 1) * ext).min(self.meta.size) {
+            let acks = self.resync.unacked.remove(&e).unwrap_or_default();
+            self.disk_op(DiskOp::Sync, Io::ExtentDurable { extent: e, acks });
         }
     }
 
