@@ -428,5 +428,66 @@ pub fn private_mounts() -> Result<(), String> {
         MsFlags::MS_REC | MsFlags::MS_PRIVATE,
         None::<&str>,
     )
-    .map_err(|e| format!("making / private: {e}"))
+    .map_err(|e| format!("making / private: {e}"))?;
+    drop_replica_mounts();
+    Ok(())
+}
+
+/// The copy of the host's mounts this namespace started with may include a
+/// filesystem on a replica's device (this one's, after a restart, or another
+/// replica's): kept here, it would pin that device where nobody can unmount it, and
+/// its demotion would be refused forever. Such mounts are detached from this
+/// namespace at once; the host's stay as they are.
+fn drop_replica_mounts() {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    for line in info.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(dash) = fields.iter().position(|f| *f == "-") else {
+            continue;
+        };
+        let (Some(point), Some(source)) = (fields.get(4), fields.get(dash + 2)) else {
+            continue;
+        };
+        let Some(n) = source.strip_prefix("/dev/loop") else {
+            continue;
+        };
+        let backing = std::fs::read_to_string(format!("/sys/block/loop{n}/loop/backing_file")).unwrap_or_default();
+        if backing.trim_end().ends_with(".fuse/disk") {
+            let _ = nix::mount::umount2(unescape(point).as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+/// mountinfo writes space, tab, newline and backslash as three-digit octal escapes.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .is_some_and(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        if b[i] == b'\\' && octal {
+            let v = u16::from(b[i + 1] - b'0') * 64 + u16::from(b[i + 2] - b'0') * 8 + u16::from(b[i + 3] - b'0');
+            out.push(v as u8);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(super::unescape("/mnt/a\\040b"), "/mnt/a b");
+        assert_eq!(super::unescape("/plain"), "/plain");
+        assert_eq!(super::unescape("/end\\04"), "/end\\04");
+        assert_eq!(super::unescape("\\777"), "\u{fffd}");
+    }
 }
