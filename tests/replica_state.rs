@@ -9,6 +9,12 @@ use pairbeat::replica::meta::{Flags, Meta};
 use pairbeat::replica::state::{Command, Conn, DiskOp, Effect, Fencing, OutdateRc, Replica, Reply, Request, Settings};
 use pairbeat::replica::wire::Frame;
 
+/// A plain `pairbeat replica primary`.
+const PROMOTE: Command = Command::Promote {
+    force: false,
+    new_data: false,
+};
+
 fn settings(fencing: Fencing) -> Settings {
     Settings {
         me: 0,
@@ -65,14 +71,7 @@ fn up_to_date() -> u32 {
 fn a_write_is_answered_only_when_local_and_peer_both_have_it() {
     let now = Instant::now();
     let mut r = Replica::new(settings(Fencing::ResourceOnly), meta(up_to_date()), now);
-    r.handle_command(
-        now,
-        1,
-        Command::Promote {
-            force: false,
-            new_data: false,
-        },
-    );
+    r.handle_command(now, 1, PROMOTE);
     let out = run_disk(&mut r, now);
     assert!(
         out.iter().any(|e| matches!(e, Effect::Done { cmd: 1, result: Ok(_) })),
@@ -155,14 +154,7 @@ fn promotion_refuses_stale_data_and_says_why() {
     let now = Instant::now();
     for (flags, why) in [(0, "Inconsistent"), (Flags::CONSISTENT, "Outdated")] {
         let mut r = Replica::new(settings(Fencing::ResourceOnly), meta(flags), now);
-        r.handle_command(
-            now,
-            1,
-            Command::Promote {
-                force: false,
-                new_data: false,
-            },
-        );
+        r.handle_command(now, 1, PROMOTE);
         let out = run_disk(&mut r, now);
         let err = out
             .iter()
@@ -181,14 +173,7 @@ fn promotion_refuses_stale_data_and_says_why() {
         now,
     );
     assert_eq!((r.status().disk, r.promotion_score()), (DiskState::Consistent, Some(0)));
-    r.handle_command(
-        now,
-        2,
-        Command::Promote {
-            force: false,
-            new_data: false,
-        },
-    );
+    r.handle_command(now, 2, PROMOTE);
     assert!(run_disk(&mut r, now)
         .iter()
         .any(|e| matches!(e, Effect::OutdatePeer { .. })));
@@ -200,26 +185,12 @@ fn promotion_refuses_stale_data_and_says_why() {
         "{out:?}"
     );
     // A fenced peer does not make Consistent data up to date either (stricter than DRBD).
-    r.handle_command(
-        now,
-        3,
-        Command::Promote {
-            force: false,
-            new_data: false,
-        },
-    );
+    r.handle_command(now, 3, PROMOTE);
     run_disk(&mut r, now);
     r.handle_outdate_rc(now, OutdateRc::Fenced);
     assert!(!r.is_primary());
     // The peer persisted Outdated: now it may.
-    r.handle_command(
-        now,
-        4,
-        Command::Promote {
-            force: false,
-            new_data: false,
-        },
-    );
+    r.handle_command(now, 4, PROMOTE);
     run_disk(&mut r, now);
     r.handle_outdate_rc(now, OutdateRc::Outdated);
     let out = run_disk(&mut r, now);
@@ -237,14 +208,7 @@ fn promotion_refuses_stale_data_and_says_why() {
 fn a_primary_that_loses_its_peer_answers_nothing_until_the_peer_is_outdated() {
     let now = Instant::now();
     let mut r = Replica::new(settings(Fencing::ResourceAndStonith), meta(up_to_date()), now);
-    r.handle_command(
-        now,
-        1,
-        Command::Promote {
-            force: false,
-            new_data: false,
-        },
-    );
+    r.handle_command(now, 1, PROMOTE);
     run_disk(&mut r, now);
     // Connected (as in the first test, compressed), a write in flight, then the link goes.
     r.handle_connected(now);
