@@ -107,7 +107,6 @@ struct Host {
     wire_out: VecDeque<(u64, Vec<u8>)>,
     rx: Vec<u8>,
     down_until: Option<u64>,
-    boots: u32,
 }
 
 /// What the kernel stand-in asked for, and what it knows is durable.
@@ -126,7 +125,6 @@ struct Kernel {
     /// The node requests go to.
     serving: Option<usize>,
     acked_flushes: u64,
-    acked_writes: u64,
 }
 
 #[derive(Clone)]
@@ -163,7 +161,6 @@ struct World {
     max_resync_rule: u32,
     /// An acknowledged write on each node while split.
     wrote_alone: [bool; 2],
-    resolving: bool,
     resolving_since: Option<u64>,
     outdate_answer: Option<Result<String, String>>,
     /// The total partition is on.
@@ -211,7 +208,6 @@ impl World {
         let fencing = self.fencing;
         let now = self.at();
         self.hosts[h].replica = Some(Replica::new(settings(h as u32, fencing, salt), meta, now));
-        self.hosts[h].boots += 1;
         self.drain(h);
     }
 
@@ -405,7 +401,6 @@ impl World {
         }
         match (kind, reply) {
             (Kind::Write { block, idx, value }, Reply::Written(_)) => {
-                self.kernel.acked_writes += 1;
                 if self.split_active {
                     self.wrote_alone[h] = true;
                 }
@@ -638,8 +633,10 @@ fn pairbeat_reacts(w: &mut World, rng: &mut Rng) {
         })
         .collect();
     let retry = w.resolving_since.is_some_and(|t| w.now > t + 1000);
-    if pending.iter().any(|&p| p) && w.hosts.iter().all(|h| h.replica.is_some()) && (!w.resolving || retry) {
-        w.resolving = true;
+    if pending.iter().any(|&p| p)
+        && w.hosts.iter().all(|h| h.replica.is_some())
+        && (w.resolving_since.is_none() || retry)
+    {
         w.resolving_since = Some(w.now);
         w.i1_off = true;
         let prim: Vec<bool> = (0..2)
@@ -661,8 +658,7 @@ fn pairbeat_reacts(w: &mut World, rng: &mut Rng) {
         w.cmd(loser, Command::DiscardMyData, "discard-my-data");
         w.cmd(1 - loser, Command::Connect, "connect");
     }
-    if w.resolving && !pending.iter().any(|&p| p) {
-        w.resolving = false;
+    if w.resolving_since.is_some() && !pending.iter().any(|&p| p) {
         w.resolving_since = None;
     }
     // pairbeat stops the group on a Primary whose I/O failed.
@@ -711,7 +707,6 @@ fn run(seed: u64) -> Outcome {
         wire_out: VecDeque::new(),
         rx: Vec::new(),
         down_until: None,
-        boots: 0,
     };
     let mut w = World {
         rng: Rng(seed ^ 0xd15c),
@@ -732,7 +727,6 @@ fn run(seed: u64) -> Outcome {
         demote_wanted: [false; 2],
         max_resync_rule: 0,
         wrote_alone: [false; 2],
-        resolving: false,
         resolving_since: None,
         outdate_answer: None,
         split_active: false,

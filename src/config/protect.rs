@@ -34,7 +34,12 @@ pub(super) fn split_brain(cx: &mut Ctx, raw: S<RawSplitBrain>) -> Option<SplitBr
 }
 
 /// A positive duration, or the default when absent; `Err` after reporting.
-fn positive(cx: &mut Ctx, v: Option<&Spanned<toml::Value>>, key: &str, default: Duration) -> Result<Duration, ()> {
+pub(super) fn positive(
+    cx: &mut Ctx,
+    v: Option<&Spanned<toml::Value>>,
+    key: &str,
+    default: Duration,
+) -> Result<Duration, ()> {
     match v {
         None => Ok(default),
         Some(v) => match cx.duration(v, key) {

@@ -57,20 +57,13 @@ pub fn run_dir(config: &super::Config) -> PathBuf {
 
 pub const DEFAULT_PORT: u16 = 7789;
 
+/// A positive duration, or `default` when unset; a bad value is reported and
+/// clears `ok`.
 fn duration_or(cx: &mut Ctx, v: &S<toml::Value>, key: &str, default: Duration, ok: &mut bool) -> Duration {
-    let Some(v) = v else { return default };
-    match cx.duration(v, key) {
-        Some(d) if d.is_zero() => {
-            cx.error(v.span(), format!("{key} must be more than zero"), "");
-            *ok = false;
-            default
-        }
-        Some(d) => d,
-        None => {
-            *ok = false;
-            default
-        }
-    }
+    super::protect::positive(cx, v.as_ref(), key, default).unwrap_or_else(|()| {
+        *ok = false;
+        default
+    })
 }
 
 /// A size: `"10GiB"`, `"512 MiB"`, `"4MiB"`, or a plain number of bytes.

@@ -366,7 +366,7 @@ pub struct Replica {
     /// Flushes in flight: req → counter when issued.
     flush_issued: BTreeMap<ReqId, u64>,
     resync: Resync,
-    promote_waiting: Option<(CmdId, bool)>,
+    promote_waiting: Option<CmdId>,
     effects: VecDeque<Effect>,
 }
 
@@ -555,13 +555,13 @@ impl Replica {
         if matches!(self.conn, Conn::StandAlone | Conn::Connecting) {
             return;
         }
-        self.lose_peer(now, why, false);
+        self.lose_peer(now, why);
     }
 
     /// pairbeatd says the peer is dead on every link.
     pub fn handle_peer_dead(&mut self, now: Instant) {
         if self.conn.replicating() || self.conn == Conn::Handshake {
-            self.lose_peer(now, "pairbeat declared the peer dead", true);
+            self.lose_peer(now, "pairbeat declared the peer dead");
         }
     }
 
@@ -623,7 +623,7 @@ impl Replica {
                 if outdated {
                     self.meta.flags.set(Flags::PEER_OUTDATED, true);
                 }
-                self.lose_peer(now, "the peer left", outdated);
+                self.lose_peer(now, "the peer left");
             }
             Frame::Hello(_) | Frame::Auth { .. } => self.protocol_error(now, "handshake frame after authentication"),
         }
@@ -644,7 +644,7 @@ impl Replica {
                         self.s.timeout.as_millis()
                     ),
                 });
-                self.lose_peer(now, "timeout", false);
+                self.lose_peer(now, "timeout");
                 return;
             }
             if self.ping_sent.is_none() && now >= self.last_recv + self.s.ping_interval {
@@ -763,7 +763,7 @@ impl Replica {
                     self.effects.push_back(Effect::Disconnect {
                         reason: "the peer asked for this node to be outdated".into(),
                     });
-                    self.lose_peer(now, "outdate requested by the peer", false);
+                    self.lose_peer(now, "outdate requested by the peer");
                 }
                 self.outdate(cmd, requester)
             }
@@ -777,7 +777,7 @@ impl Replica {
                     self.effects.push_back(Effect::Disconnect {
                         reason: "discard-my-data: reconnecting".into(),
                     });
-                    self.lose_peer(now, "discard-my-data", false);
+                    self.lose_peer(now, "discard-my-data");
                 }
                 self.persist(vec![Then::Done(
                     cmd,
@@ -853,8 +853,7 @@ impl Replica {
         if self.conn.replicating() {
             // Answered after the peer came back: the handshake already settled who
             // has what, and a late answer must not mark a resynced peer outdated.
-            if let Some((cmd, force)) = self.promote_waiting.take() {
-                let _ = force;
+            if let Some(cmd) = self.promote_waiting.take() {
                 self.done(
                     cmd,
                     Err("refusing to promote: the peer is connected again; retry".into()),
@@ -869,8 +868,8 @@ impl Replica {
             // DRBD: an unreachable peer counts as outdated for an UpToDate disk.
             self.meta.flags.set(Flags::PEER_OUTDATED, true);
         }
-        if let Some((cmd, force)) = self.promote_waiting.take() {
-            return self.promote_after_outdate(now, cmd, force, rc);
+        if let Some(cmd) = self.promote_waiting.take() {
+            return self.promote_after_outdate(now, cmd, rc);
         }
         if self.frozen == Frozen::Outdating {
             if resume {
@@ -1377,7 +1376,7 @@ impl Replica {
     fn protocol_error(&mut self, now: Instant, what: &str) {
         self.note_error(format!("protocol error: {what}; reconnecting"));
         self.effects.push_back(Effect::Disconnect { reason: what.into() });
-        self.lose_peer(now, what, false);
+        self.lose_peer(now, what);
     }
 
     fn check_range(&mut self, now: Instant, offset: u64, len: u64) -> bool {
@@ -1551,7 +1550,7 @@ impl Replica {
 
     // ----- losing the peer -----
 
-    fn lose_peer(&mut self, now: Instant, why: &str, peer_known_gone: bool) {
+    fn lose_peer(&mut self, now: Instant, why: &str) {
         let was = self.conn;
         self.conn = if was == Conn::StandAlone {
             Conn::StandAlone
@@ -1563,7 +1562,6 @@ impl Replica {
         self.resync.locked.clear();
         self.resync.pending.clear();
         self.resync.in_flight = 0;
-        let peer_was_primary = self.peer.is_some_and(|p| p.primary);
         self.peer = None;
         // What the peer owed is owed no more; the answers wait for the peer-loss
         // procedure below.
@@ -1587,17 +1585,16 @@ impl Replica {
             // Progress so far is kept: the next handshake resumes from the map.
             self.persist(vec![]);
         }
-        let _ = (peer_known_gone, peer_was_primary);
     }
 
     /// Resumes frozen I/O: a new data generation first, so that what is written
     /// from now on is told apart from what the peer has.
-    fn resume(&mut self, now: Instant) {
+    fn resume(&mut self, _now: Instant) {
         if self.frozen == Frozen::No {
             return;
         }
         if self.primary && !self.conn.replicating() {
-            let fresh = self.fresh_uuid(now);
+            let fresh = self.fresh_uuid();
             self.meta.gi.new_current(fresh, true);
         }
         self.persist(vec![Then::Unfreeze]);
@@ -1676,7 +1673,7 @@ impl Replica {
             }
             // Both zero-filled images are equal: one new generation for both, no sync.
             let g = Gi {
-                current: self.fresh_uuid(now) & !gi::UUID_PRIMARY,
+                current: self.fresh_uuid() & !gi::UUID_PRIMARY,
                 ..Gi::default()
             };
             self.meta.gi = g;
@@ -1690,13 +1687,13 @@ impl Replica {
             // DRBD's rule: with fencing, a disconnected node is promoted only once
             // the peer is outdated (or unreachable, for an UpToDate disk).
             DiskState::UpToDate if peer_unknown && self.s.fencing != Fencing::DontCare && !force => {
-                self.promote_waiting = Some((cmd, force));
+                self.promote_waiting = Some(cmd);
                 self.effects.push_back(Effect::OutdatePeer { gi: self.meta.gi });
             }
             DiskState::UpToDate => self.become_primary(now, cmd),
             DiskState::Consistent if !force => {
                 // Up to date only if the peer is proven outdated.
-                self.promote_waiting = Some((cmd, force));
+                self.promote_waiting = Some(cmd);
                 self.effects.push_back(Effect::OutdatePeer { gi: self.meta.gi });
             }
             _ if force => {
@@ -1704,7 +1701,7 @@ impl Replica {
                 self.disk = DiskState::UpToDate;
                 self.meta.flags.set(Flags::CONSISTENT | Flags::WAS_UP_TO_DATE, true);
                 // A generation of its own, so the peer is synced from this one in full.
-                let fresh = self.fresh_uuid(now);
+                let fresh = self.fresh_uuid();
                 self.meta.gi.force_new_current(fresh, true);
                 let connected = self.conn.replicating();
                 self.become_primary(now, cmd);
@@ -1713,7 +1710,7 @@ impl Replica {
                     self.effects.push_back(Effect::Disconnect {
                         reason: "forced promotion: reconnecting to resync the peer".into(),
                     });
-                    self.lose_peer(now, "forced promotion", false);
+                    self.lose_peer(now, "forced promotion");
                 }
             }
             d => self.done(
@@ -1731,8 +1728,7 @@ impl Replica {
         }
     }
 
-    fn promote_after_outdate(&mut self, now: Instant, cmd: CmdId, force: bool, rc: OutdateRc) {
-        let _ = force;
+    fn promote_after_outdate(&mut self, now: Instant, cmd: CmdId, rc: OutdateRc) {
         let up_to_date = self.disk == DiskState::UpToDate;
         match rc {
             OutdateRc::Inconsistent | OutdateRc::Outdated => {
@@ -1762,13 +1758,13 @@ impl Replica {
         }
     }
 
-    fn become_primary(&mut self, now: Instant, cmd: CmdId) {
+    fn become_primary(&mut self, _now: Instant, cmd: CmdId) {
         self.primary = true;
         // A Primary keeps its data: an old discard request no longer applies.
         self.meta.flags.set(Flags::DISCARD_MY_DATA, false);
         let connected = self.conn.replicating();
         if !connected {
-            let fresh = self.fresh_uuid(now);
+            let fresh = self.fresh_uuid();
             self.meta.gi.new_current(fresh, true);
         }
         self.meta.gi.set_primary_bit(true);
@@ -1832,10 +1828,9 @@ impl Replica {
 
     // ----- plumbing -----
 
-    fn fresh_uuid(&self, now: Instant) -> u64 {
+    fn fresh_uuid(&self) -> u64 {
         // The shell's random salt, mixed with what changes between calls (the
         // metadata sequence and current generation), through splitmix64.
-        let _ = now;
         let x = self.meta.seq.wrapping_mul(0x9e37_79b9_7f4a_7c15)
             ^ self.meta.gi.current.rotate_left(17)
             ^ (u64::from(self.s.me) << 56)
@@ -1893,12 +1888,5 @@ impl Replica {
 
     fn note_error(&mut self, s: impl Into<String>) {
         self.effects.push_back(Effect::Log(Note::error(s)));
-    }
-}
-
-impl Compare {
-    /// Whether the comparison found a split brain.
-    pub fn is_split_brain(self) -> bool {
-        matches!(self, Compare::SplitBrain | Compare::SplitBrainOld)
     }
 }

@@ -6,7 +6,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::replica::state::{self, Command, Replica};
+use crate::replica::state::{self, Command};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "cmd", rename_all = "kebab-case")]
@@ -30,8 +30,8 @@ pub enum Request {
 
 impl Request {
     /// The core's command for it; `None` for a status query.
-    pub fn into_command(self, _name: &str, _r: &Replica) -> Result<Option<Command>, String> {
-        Ok(match self {
+    pub fn into_command(self) -> Option<Command> {
+        match self {
             Request::Status => None,
             Request::Primary { force, new_data } => Some(Command::Promote { force, new_data }),
             Request::Secondary => Some(Command::Demote),
@@ -40,7 +40,7 @@ impl Request {
             Request::ResumeIo => Some(Command::ResumeIo),
             Request::Connect => Some(Command::Connect),
             Request::ResyncRate { bytes_per_second } => Some(Command::SetResyncRate(bytes_per_second)),
-        })
+        }
     }
 }
 

@@ -79,7 +79,7 @@ impl Link {
     }
 
     /// Keeps a connection attempt running while the core wants a link and has none.
-    pub fn want(&mut self, wants: bool, _meta: &Meta) {
+    pub fn want(&mut self, wants: bool) {
         if !wants {
             if let Some(t) = self.trying.take() {
                 t.abort();
@@ -246,7 +246,7 @@ async fn handshake(me: &Me, mut s: TcpStream) -> Result<(TcpStream, Vec<u8>), St
         nonce,
         name: me.name.clone(),
     };
-    s.write_all(&super::encode(&Frame::Hello(mine.clone())))
+    s.write_all(&wire::encode(0, 0, &Frame::Hello(mine.clone())))
         .await
         .map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
@@ -256,7 +256,7 @@ async fn handshake(me: &Me, mut s: TcpStream) -> Result<(TcpStream, Vec<u8>), St
     };
     check_hello(&mine, &theirs)?;
     let mac = digest(&me.key, &auth_input(&me.name, &mine, &theirs)).into_bytes();
-    s.write_all(&super::encode(&Frame::Auth { mac }))
+    s.write_all(&wire::encode(0, 0, &Frame::Auth { mac }))
         .await
         .map_err(|e| e.to_string())?;
     match next_frame(&mut s, &mut buf).await? {

@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::replica::ReplicaConfig;
 use crate::config::Config;
 use crate::replica::state::{CmdId, Command, DiskOp, Effect, IoId, OutdateRc, Replica, ReqId, Settings};
-use crate::replica::wire::{self, Frame};
+use crate::replica::wire;
 use control::{Answer, ReplicaStatus, Request};
 
 /// What the worker is woken by.
@@ -221,7 +221,7 @@ async fn inner(opts: Options) -> Result<(), Error> {
     );
 
     loop {
-        sh.link.want(replica.wants_connection(), replica.meta());
+        sh.link.want(replica.wants_connection());
         sh.drain(&mut replica);
         let deadline = replica.poll_timeout();
         let wake = tokio::select! {
@@ -283,21 +283,18 @@ async fn inner(opts: Options) -> Result<(), Error> {
                         continue;
                     }
                 }
-                match req.into_command(&name, &replica) {
-                    Ok(Some(cmd)) => {
+                match req.into_command() {
+                    Some(cmd) => {
                         if matches!(cmd, Command::Promote { .. }) && !replica.is_primary() {
                             sh.promoting = Some(id);
                         }
                         sh.waiting.insert(id, answer);
                         replica.handle_command(now, id, cmd);
                     }
-                    Ok(None) => {
+                    None => {
                         let mut st = status(&name, &replica);
                         st.device = sh.device.as_ref().map(|d| d.loop_dev.display().to_string());
                         let _ = answer.send(Answer::status(st));
-                    }
-                    Err(e) => {
-                        let _ = answer.send(Answer::error(e));
                     }
                 }
             }
@@ -460,9 +457,4 @@ impl Shell {
 /// The status the control socket reports.
 pub fn status(name: &str, r: &Replica) -> ReplicaStatus {
     ReplicaStatus::from_core(name, &r.status())
-}
-
-/// Frames a whole handshake frame for the link module.
-pub(crate) fn encode(frame: &Frame) -> Vec<u8> {
-    wire::encode(0, 0, frame)
 }
