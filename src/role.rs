@@ -263,6 +263,15 @@ impl Role {
     /// The result of fencing the peer.
     pub fn fence_done(&mut self, ok: bool, detail: &str, now: Instant) {
         let peer = &self.nodes[1 - self.me];
+        if self.fence != FenceState::InProgress {
+            // The peer was heard again while the device worked (that reset the
+            // fencing state): the answer belongs to an absence that is over, and
+            // must not stand for the next one.
+            self.notes.push(Note::warn(format!(
+                "fencing {peer} answered ({detail}) after {peer} was heard again: ignored"
+            )));
+            return;
+        }
         if ok {
             self.notes.push(Note::warn(format!("fenced {peer} ({detail})")));
             self.fence = FenceState::Fenced;

@@ -881,6 +881,10 @@ fn cluster_schedules_keep_the_invariants() {
 #[test]
 fn regression_seeds() {
     let seeds = [
+        (
+            7911,
+            "a fence result that came after the peer was heard again stood for its next pause: the peer was taken over unfenced (fixed: a late result is ignored)",
+        ),
         // An isolated node's targets answered before the peer's keepalives did: it
         // took over a peer that never stopped (fixed: targets are held down for a
         // deadtime after a loss).
