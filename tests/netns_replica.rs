@@ -15,14 +15,18 @@ use pairbeat::replicad::control::{request, ReplicaStatus, Request};
 
 const TIMING: &str = "keepalive = \"100ms\"\ndeadtime = \"500ms\"\ninitdead = \"3s\"";
 
-fn replica_section(net: &Net, h: usize) -> String {
+fn replica_section(net: &Net, h: usize, extra: &str) -> String {
     let dir = net.path(["alpha", "bravo"][h]);
     format!(
-        "realtime = false\n\n[[replica]]\nname = \"r0\"\nbacking = \"{}\"\nsize = \"8MiB\"\nextent = \"1MiB\"\nport = 7789\naddress.alpha = \"{}\"\naddress.bravo = \"{}\"\ntimeout = \"1s\"\nping_interval = \"200ms\"\n",
+        "realtime = false\n\n[[replica]]\nname = \"r0\"\nbacking = \"{}\"\nsize = \"8MiB\"\nextent = \"1MiB\"\nport = 7789\naddress.alpha = \"{}\"\naddress.bravo = \"{}\"\ntimeout = \"1s\"\nping_interval = \"200ms\"\n{extra}",
         dir.join("r0.img").display(),
         net.addr(0, 0),
         net.addr(1, 0)
     )
+}
+
+fn setup(net: &mut Net, h: usize) -> Host {
+    setup_with(net, h, "")
 }
 
 struct Host {
@@ -35,8 +39,8 @@ fn node(h: usize) -> &'static str {
     ["alpha", "bravo"][h]
 }
 
-fn setup(net: &mut Net, h: usize) -> Host {
-    let extra = replica_section(net, h);
+fn setup_with(net: &mut Net, h: usize, replica_extra: &str) -> Host {
+    let extra = replica_section(net, h, replica_extra);
     let conf = pairbeat_config(net, h, TIMING, &extra);
     let out = cli(&conf, h, &["create", "r0"]);
     assert!(out.status.success(), "create: {}", String::from_utf8_lossy(&out.stderr));
@@ -224,4 +228,180 @@ fn a_peer_with_another_key_or_another_resource_is_refused_and_the_log_says_why()
         std::fs::read_to_string(net.path("alpha.log")).is_ok_and(|l| l.contains("another resource"))
     });
     assert!(status(&hosts[0]).is_some_and(|s| s.connection == "Connecting"));
+}
+
+/// Tasks in D state that wait on FUSE or on the replica's loop device, as
+/// `pid comm wchan`.
+fn stuck_tasks(loop_name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) S ...": the state follows the last ')'.
+        let Some(close) = stat.rfind(')') else { continue };
+        let comm = stat[stat.find('(').unwrap_or(0) + 1..close].to_string();
+        if stat[close + 1..].trim_start().starts_with('D') {
+            let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+            if wchan.contains("fuse") || wchan.contains("request_wait_answer") || comm.contains(loop_name) {
+                out.push(format!("{pid} {comm} {wchan}"));
+            }
+        }
+    }
+    out
+}
+
+/// The processes whose mount table shows `path`, with their mount namespaces.
+fn mount_holders(path: &str) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).is_ok_and(|m| m.contains(path)) {
+            let ns = std::fs::read_link(format!("/proc/{pid}/ns/mnt")).unwrap_or_default();
+            out.push((pid, ns.display().to_string()));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_hung_worker_is_aborted_within_io_watchdog_so_io_fails_instead_of_hanging() {
+    let mut net = Net::new(1);
+    let extra = "outdate_timeout = \"1s\"\nio_watchdog = \"3s\"\n";
+    let mut hosts = vec![setup_with(&mut net, 0, extra), setup_with(&mut net, 1, extra)];
+    start(&mut net, &mut hosts, 0, "alpha.log");
+    start(&mut net, &mut hosts, 1, "bravo.log");
+    until(&net, "both Connected", Duration::from_secs(10), || {
+        hosts
+            .iter()
+            .all(|h| status(h).is_some_and(|s| s.connection == "Connected"))
+    });
+    let out = cli(&hosts[0].conf, 0, &["primary", "r0", "--new-data"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let st = status(&hosts[0]).unwrap();
+    let (worker, dev) = (st.pid, st.device.clone().expect("a device"));
+    assert_ne!(
+        Some(worker),
+        hosts[0].pid,
+        "the device is served by a worker, not the supervisor"
+    );
+
+    // The FUSE mount is in the worker's mount namespace and no other.
+    let fuse_dir = net.path("alpha").join("replica").join("r0.fuse");
+    let holders = mount_holders(fuse_dir.to_str().unwrap());
+    let worker_ns = std::fs::read_link(format!("/proc/{worker}/ns/mnt")).unwrap();
+    assert!(
+        holders.iter().any(|(p, _)| *p == worker),
+        "the worker's own mounts: {holders:?}"
+    );
+    for (pid, ns) in &holders {
+        assert_eq!(
+            ns,
+            &worker_ns.display().to_string(),
+            "pid {pid} sees the FUSE mount from another namespace"
+        );
+    }
+
+    let mnt = net.path("alpha-mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let sh = |net: &Net, cmd: &str| {
+        let out = net.exec(0, cmd);
+        assert!(
+            out.status.success(),
+            "`{cmd}`: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            net.logs()
+        );
+    };
+    sh(&net, &format!("mkfs.ext4 -q -F {dev} && mount {dev} {}", mnt.display()));
+    sh(
+        &net,
+        &format!("echo before > {m}/f && sync -f {m}/f", m = mnt.display()),
+    );
+
+    // The worker hangs.
+    net.signal(worker, nix::sys::signal::Signal::SIGSTOP);
+    let stopped = std::time::Instant::now();
+    // Host tools that list loop devices do not touch FUSE: they answer at once.
+    let out = net.exec(0, "timeout 5 losetup -l");
+    assert!(out.status.success(), "losetup -l while the worker is stopped");
+    assert!(
+        stopped.elapsed() < Duration::from_secs(2),
+        "losetup -l took {:?}",
+        stopped.elapsed()
+    );
+    // A synchronous write to the filesystem: it blocks, then fails with EIO.
+    let wlog = net.path("writer.log");
+    let writer = net.spawn(
+        0,
+        Path::new("/bin/sh"),
+        &[
+            "-c",
+            &format!(
+                "dd if=/dev/zero of={}/g bs=4k count=16 oflag=direct,dsync 2>&1",
+                mnt.display()
+            ),
+        ],
+        &wlog,
+    );
+    let st = net.wait_exit(writer, Duration::from_secs(4) + Duration::from_millis(500));
+    let took = stopped.elapsed();
+    let said = std::fs::read_to_string(&wlog).unwrap_or_default();
+    assert!(
+        st.is_some(),
+        "the writer still blocked {took:?} after the worker stopped (io_watchdog 3 s):\n{}",
+        net.logs()
+    );
+    assert!(
+        took <= Duration::from_secs(4),
+        "EIO after {took:?}, not within io_watchdog + 1 s"
+    );
+    eprintln!("hung worker: the writer had EIO {took:?} after SIGSTOP (io_watchdog 3 s)");
+    assert!(!st.unwrap().success(), "the write succeeded on a hung worker: {said}");
+    assert!(said.contains("Input/output error"), "{said}");
+    let loop_name = dev.trim_start_matches("/dev/");
+    for _ in 0..3 {
+        let stuck = stuck_tasks(loop_name);
+        assert!(stuck.is_empty(), "tasks left in D state: {stuck:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = std::fs::read_to_string(net.path("alpha.log")).unwrap();
+    assert!(log.contains("aborting FUSE connection"), "{log}");
+
+    // A new worker reports the failure; the agent's monitor reads it as a failed
+    // Primary. Promotion waits until the operator acknowledges.
+    until(
+        &net,
+        "a new worker reports the failure",
+        Duration::from_secs(10),
+        || status(&hosts[0]).is_some_and(|s| s.pid != worker && s.failed.is_some()),
+    );
+    let st = status(&hosts[0]).unwrap();
+    assert_eq!(st.role, "Secondary");
+    assert!(st.failed.as_deref().unwrap().contains("io_watchdog"), "{}", st.line());
+    let out = cli(&hosts[0].conf, 0, &["primary", "r0"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("acknowledge"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    sh(&net, &format!("umount {}", mnt.display()));
+    let out = cli(&hosts[0].conf, 0, &["secondary", "r0"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("acknowledged"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(status(&hosts[0]).unwrap().failed, None);
+    // The old loop device went with its last user.
+    until(&net, "the old loop device detached", Duration::from_secs(5), || {
+        !std::fs::read_to_string(format!("/sys/block/{loop_name}/loop/backing_file"))
+            .is_ok_and(|b| b.contains(fuse_dir.to_str().unwrap()))
+    });
 }

@@ -106,6 +106,9 @@ pub struct ReplicaStatus {
     /// The loop device a Primary serves.
     #[serde(default)]
     pub device: Option<String>,
+    /// The worker process (the one that serves the device).
+    #[serde(default)]
+    pub pid: u32,
 }
 
 impl ReplicaStatus {
@@ -128,6 +131,7 @@ impl ReplicaStatus {
             promotion_score: s.promotion_score,
             last_handshake_rule: s.last_rule,
             device: None,
+            pid: std::process::id(),
         }
     }
 

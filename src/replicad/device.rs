@@ -236,6 +236,8 @@ pub struct Device {
     session: Option<fuser::BackgroundSession>,
     mountpoint: PathBuf,
     pub loop_dev: PathBuf,
+    /// fusectl's number for the FUSE connection, for the supervisor's watchdog.
+    pub fuse_conn: Option<u32>,
     loop_file: Option<File>,
     link: PathBuf,
 }
@@ -304,6 +306,7 @@ pub fn attach(
         session: Some(session),
         mountpoint: mountpoint.clone(),
         loop_dev: PathBuf::new(),
+        fuse_conn: fuse_connection(&mountpoint),
         loop_file: None,
         link: run_dir.join(format!("{name}.dev")),
     };
@@ -320,6 +323,22 @@ pub fn attach(
     let _ = std::fs::remove_file(&dev.link);
     std::os::unix::fs::symlink(&dev.loop_dev, &dev.link).map_err(os("cannot publish the device link"))?;
     Ok(dev)
+}
+
+/// fusectl names a connection by its superblock's device number in the kernel's
+/// encoding (major << 20 | minor), read here from mountinfo rather than by a stat
+/// that would go through FUSE.
+fn fuse_connection(mountpoint: &Path) -> Option<u32> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let want = mountpoint.to_str()?;
+    info.lines().find_map(|line| {
+        let f: Vec<&str> = line.split(' ').collect();
+        if unescape(f.get(4)?) != want {
+            return None;
+        }
+        let (major, minor) = f.get(2)?.split_once(':')?;
+        Some((major.parse::<u32>().ok()? << 20) | minor.parse::<u32>().ok()?)
+    })
 }
 
 /// Not on the event loop: LOOP_CONFIGURE fsyncs the file, through FUSE, and the

@@ -13,7 +13,13 @@
 //! A Primary serves the block device (`device`: a FUSE file seen only in this
 //! process's mount namespace, a loop device on it, the symlink `replica/NAME.dev`).
 //!
-//! Not here yet: the supervisor's hung-worker watchdog, and the outdate relay through pairbeatd (until then an outdate request is answered
+//! It is the worker of `supervisor`: each tick of this loop says so on the pipe,
+//! with the age of the oldest unanswered block request, so a hung loop is aborted
+//! and killed from outside. A failure the supervisor recorded
+//! (`replica/NAME.failed`) is reported in the status until `secondary`
+//! acknowledges it.
+//!
+//! Not here yet: the outdate relay through pairbeatd (until then an outdate request is answered
 //! "peer unreachable", which keeps a Consistent disk from being promoted and lets
 //! `resource-only` resume as DRBD does).
 
@@ -22,6 +28,7 @@ pub mod create;
 pub mod device;
 pub mod disk;
 mod link;
+pub mod supervisor;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -47,6 +54,8 @@ enum Wake {
     Attached(CmdId, Result<device::Device, String>),
     Detached(Option<CmdId>, Result<(), Box<(device::Device, String)>>),
     Timer,
+    /// The supervisor's tick.
+    Tick,
     Stop,
 }
 
@@ -62,11 +71,16 @@ struct Shell {
     promoting: Option<CmdId>,
     device: Option<device::Device>,
     fuse_tx: mpsc::UnboundedSender<device::FuseRequest>,
-    pending: std::collections::BTreeMap<ReqId, device::Pending>,
+    /// Block requests the core has not answered, with their arrival (ids grow, so
+    /// the first is the oldest).
+    pending: std::collections::BTreeMap<ReqId, (Instant, device::Pending)>,
     next_req: ReqId,
     dev_tx: mpsc::UnboundedSender<Wake>,
     /// What a promotion said, kept while its device is attached.
     attaching: Option<(CmdId, String)>,
+    beat: supervisor::Beat,
+    /// What the supervisor recorded of the last Primary's failure.
+    failed: Option<String>,
 }
 
 pub struct Options {
@@ -74,6 +88,8 @@ pub struct Options {
     pub name: String,
     /// Test-only: writes since the last flush are lost at a kill (PAIRBEAT_REPLICA_VOLATILE=1).
     pub volatile: bool,
+    /// The pipe to the supervisor.
+    pub beat: supervisor::Beat,
 }
 
 /// The replica's settings for the core, from its config section.
@@ -138,7 +154,12 @@ pub async fn run(opts: Options) -> Result<(), Error> {
 }
 
 async fn inner(opts: Options) -> Result<(), Error> {
-    let Options { config, name, volatile } = opts;
+    let Options {
+        config,
+        name,
+        volatile,
+        beat,
+    } = opts;
     let Some(r) = config.replicas.iter().find(|r| r.name == name).cloned() else {
         let known: Vec<&str> = config.replicas.iter().map(|r| r.name.as_str()).collect();
         return Err(Error::Config(format!(
@@ -179,6 +200,14 @@ async fn inner(opts: Options) -> Result<(), Error> {
 
     let run_dir = crate::config::replica::run_dir(&config);
     std::fs::create_dir_all(&run_dir).map_err(|e| Error::Os(format!("cannot create {}: {e}", run_dir.display())))?;
+    // A Secondary publishes no device: a link left by a worker that died is stale.
+    let _ = std::fs::remove_file(run_dir.join(format!("{name}.dev")));
+    let failed = std::fs::read_to_string(supervisor::failed_path(&run_dir, &name))
+        .ok()
+        .map(|s| s.trim().to_string());
+    if let Some(f) = &failed {
+        log::error!("the last Primary of {name} failed: {f}; `pairbeat replica secondary {name}` acknowledges it");
+    }
     let sock = socket_path(&config, &name);
     let _ = std::fs::remove_file(&sock);
     let listener =
@@ -204,7 +233,11 @@ async fn inner(opts: Options) -> Result<(), Error> {
         next_req: 1,
         dev_tx,
         attaching: None,
+        beat,
+        failed,
     };
+    let mut tick = tokio::time::interval(supervisor::TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut stopping = false;
     let mut next_cmd: CmdId = 1;
     let signal = |k| tokio::signal::unix::signal(k).map_err(|e| Error::Os(format!("signals: {e}")));
@@ -231,6 +264,7 @@ async fn inner(opts: Options) -> Result<(), Error> {
             Some(d) = dev_rx.recv() => d,
             Some((req, answer)) = ctl_rx.recv() => Wake::Control(req, answer),
             _ = sleep_until(deadline) => Wake::Timer,
+            _ = tick.tick() => Wake::Tick,
             _ = term.recv() => Wake::Stop,
             _ = int.recv() => Wake::Stop,
         };
@@ -256,14 +290,20 @@ async fn inner(opts: Options) -> Result<(), Error> {
             Wake::Fuse(f) => {
                 let id = sh.next_req;
                 sh.next_req += 1;
-                sh.pending.insert(id, f.reply);
+                sh.pending.insert(id, (now, f.reply));
                 replica.handle_request(now, id, f.request);
             }
             Wake::Control(req, answer) => {
                 let id = next_cmd;
                 next_cmd += 1;
                 if req == Request::Secondary && !replica.is_primary() {
-                    let _ = answer.send(Answer::message("already Secondary"));
+                    let _ = answer.send(Answer::message(sh.acknowledge()));
+                    continue;
+                }
+                if let (Request::Primary { .. }, Some(f)) = (&req, &sh.failed) {
+                    let _ = answer.send(Answer::error(format!(
+                        "refusing to promote: the last Primary failed ({f}); once nothing uses its old device, acknowledge with `pairbeat replica secondary {name}`"
+                    )));
                     continue;
                 }
                 if req == Request::Secondary {
@@ -294,6 +334,9 @@ async fn inner(opts: Options) -> Result<(), Error> {
                     None => {
                         let mut st = status(&name, &replica);
                         st.device = sh.device.as_ref().map(|d| d.loop_dev.display().to_string());
+                        if st.failed.is_none() {
+                            st.failed.clone_from(&sh.failed);
+                        }
                         let _ = answer.send(Answer::status(st));
                     }
                 }
@@ -312,6 +355,9 @@ async fn inner(opts: Options) -> Result<(), Error> {
                             "serving {name} as {path} ({})",
                             sh.run_dir.join(format!("{name}.dev")).display()
                         );
+                        if let Some(conn) = dev.fuse_conn {
+                            sh.beat.say(supervisor::Line::Fuse(conn));
+                        }
                         sh.device = Some(dev);
                         Answer::message(format!("{said}, device {path}"))
                     }
@@ -331,6 +377,7 @@ async fn inner(opts: Options) -> Result<(), Error> {
             Wake::Detached(cmd, result) => {
                 match result {
                     Ok(()) => {
+                        sh.beat.say(supervisor::Line::NoFuse);
                         if let Some(cmd) = cmd {
                             replica.handle_command(now, cmd, Command::Demote);
                         }
@@ -351,6 +398,18 @@ async fn inner(opts: Options) -> Result<(), Error> {
                 }
             }
             Wake::Timer => replica.handle_timeout(now),
+            Wake::Tick => {
+                let oldest = sh
+                    .pending
+                    .values()
+                    .next()
+                    .map_or(0, |(t, _)| now.duration_since(*t).as_millis());
+                let frozen = replica.status().frozen;
+                sh.beat.say(supervisor::Line::Beat {
+                    oldest_ms: oldest as u64,
+                    frozen,
+                });
+            }
             Wake::Stop => {
                 stopping = true;
                 match sh.device.take() {
@@ -376,6 +435,18 @@ impl Shell {
                 let _ = std::fs::remove_file(sock);
                 Ok(())
             }
+        }
+    }
+
+    /// `secondary` on a Secondary: clears a recorded failure, if there is one.
+    fn acknowledge(&mut self) -> String {
+        match self.failed.take() {
+            Some(f) => {
+                let _ = std::fs::remove_file(supervisor::failed_path(&self.run_dir, &self.name));
+                log::info!("the operator acknowledged the failure of the last Primary: {f}");
+                format!("already Secondary; acknowledged the last Primary's failure ({f})")
+            }
+            None => "already Secondary".into(),
         }
     }
 
@@ -407,7 +478,7 @@ impl Shell {
                     }
                 }
                 Effect::Reply { req, reply } => {
-                    if let Some(p) = self.pending.remove(&req) {
+                    if let Some((_, p)) = self.pending.remove(&req) {
                         p.answer(reply);
                     }
                 }
