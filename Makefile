@@ -6,13 +6,15 @@
 #                   shell script (scripts/lint), no cycle between modules (scripts/module-graph)
 #   make demo       a two-node lab on this machine: start, crash the active node, fail over
 #   make bench      the failover benchmark (BENCHMARKS.md)
-#   make install    binaries (pairbeatd, pairbeat, pairbeat-replicad) to /usr/sbin, agents to /usr/lib/ocf/resource.d/pairbeat,
+#   make install    binaries (pairbeatd, pairbeat, pairbeat-replicad) to /usr/sbin, agents to /usr/lib/ocf/resource.d/pairbeat
+#                   and /etc/ha.d/resource.d (replicadisk),
 #                   sample config to /etc/pairbeat, systemd unit, SysV init script
 #                   (DESTDIR and PREFIX respected)
 
 PREFIX   ?= /usr
 SBINDIR  ?= $(PREFIX)/sbin
 OCFDIR   ?= $(PREFIX)/lib/ocf/resource.d/pairbeat
+HARESDIR ?= /etc/ha.d/resource.d
 CONFDIR  ?= /etc/pairbeat
 UNITDIR  ?= /lib/systemd/system
 INITDIR  ?= /etc/init.d
@@ -59,6 +61,8 @@ install: build
 		case "$$a" in *.md) continue;; esac; \
 		[ -f "$$a" ] && install -m 0755 "$$a" $(DESTDIR)$(OCFDIR)/; \
 	done; true
+	# Heartbeat v1 resource scripts (heartbeat:NAME, haresources' NAME::ARG).
+	install -D -m 0755 agents/heartbeat/replicadisk $(DESTDIR)$(HARESDIR)/replicadisk
 	install -d -m 0755 $(DESTDIR)$(CONFDIR)
 	install -m 0644 etc/pairbeat.toml $(DESTDIR)$(CONFDIR)/pairbeat.toml.sample
 	# Never overwrite a configuration an operator already has.
@@ -72,6 +76,7 @@ uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/pairbeatd $(DESTDIR)$(SBINDIR)/pairbeat $(DESTDIR)$(SBINDIR)/pairbeat-replicad $(DESTDIR)$(CONFDIR)/pairbeat.toml.sample
 	rm -f $(DESTDIR)$(UNITDIR)/pairbeatd.service $(DESTDIR)$(UNITDIR)/pairbeat-replicad@.service $(DESTDIR)$(INITDIR)/pairbeat
 	for a in agents/*; do rm -f $(DESTDIR)$(OCFDIR)/$$(basename "$$a"); done
+	rm -f $(DESTDIR)$(HARESDIR)/replicadisk
 
 clean:
 	$(CARGO) clean

@@ -26,6 +26,7 @@ fn paths(dir: &Path) -> Paths {
         ocf_root: root,
         init_d: dir.join("init.d"),
         heartbeat_resource_d: dir.join("resource.d"),
+        node: Some(("alpha".into(), "/etc/pairbeat/lab.toml".into())),
     }
 }
 
@@ -125,6 +126,10 @@ fn the_environment_is_ocfs_and_nothing_else_and_params_never_meet_a_shell() {
         "OCF_RESKEY_CRM_meta_timeout=7000".into(),
         "OCF_CHECK_LEVEL=20".into(),
         format!("OCF_RESKEY_evil={evil}"),
+        // pairbeat's own agents find their daemons by these.
+        "PAIRBEAT_NODE=alpha".into(),
+        "PAIRBEAT_CONFIG=/etc/pairbeat/lab.toml".into(),
+        "OCF_RESKEY_CRM_meta_on_node=alpha".into(),
     ] {
         assert!(env.lines().any(|l| l == want), "missing {want:?} in:\n{env}");
     }

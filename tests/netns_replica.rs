@@ -62,6 +62,36 @@ fn cli(conf: &Path, h: usize, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// `replicadisk r0 VERB`, the Heartbeat v1 script, as pairbeatd runs it on host h.
+fn replicadisk(conf: &Path, h: usize, verb: &str) -> std::process::Output {
+    let bindir = Path::new(env!("CARGO_BIN_EXE_pairbeat")).parent().unwrap();
+    std::process::Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("agents/heartbeat/replicadisk"))
+        .args(["r0", verb])
+        .env("PAIRBEAT_CONFIG", conf)
+        .env("PAIRBEAT_NODE", node(h))
+        .env("PAIRBEAT_BINDIR", bindir)
+        .output()
+        .unwrap()
+}
+
+/// `ocf:pairbeat:replica ACTION` for r0 on host h: its exit code and output.
+fn ocf_replica(conf: &Path, h: usize, action: &str) -> (i32, String) {
+    let bindir = Path::new(env!("CARGO_BIN_EXE_pairbeat")).parent().unwrap();
+    let out = std::process::Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("agents/replica"))
+        .arg(action)
+        .env("OCF_ROOT", "/usr/lib/ocf")
+        .env("OCF_RESOURCE_INSTANCE", "disk")
+        .env("OCF_RESKEY_replica", "r0")
+        .env("OCF_RESKEY_config", conf)
+        .env("OCF_RESKEY_bindir", bindir)
+        .env("OCF_RESKEY_CRM_meta_interval", "10000")
+        .env("PAIRBEAT_NODE", node(h))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
 fn start(net: &mut Net, hosts: &mut [Host], h: usize, log: &str) {
     let log = net.path(log);
     let conf = hosts[h].conf.to_str().unwrap().to_string();
@@ -114,6 +144,19 @@ fn two_replicads_connect_start_in_sync_switch_roles_and_survive_a_kill() {
     });
     assert_eq!(line(&hosts[0]), "r0: Primary UpToDate/UpToDate Connected");
     assert_eq!(line(&hosts[1]), "r0: Secondary UpToDate/UpToDate Connected");
+    // drbddisk's status contract, and the OCF agent's monitor.
+    let st = replicadisk(&hosts[0].conf, 0, "status");
+    assert_eq!(
+        (st.status.code(), String::from_utf8_lossy(&st.stdout).trim()),
+        (Some(0), "running (Primary)")
+    );
+    let st = replicadisk(&hosts[1].conf, 1, "status");
+    assert_eq!(
+        (st.status.code(), String::from_utf8_lossy(&st.stdout).trim()),
+        (Some(3), "stopped (Secondary)")
+    );
+    assert_eq!(ocf_replica(&hosts[0].conf, 0, "monitor").0, 8);
+    assert_eq!(ocf_replica(&hosts[1].conf, 1, "monitor").0, 0);
     assert_eq!(status(&hosts[0]).unwrap().promotion_score, Some(10000));
     // No dual primary while connected.
     let out = cli(&hosts[1].conf, 1, &["primary", "r0"]);
@@ -161,11 +204,16 @@ fn two_replicads_connect_start_in_sync_switch_roles_and_survive_a_kill() {
     );
     sh(0, &format!("umount {}", mnt.display()));
 
-    // A planned switch.
-    assert!(cli(&hosts[0].conf, 0, &["secondary", "r0"]).status.success());
-    assert!(status(&hosts[0]).unwrap().device.is_none());
-    let out = cli(&hosts[1].conf, 1, &["primary", "r0"]);
+    // A planned switch, as Heartbeat v1 does it with drbddisk: stop here, start there.
+    let out = replicadisk(&hosts[0].conf, 0, "stop");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(status(&hosts[0]).unwrap().device.is_none());
+    let out = replicadisk(&hosts[1].conf, 1, "start");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        replicadisk(&hosts[0].conf, 0, "stop").status.success(),
+        "stop of a Secondary"
+    );
     until(&net, "bravo Primary, alpha sees it", Duration::from_secs(5), || {
         status(&hosts[0]).is_some_and(|s| s.peer_role.as_deref() == Some("Primary"))
     });
@@ -384,6 +432,18 @@ fn a_hung_worker_is_aborted_within_io_watchdog_so_io_fails_instead_of_hanging() 
     let st = status(&hosts[0]).unwrap();
     assert_eq!(st.role, "Secondary");
     assert!(st.failed.as_deref().unwrap().contains("io_watchdog"), "{}", st.line());
+    let (rc, said) = ocf_replica(&hosts[0].conf, 0, "monitor");
+    assert_eq!(rc, 9, "a failed Primary: {said}");
+    assert!(
+        said.contains("ocf-exit-reason:") && said.contains("io_watchdog"),
+        "{said}"
+    );
+    let st = replicadisk(&hosts[0].conf, 0, "status");
+    assert!(
+        String::from_utf8_lossy(&st.stdout).contains("may be running (failed"),
+        "{}",
+        String::from_utf8_lossy(&st.stdout)
+    );
     let out = cli(&hosts[0].conf, 0, &["primary", "r0"]);
     assert!(!out.status.success());
     assert!(
@@ -399,6 +459,7 @@ fn a_hung_worker_is_aborted_within_io_watchdog_so_io_fails_instead_of_hanging() 
         String::from_utf8_lossy(&out.stdout)
     );
     assert_eq!(status(&hosts[0]).unwrap().failed, None);
+    assert_eq!(ocf_replica(&hosts[0].conf, 0, "monitor").0, 0);
     // The old loop device went with its last user.
     until(&net, "the old loop device detached", Duration::from_secs(5), || {
         !std::fs::read_to_string(format!("/sys/block/{loop_name}/loop/backing_file"))

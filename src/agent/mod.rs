@@ -23,12 +23,18 @@ pub const KILL_GRACE: Duration = Duration::from_secs(3);
 /// The PATH agents run with.
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Where agents live. Defaults are the standard Linux paths.
+/// Where agents live, and what they are told of this node. Defaults are the
+/// standard Linux paths.
 #[derive(Debug, Clone)]
 pub struct Paths {
     pub ocf_root: PathBuf,
     pub init_d: PathBuf,
     pub heartbeat_resource_d: PathBuf,
+    /// This node's name and pairbeatd's configuration file, given to every agent as
+    /// PAIRBEAT_NODE and PAIRBEAT_CONFIG (and to OCF agents as Pacemaker's
+    /// OCF_RESKEY_CRM_meta_on_node): pairbeat's own agents find their daemons by
+    /// them, also on a host whose hostname is not its node name.
+    pub node: Option<(String, PathBuf)>,
 }
 
 impl Default for Paths {
@@ -37,6 +43,7 @@ impl Default for Paths {
             ocf_root: PathBuf::from("/usr/lib/ocf"),
             init_d: PathBuf::from("/etc/init.d"),
             heartbeat_resource_d: PathBuf::from("/etc/ha.d/resource.d"),
+            node: None,
         }
     }
 }
@@ -107,6 +114,12 @@ fn command(
     let mut cmd = ChildSpec::new(exe, timeout);
     cmd.kill_grace = KILL_GRACE;
     cmd.env("PATH", PATH).env("LANG", "C");
+    if let Some((name, config)) = &paths.node {
+        cmd.env("PAIRBEAT_NODE", name).env("PAIRBEAT_CONFIG", config);
+        if matches!(rsc.agent, AgentSpec::Ocf { .. }) {
+            cmd.env("OCF_RESKEY_CRM_meta_on_node", name);
+        }
+    }
     match &rsc.agent {
         AgentSpec::Ocf { provider, kind } => {
             cmd.arg(verb)

@@ -117,6 +117,9 @@ enum ReplicaCommand {
     /// Try the replication link again after StandAlone, keeping this node's data
     /// (withdraws an earlier discard-my-data, as DRBD's `connect`).
     Connect { name: String },
+    /// Stop the daemon cleanly, as `drbdadm down` (refused while Primary: demote first).
+    /// Under systemd prefer `systemctl stop pairbeat-replicad@NAME`.
+    Down { name: String },
 }
 
 #[derive(Subcommand)]
@@ -369,6 +372,27 @@ fn replica(file: &std::path::Path, node: Option<&str>, command: ReplicaCommand) 
         ReplicaCommand::Outdate { name } => ask(&name, R::Outdate),
         ReplicaCommand::ResumeIo { name } => ask(&name, R::ResumeIo),
         ReplicaCommand::Connect { name } => ask(&name, R::Connect),
+        ReplicaCommand::Down { name } => {
+            let sock = pairbeat::replicad::socket_path(&config, &name);
+            if find(&name).is_ok() && !sock.exists() {
+                println!("{name}: not running");
+                return ExitCode::SUCCESS;
+            }
+            let rc = ask(&name, R::Down);
+            if rc != ExitCode::SUCCESS {
+                return rc;
+            }
+            // The daemon removes its socket as the last thing before it exits.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while sock.exists() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            if sock.exists() {
+                eprintln!("pairbeat: {name}: the daemon did not stop within 60 s");
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
         ReplicaCommand::ResyncRate { name, rate } => match parse_size::parse_size(rate.trim()) {
             Ok(b) => ask(&name, R::ResyncRate { bytes_per_second: b }),
             Err(_) => {

@@ -143,6 +143,10 @@ impl Shell {
         let mut node = Node::new(&config, boot, now);
         let paths = Paths {
             ocf_root: config.daemon.ocf_root.clone(),
+            node: Some((
+                config.local_name().to_string(),
+                std::fs::canonicalize(&config.path).unwrap_or_else(|_| config.path.clone()),
+            )),
             ..Paths::default()
         };
         load_metadata(&mut node, &paths, &config).await;

@@ -26,13 +26,15 @@ pub enum Request {
     ResyncRate {
         bytes_per_second: u64,
     },
+    /// Leave cleanly and exit (refused while Primary).
+    Down,
 }
 
 impl Request {
     /// The core's command for it; `None` for a status query.
     pub fn into_command(self) -> Option<Command> {
         match self {
-            Request::Status => None,
+            Request::Status | Request::Down => None,
             Request::Primary { force, new_data } => Some(Command::Promote { force, new_data }),
             Request::Secondary => Some(Command::Demote),
             Request::Outdate => Some(Command::Outdate { requester: None }),

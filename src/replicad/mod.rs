@@ -300,6 +300,20 @@ async fn inner(opts: Options) -> Result<(), Error> {
                     let _ = answer.send(Answer::message(sh.acknowledge()));
                     continue;
                 }
+                if req == Request::Down {
+                    if replica.is_primary() {
+                        let _ = answer.send(Answer::error(format!(
+                            "refusing to stop while Primary: demote first (`pairbeat replica secondary {name}`)"
+                        )));
+                        continue;
+                    }
+                    let _ = answer.send(Answer::message("stopping"));
+                    // Let the control task write the answer before the loop ends.
+                    for _ in 0..8 {
+                        tokio::task::yield_now().await;
+                    }
+                    return sh.stop(&mut replica, next_cmd, &sock).await;
+                }
                 if let (Request::Primary { .. }, Some(f)) = (&req, &sh.failed) {
                     let _ = answer.send(Answer::error(format!(
                         "refusing to promote: the last Primary failed ({f}); once nothing uses its old device, acknowledge with `pairbeat replica secondary {name}`"
