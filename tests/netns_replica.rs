@@ -1,9 +1,16 @@
 //! pairbeat-replicad on two network-namespace hosts: `pairbeat replica create`,
 //! the replication link's HELLO/AUTH handshake, a fresh pair started in sync with
-//! `--new-data`, a planned switch of the Primary, a killed replicad that comes back
-//! and reconnects, and peers that are refused (wrong key, foreign resource) with a
-//! log line that says why. The Primary's block device carries real ext4: a file
-//! written and synced on alpha reads back, by checksum, on bravo after the switch.
+//! `--new-data`, a planned switch of the Primary (through `replicadisk`), a killed
+//! replicad that comes back and reconnects, and peers that are refused (wrong key,
+//! foreign resource, replayed handshake bytes) with a log line that says why. The
+//! Primary's block device carries real ext4: a file written and synced on alpha
+//! reads back, by checksum, on bravo after the switch.
+//!
+//! Also: the hung-worker watchdog (SIGSTOP: EIO within io_watchdog, nothing left in
+//! D state, the FUSE mount private to the worker, monitor 9 until acknowledged);
+//! the initial full sync, a resync of exactly the dirty extents, a target crashed
+//! mid-resync that cannot be promoted and resumes; a split brain detected and its
+//! loser's writes saved aside; and a lab that leaves nothing behind.
 
 mod common;
 
@@ -465,4 +472,338 @@ fn a_hung_worker_is_aborted_within_io_watchdog_so_io_fails_instead_of_hanging() 
         !std::fs::read_to_string(format!("/sys/block/{loop_name}/loop/backing_file"))
             .is_ok_and(|b| b.contains(fuse_dir.to_str().unwrap()))
     });
+}
+
+/// 4 KiB of random data into extent `e` (1 MiB extents) of the device, O_DIRECT.
+fn write_extent(net: &Net, dev: &str, e: u64) {
+    let out = net.exec(
+        0,
+        &format!(
+            "dd if=/dev/urandom of={dev} bs=4096 count=1 seek={} oflag=direct conv=notrunc 2>&1",
+            e * 256 + 3
+        ),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[track_caller]
+fn assert_images_equal(net: &Net) {
+    let sum = |h: &str| {
+        let out = common::sh(&format!("sha256sum < {}", net.path(h).join("r0.img").display()));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(sum("alpha"), sum("bravo"), "the two images differ");
+}
+
+#[test]
+fn resync_sends_only_dirty_extents_and_a_target_crashed_mid_resync_cannot_be_promoted() {
+    const MIB: u64 = 1 << 20;
+    let mut net = Net::new(1);
+    let mut hosts = vec![setup(&mut net, 0), setup(&mut net, 1)];
+    start(&mut net, &mut hosts, 0, "alpha.log");
+    start(&mut net, &mut hosts, 1, "bravo.log");
+    let in_sync = |hosts: &[Host]| {
+        hosts.iter().all(|h| {
+            status(h).is_some_and(|s| {
+                s.connection == "Connected" && s.disk == "UpToDate" && s.peer_disk.as_deref() == Some("UpToDate")
+            })
+        })
+    };
+    until(&net, "both Connected", Duration::from_secs(10), || {
+        hosts
+            .iter()
+            .all(|h| status(h).is_some_and(|s| s.connection == "Connected"))
+    });
+    // The initial sync: alpha's data is asserted, all of it goes to bravo.
+    let out = cli(&hosts[0].conf, 0, &["primary", "r0", "--force"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    until(&net, "the initial sync", Duration::from_secs(10), || in_sync(&hosts));
+    assert_eq!(status(&hosts[1]).unwrap().resync_received_bytes, 8 * MIB);
+    assert_images_equal(&net);
+    let dev = status(&hosts[0]).unwrap().device.unwrap();
+
+    // bravo is away while alpha writes into two of the eight extents.
+    net.kill9(hosts[1].pid.unwrap());
+    until(&net, "alpha notices", Duration::from_secs(5), || {
+        status(&hosts[0]).is_some_and(|s| s.connection == "Connecting")
+    });
+    write_extent(&net, &dev, 0);
+    write_extent(&net, &dev, 5);
+    assert_eq!(
+        status(&hosts[0]).unwrap().out_of_sync_bytes,
+        2 * MIB,
+        "{}",
+        line(&hosts[0])
+    );
+    start(&mut net, &mut hosts, 1, "bravo.2.log");
+    until(&net, "in sync again", Duration::from_secs(10), || in_sync(&hosts));
+    // Exactly the two dirty extents crossed, not the 8 MiB disk.
+    assert_eq!(status(&hosts[0]).unwrap().resync_sent_bytes, (8 + 2) * MIB);
+    assert_eq!(status(&hosts[1]).unwrap().resync_received_bytes, 2 * MIB);
+    assert_images_equal(&net);
+
+    // Now all eight extents change while bravo is away, and the resync is slow.
+    net.kill9(hosts[1].pid.unwrap());
+    until(&net, "alpha notices", Duration::from_secs(5), || {
+        status(&hosts[0]).is_some_and(|s| s.connection == "Connecting")
+    });
+    for e in 0..8 {
+        write_extent(&net, &dev, e);
+    }
+    let out = cli(&hosts[0].conf, 0, &["resync-rate", "r0", "1MiB"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    start(&mut net, &mut hosts, 1, "bravo.3.log");
+    until(&net, "bravo is SyncTarget, 3 MiB in", Duration::from_secs(10), || {
+        status(&hosts[1]).is_some_and(|s| s.connection == "SyncTarget" && s.resync_received_bytes >= 3 * MIB)
+    });
+    // bravo crashes mid-resync and comes back alone (its link is down).
+    assert!(net.exec(1, "ip link set pb0 down").status.success());
+    net.kill9(hosts[1].pid.unwrap());
+    start(&mut net, &mut hosts, 1, "bravo.4.log");
+    until(&net, "bravo answers", Duration::from_secs(5), || {
+        status(&hosts[1]).is_some()
+    });
+    let b = status(&hosts[1]).unwrap();
+    assert_eq!(b.disk, "Inconsistent", "{}", b.line());
+    let out = cli(&hosts[1].conf, 1, &["primary", "r0"]);
+    assert!(!out.status.success(), "an Inconsistent disk was promoted");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Inconsistent"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (rc, said) = ocf_replica(&hosts[1].conf, 1, "promote");
+    assert_eq!(rc, 1, "{said}");
+    assert!(
+        said.contains("ocf-exit-reason:") && said.contains("Inconsistent"),
+        "{said}"
+    );
+
+    // The link comes back: the resync resumes where it stopped.
+    let out = cli(&hosts[0].conf, 0, &["resync-rate", "r0", "100MiB"]);
+    assert!(out.status.success());
+    assert!(net.exec(1, "ip link set pb0 up").status.success());
+    until(
+        &net,
+        "in sync after the resumed resync",
+        Duration::from_secs(20),
+        || in_sync(&hosts),
+    );
+    let resumed = status(&hosts[1]).unwrap().resync_received_bytes;
+    assert!(
+        resumed > 0 && resumed <= 7 * MIB,
+        "the resumed resync wrote {resumed} bytes: extents done before the crash came again\n{}",
+        net.logs()
+    );
+    eprintln!(
+        "resync: 2 dirty extents -> 2 MiB sent; resumed after a mid-resync crash: {} KiB of 8192",
+        resumed / 1024
+    );
+    assert_images_equal(&net);
+
+    // The lab goes and takes everything with it: processes, loop devices, mounts.
+    let dir = net.path("").display().to_string();
+    drop(net);
+    std::thread::sleep(Duration::from_millis(300));
+    let left: Vec<String> = std::fs::read_dir("/sys/block")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("loop/backing_file")).ok())
+        .filter(|b| b.contains(&dir))
+        .collect();
+    assert!(left.is_empty(), "loop devices left: {left:?}");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&dir), "mounts left:\n{mounts}");
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            assert!(
+                !String::from_utf8_lossy(&cmd).contains(&dir),
+                "process {:?} left: {}",
+                e.file_name(),
+                String::from_utf8_lossy(&cmd)
+            );
+        }
+    }
+}
+
+#[test]
+fn a_split_brain_is_detected_and_the_losers_writes_are_saved_before_they_are_discarded() {
+    let mut net = Net::new(1);
+    let mut hosts = vec![setup(&mut net, 0), setup(&mut net, 1)];
+    start(&mut net, &mut hosts, 0, "alpha.log");
+    start(&mut net, &mut hosts, 1, "bravo.log");
+    until(&net, "both Connected", Duration::from_secs(10), || {
+        hosts
+            .iter()
+            .all(|h| status(h).is_some_and(|s| s.connection == "Connected"))
+    });
+    let out = cli(&hosts[0].conf, 0, &["primary", "r0", "--new-data"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    until(&net, "in sync", Duration::from_secs(5), || {
+        status(&hosts[1]).is_some_and(|s| s.disk == "UpToDate")
+    });
+
+    // The replication link fails; bravo is promoted as well, and both write.
+    assert!(net.exec(1, "ip link set pb0 down").status.success());
+    until(&net, "both lose the peer", Duration::from_secs(5), || {
+        hosts
+            .iter()
+            .all(|h| status(h).is_some_and(|s| s.connection == "Connecting"))
+    });
+    let out = cli(&hosts[1].conf, 1, &["primary", "r0"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let adev = status(&hosts[0]).unwrap().device.unwrap();
+    let bdev = status(&hosts[1]).unwrap().device.unwrap();
+    write_extent(&net, &adev, 2);
+    write_extent(&net, &bdev, 6);
+    let bravo_extent6 = common::sh(&format!(
+        "dd if={} bs=1M skip=6 count=1 2>/dev/null | sha256sum",
+        net.path("bravo").join("r0.img").display()
+    ))
+    .stdout;
+    assert!(cli(&hosts[1].conf, 1, &["secondary", "r0"]).status.success());
+
+    // The link returns: divergent data, never "in sync".
+    assert!(net.exec(1, "ip link set pb0 up").status.success());
+    until(
+        &net,
+        "the split brain detected on both",
+        Duration::from_secs(10),
+        || {
+            hosts
+                .iter()
+                .all(|h| status(h).is_some_and(|s| s.connection == "StandAlone" && s.split_brain_pending))
+        },
+    );
+    let b = status(&hosts[1]).unwrap();
+    assert!(b.line().contains("split brain pending"), "{}", b.line());
+    // Pending split brain: bravo may not be promoted.
+    assert!(!cli(&hosts[1].conf, 1, &["primary", "r0"]).status.success());
+
+    // The operator gives up bravo's writes; alpha keeps its own.
+    let out = cli(&hosts[1].conf, 1, &["discard-my-data", "r0"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cli(&hosts[0].conf, 0, &["connect", "r0"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    until(&net, "resolved and in sync", Duration::from_secs(10), || {
+        hosts.iter().all(|h| {
+            status(h).is_some_and(|s| s.connection == "Connected" && s.disk == "UpToDate" && !s.split_brain_pending)
+        })
+    });
+    assert_images_equal(&net);
+    // bravo's lone write is in the copy it kept aside, at its offset.
+    let saved: Vec<PathBuf> = std::fs::read_dir(net.path("bravo"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().contains("r0.img.divergent-"))
+        .collect();
+    assert_eq!(
+        saved.len(),
+        1,
+        "one copy of the loser's data: {saved:?}\n{}",
+        net.logs()
+    );
+    let copy6 = common::sh(&format!(
+        "dd if={} bs=1M skip=6 count=1 2>/dev/null | sha256sum",
+        saved[0].display()
+    ))
+    .stdout;
+    assert_eq!(copy6, bravo_extent6, "the saved copy holds bravo's extent 6");
+    let log = std::fs::read_to_string(net.path("bravo.log")).unwrap();
+    assert!(log.contains("saved this node's"), "{log}");
+}
+
+#[test]
+fn replayed_handshake_bytes_are_refused_with_a_log_line() {
+    let mut net = Net::new(1);
+    let mut hosts = vec![setup(&mut net, 0), setup(&mut net, 1)];
+    // alpha reaches bravo through a recording relay on a second address of bravo's.
+    let (b_ip, relay_ip) = (
+        net.addr(1, 0),
+        net.addr(1, 0).rsplit_once('.').unwrap().0.to_string() + ".3",
+    );
+    assert!(net
+        .exec(1, &format!("ip addr add {relay_ip}/24 dev pb0"))
+        .status
+        .success());
+    // The last `address.bravo` is the [[replica]]'s (the [[link]]'s comes first).
+    let text = std::fs::read_to_string(&hosts[0].conf).unwrap();
+    let old = format!("address.bravo = \"{b_ip}\"");
+    let at = text.rfind(&old).unwrap();
+    let text = format!(
+        "{}address.bravo = \"{relay_ip}\"{}",
+        &text[..at],
+        &text[at + old.len()..]
+    );
+    std::fs::write(&hosts[0].conf, text).unwrap();
+    let recording = net.path("alpha-to-bravo.bin");
+    let relay = net.path("relay.py");
+    std::fs::write(
+        &relay,
+        format!(
+            r#"import socket, threading
+lst = socket.socket()
+lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+lst.bind(("{relay_ip}", 7789))
+lst.listen(1)
+c, _ = lst.accept()
+s = socket.create_connection(("{b_ip}", 7789))
+rec = open("{}", "wb")
+def back():
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        c.sendall(b)
+threading.Thread(target=back, daemon=True).start()
+while True:
+    b = c.recv(65536)
+    if not b:
+        break
+    rec.write(b)
+    rec.flush()
+    s.sendall(b)
+"#,
+            recording.display()
+        ),
+    )
+    .unwrap();
+    let relay_log = net.path("relay.log");
+    net.spawn(1, Path::new("/usr/bin/python3"), &[relay.to_str().unwrap()], &relay_log);
+    std::thread::sleep(Duration::from_millis(300));
+    start(&mut net, &mut hosts, 0, "alpha.log");
+    start(&mut net, &mut hosts, 1, "bravo.log");
+    until(&net, "connected through the relay", Duration::from_secs(10), || {
+        hosts
+            .iter()
+            .all(|h| status(h).is_some_and(|s| s.connection == "Connected"))
+    });
+    // alpha goes; its recorded HELLO and AUTH are sent to bravo again, verbatim.
+    net.kill9(hosts[0].pid.unwrap());
+    until(&net, "bravo listens again", Duration::from_secs(5), || {
+        status(&hosts[1]).is_some_and(|s| s.connection == "Connecting")
+    });
+    let bytes = std::fs::read(&recording).unwrap();
+    assert!(
+        bytes.len() > 64,
+        "the relay recorded the handshake ({} bytes)",
+        bytes.len()
+    );
+    let out = net.exec(
+        1,
+        &format!(
+            "python3 -c 'import socket,time; s=socket.create_connection((\"{b_ip}\", 7789)); s.sendall(open(\"{}\",\"rb\").read()); time.sleep(1)'",
+            recording.display()
+        ),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    until(
+        &net,
+        "the replay refused in bravo's log",
+        Duration::from_secs(5),
+        || std::fs::read_to_string(net.path("bravo.log")).is_ok_and(|l| l.contains("replayed handshake bytes")),
+    );
+    let s = status(&hosts[1]).unwrap();
+    assert_eq!(s.connection, "Connecting", "{}", s.line());
 }

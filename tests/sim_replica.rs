@@ -1030,8 +1030,15 @@ fn schedules(seeds: Vec<u64>) {
 /// history on the other, taken for unrelated data instead of a split brain; an
 /// outdate request answered "Inconsistent" by a SyncTarget that had not yet seen
 /// the link go, which then finished the resync and called itself UpToDate (I1); a
-/// discard flag left on the keeper, so both sides offered to discard.
+/// discard flag left on the keeper, so both sides offered to discard; a write let
+/// through because its extent's bit was in the last durable map while a metadata
+/// write that cleared it (resync progress) was still in flight — the crash after it
+/// landed forgot an extent the peer held (I4, 39526); a SyncSource that persisted
+/// an extent as in sync while the copy it had sent came from its own unflushed
+/// cache, lost at its crash (I4, 29296, 52831).
 #[test]
 fn regression_seeds() {
-    schedules(vec![23010, 24419, 34902, 36510, 36936, 40574, 46717, 58049]);
+    schedules(vec![
+        23010, 24419, 29296, 34902, 36510, 36936, 39526, 40574, 46717, 52831, 58049,
+    ]);
 }

@@ -244,6 +244,9 @@ pub struct Status {
     pub split_brain_pending: bool,
     pub last_rule: u32,
     pub promotion_score: Option<u32>,
+    /// Resync bytes sent / written since the process started.
+    pub resync_sent: u64,
+    pub resync_received: u64,
 }
 
 /// What a disk operation was for.
@@ -286,6 +289,8 @@ enum Io {
         acks: Vec<(u64, u64)>,
     },
     Save,
+    /// An `fdatasync` whose only job is to come before the next metadata write.
+    Barrier,
 }
 
 /// What waits for a metadata write.
@@ -347,6 +352,10 @@ pub struct Replica {
     split_brain: Option<SplitBrainSeen>,
     /// Bits known persisted.
     durable: DirtyMap,
+    /// Metadata writes not yet durable, oldest first. The file passes through each
+    /// of their dirty maps in turn, so a bit is safe to write under only while it is
+    /// set in `durable` and in every one of them (see `bit_durable`).
+    meta_ios: VecDeque<IoId>,
     next_io: IoId,
     ios: BTreeMap<IoId, Io>,
     send_seq: u64,
@@ -366,9 +375,16 @@ pub struct Replica {
     /// Flushes in flight: req → counter when issued.
     flush_issued: BTreeMap<ReqId, u64>,
     resync: Resync,
+    /// Resync bytes sent as SyncSource and written as SyncTarget since this
+    /// process started (DRBD's /proc/drbd counters, for status and tests).
+    resync_sent: u64,
+    resync_received: u64,
     promote_waiting: Option<CmdId>,
     effects: VecDeque<Effect>,
 }
+
+/// How often a running resync persists its progress (see `resync_progress`).
+const RESYNC_PERSIST: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone, Default)]
 struct Resync {
@@ -383,8 +399,9 @@ struct Resync {
     done: u64,
     tokens: f64,
     refilled: Option<Instant>,
-    /// Target side: extents cleared since the last metadata write.
+    /// Extents cleared since the last metadata write, and when that was.
     unpersisted: u32,
+    persisted_at: Option<Instant>,
     /// Per extent: the write counter when its first resync read was issued.
     read_tick: BTreeMap<u64, u64>,
     /// Target side, per extent: chunks applied and not yet acknowledged (they are
@@ -408,6 +425,7 @@ impl Replica {
         );
         let mut r = Replica {
             durable: meta.dirty.clone(),
+            meta_ios: VecDeque::new(),
             s: settings,
             primary: false,
             disk,
@@ -431,6 +449,8 @@ impl Replica {
             covered: 0,
             flush_issued: BTreeMap::new(),
             resync: Resync::default(),
+            resync_sent: 0,
+            resync_received: 0,
             promote_waiting: None,
             effects: VecDeque::new(),
             meta,
@@ -497,6 +517,8 @@ impl Replica {
             split_brain_pending: self.meta.flags.has(Flags::SPLIT_BRAIN_PENDING),
             last_rule: self.meta.last_rule,
             promotion_score: self.promotion_score(),
+            resync_sent: self.resync_sent,
+            resync_received: self.resync_received,
         }
     }
 
@@ -685,6 +707,7 @@ impl Replica {
         let Some(what) = self.ios.remove(&io) else {
             return;
         };
+        self.meta_ios.retain(|&m| m != io);
         let data = match result {
             Ok(d) => d,
             Err(e) => return self.disk_failed(now, &e),
@@ -700,18 +723,17 @@ impl Replica {
             Io::Local { req } => self.local_done(now, req, data),
             Io::PeerWrite { seq } => self.send_seq_frame(seq, Frame::WriteAck),
             Io::PeerFlush { seq } => self.send_seq_frame(seq, Frame::FlushAck),
-            Io::PeerResync { offset, len } => self.target_progress(now, offset, len),
+            Io::PeerResync { offset, len } => {
+                self.resync_received += len;
+                self.target_progress(now, offset, len)
+            }
             Io::ExtentDurable { extent, acks } => {
                 // The extent's data is on disk: now it may leave both maps.
                 for (offset, len) in acks {
                     self.send(Frame::RsAck { offset, len });
                 }
                 if self.meta.dirty.clear(extent) {
-                    self.resync.unpersisted += 1;
-                    if self.resync.unpersisted >= 16 {
-                        self.resync.unpersisted = 0;
-                        self.persist(vec![]);
-                    }
+                    self.resync_progress(now);
                 }
             }
             Io::RsRead { offset, len } => {
@@ -725,6 +747,7 @@ impl Replica {
                 if self.conn == Conn::SyncSource {
                     let data = data.unwrap_or_default();
                     debug_assert_eq!(data.len() as u64, len);
+                    self.resync_sent += len;
                     self.send(Frame::RsData { offset, data });
                 }
                 self.release(now);
@@ -746,7 +769,7 @@ impl Replica {
                 self.disk = DiskState::UpToDate;
                 self.persist(vec![Then::Connected]);
             }
-            Io::Save => {}
+            Io::Save | Io::Barrier => {}
         }
     }
 
@@ -940,7 +963,7 @@ impl Replica {
                 if fresh {
                     self.persist(vec![Then::Release]);
                 }
-                if (a..=b).any(|e| !self.durable.get(e)) {
+                if (a..=b).any(|e| !self.bit_durable(e)) {
                     break;
                 }
             }
@@ -1509,15 +1532,32 @@ impl Replica {
                 let rewritten = self.written_at.get(&e).is_some_and(|&w| w > read_at) || self.busy(e);
                 if extent_done && !rewritten {
                     self.meta.dirty.clear(e);
-                    self.resync.unpersisted += 1;
-                    if self.resync.unpersisted >= 16 {
-                        self.resync.unpersisted = 0;
-                        self.persist(vec![]);
-                    }
+                    self.resync_progress(now);
                 }
             }
         }
         self.pump_resync(now);
+    }
+
+    /// An extent left the dirty map: the map is persisted after every 16 extents,
+    /// and at least every `RESYNC_PERSIST` while extents complete, so a resync
+    /// interrupted by a crash resumes close to where it stopped (DRBD writes its
+    /// bitmap lazily in the same way) without a metadata write per extent at speed.
+    ///
+    /// On the SyncSource the copy sent may have come from writes of its own not yet
+    /// flushed: its data is made durable first, or a crash would leave the source
+    /// without what its map says the two sides share.
+    fn resync_progress(&mut self, now: Instant) {
+        self.resync.unpersisted += 1;
+        let due = self.resync.persisted_at.is_none_or(|t| now >= t + RESYNC_PERSIST);
+        if self.resync.unpersisted >= 16 || due {
+            self.resync.unpersisted = 0;
+            self.resync.persisted_at = Some(now);
+            if self.conn == Conn::SyncSource {
+                self.disk_op(DiskOp::Sync, Io::Barrier);
+            }
+            self.persist(vec![]);
+        }
     }
 
     fn maybe_finish_resync(&mut self, _now: Instant) {
@@ -1532,6 +1572,8 @@ impl Replica {
         self.meta.gi.finish_resync_as_source();
         self.conn = Conn::Connected;
         let gi = self.meta.gi;
+        // What was sent may include this side's unflushed writes (see resync_progress).
+        self.disk_op(DiskOp::Sync, Io::Barrier);
         self.persist(vec![Then::Send(Frame::RsDone { gi })]);
         self.note_info("resync finished: the peer is UpToDate");
     }
@@ -1847,7 +1889,20 @@ impl Replica {
         let mut m = self.meta.clone();
         m.flags.set(Flags::CRASHED_PRIMARY, self.crashed_primary);
         let snapshot = Box::new(m.dirty.clone());
+        self.meta_ios.push_back(self.next_io);
         self.disk_op(DiskOp::Meta(Box::new(m)), Io::Meta { snapshot, then });
+    }
+
+    /// Extent `e`'s dirty bit is on disk and stays there whatever metadata write
+    /// lands next. Being set in the last durable map is not enough: a write still
+    /// in flight may clear it (a checkpoint, resync progress), and a crash after that
+    /// one landed would forget a write the peer may already hold.
+    fn bit_durable(&self, e: u64) -> bool {
+        self.durable.get(e)
+            && self.meta_ios.iter().all(|id| match self.ios.get(id) {
+                Some(Io::Meta { snapshot, .. }) => snapshot.get(e),
+                _ => false,
+            })
     }
 
     fn disk_op(&mut self, op: DiskOp, what: Io) {

@@ -111,6 +111,12 @@ pub struct ReplicaStatus {
     /// The worker process (the one that serves the device).
     #[serde(default)]
     pub pid: u32,
+    /// Resync bytes this worker sent (as SyncSource) and wrote (as SyncTarget)
+    /// since it started.
+    #[serde(default)]
+    pub resync_sent_bytes: u64,
+    #[serde(default)]
+    pub resync_received_bytes: u64,
 }
 
 impl ReplicaStatus {
@@ -134,6 +140,8 @@ impl ReplicaStatus {
             last_handshake_rule: s.last_rule,
             device: None,
             pid: std::process::id(),
+            resync_sent_bytes: s.resync_sent,
+            resync_received_bytes: s.resync_received,
         }
     }
 

@@ -6,6 +6,11 @@
 //! us unaligned buffers). A discard punches a hole (`fallocate` with
 //! PUNCH_HOLE | KEEP_SIZE), so the image stays sparse and reads back zeros.
 //!
+//! A split-brain loser's own changes are copied aside before the resync overwrites
+//! them (`SaveDivergent`): a sparse file `BACKING.divergent-TIME` of the image's
+//! size holding the loser's dirty extents at their offsets. If that copy fails,
+//! every later write is refused, so nothing is overwritten that was not saved.
+//!
 //! The test-only volatile-cache mode (`PAIRBEAT_REPLICA_VOLATILE=1`) keeps every
 //! write since the last flush in memory, so `kill -9` loses them as a power cut
 //! would: both namespace hosts of the lab share one page cache, where a kill alone
@@ -14,7 +19,7 @@
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 use crate::replica::meta::Meta;
@@ -25,17 +30,24 @@ pub type Done = (IoId, Result<Option<Vec<u8>>, String>);
 
 pub struct Disk {
     backing: File,
+    backing_path: PathBuf,
+    extent: u64,
     meta: File,
+    /// Why writes are refused: a divergent copy that could not be made.
+    poisoned: Option<String>,
     /// Volatile mode: writes not yet flushed, by offset.
     volatile: Option<BTreeMap<u64, Vec<u8>>>,
 }
 
 impl Disk {
-    pub fn open(backing: &Path, meta: &Path, volatile: bool) -> std::io::Result<Self> {
+    pub fn open(backing: &Path, meta: &Path, extent: u32, volatile: bool) -> std::io::Result<Self> {
         let open = |p: &Path| OpenOptions::new().read(true).write(true).open(p);
         Ok(Disk {
             backing: open(backing)?,
+            backing_path: backing.to_path_buf(),
+            extent: u64::from(extent),
             meta: open(meta)?,
+            poisoned: None,
             volatile: volatile.then(BTreeMap::new),
         })
     }
@@ -52,6 +64,9 @@ impl Disk {
     }
 
     fn run(&mut self, op: DiskOp) -> std::io::Result<Option<Vec<u8>>> {
+        if let (Some(why), DiskOp::Write { .. } | DiskOp::Discard { .. }) = (&self.poisoned, &op) {
+            return Err(std::io::Error::other(format!("not overwriting: {why}")));
+        }
         match op {
             DiskOp::Read { offset, len } => {
                 let mut buf = vec![0u8; len as usize];
@@ -84,8 +99,45 @@ impl Disk {
                 write_meta(&self.meta, &m)?;
                 Ok(None)
             }
-            DiskOp::SaveDivergent { .. } => Ok(None),
+            DiskOp::SaveDivergent { extents } => match self.save_divergent(&extents) {
+                Ok(()) => Ok(None),
+                Err(e) => {
+                    let why = format!("the split-brain loser's data could not be saved aside ({e})");
+                    self.poisoned = Some(why.clone());
+                    Err(std::io::Error::other(why))
+                }
+            },
         }
+    }
+
+    /// Copies `extents` of the image to a new sparse file beside it, durably.
+    fn save_divergent(&mut self, extents: &[u64]) -> std::io::Result<()> {
+        self.flush_cache()?;
+        let size = self.backing.metadata()?.len();
+        let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        let mut name = self.backing_path.clone().into_os_string();
+        name.push(format!(".divergent-{stamp}"));
+        let path = PathBuf::from(name);
+        let out = OpenOptions::new().write(true).create_new(true).open(&path)?;
+        out.set_len(size)?;
+        let mut buf = vec![0u8; self.extent as usize];
+        for &e in extents {
+            let offset = e * self.extent;
+            let len = self.extent.min(size.saturating_sub(offset)) as usize;
+            if len == 0 {
+                return Err(std::io::Error::other(format!("extent {e} is beyond the image's end")));
+            }
+            self.backing.read_exact_at(&mut buf[..len], offset)?;
+            out.write_all_at(&buf[..len], offset)?;
+        }
+        out.sync_all()?;
+        log::warn!(
+            "split brain: saved this node's {} diverging extents ({} KiB) to {} before the resync overwrites them",
+            extents.len(),
+            extents.len() as u64 * self.extent / 1024,
+            path.display()
+        );
+        Ok(())
     }
 
     fn flush_cache(&mut self) -> std::io::Result<()> {
@@ -134,4 +186,73 @@ pub fn write_meta(f: &File, m: &Meta) -> std::io::Result<()> {
 pub fn read_meta(path: &Path) -> Result<Meta, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     Meta::decode(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn disk(dir: &Path, extents: u64) -> Disk {
+        let (img, meta) = (dir.join("r0.img"), dir.join("r0.meta"));
+        let data: Vec<u8> = (0..extents * 4096).map(|i| (i / 4096 + 1) as u8).collect();
+        std::fs::write(&img, data).unwrap();
+        std::fs::write(&meta, [0u8; 16]).unwrap();
+        Disk::open(&img, &meta, 4096, false).unwrap()
+    }
+
+    fn divergent(dir: &Path) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.to_string_lossy().contains(".divergent-"))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_split_brain_losers_extents_are_saved_aside_at_their_offsets() {
+        let d = tempfile::tempdir().unwrap();
+        let mut k = disk(d.path(), 4);
+        assert!(k.run(DiskOp::SaveDivergent { extents: vec![1, 3] }).is_ok());
+        let saved = divergent(d.path());
+        assert_eq!(saved.len(), 1, "{saved:?}");
+        let copy = std::fs::read(&saved[0]).unwrap();
+        assert_eq!(copy.len(), 4 * 4096);
+        assert!(copy[..4096].iter().all(|&b| b == 0), "extent 0 was not divergent");
+        assert!(copy[4096..8192].iter().all(|&b| b == 2));
+        assert!(copy[8192..12288].iter().all(|&b| b == 0));
+        assert!(copy[12288..].iter().all(|&b| b == 4));
+        // The resync may now overwrite.
+        assert!(k
+            .run(DiskOp::Write {
+                offset: 4096,
+                data: vec![9; 4096]
+            })
+            .is_ok());
+    }
+
+    #[test]
+    fn when_the_copy_fails_nothing_is_overwritten() {
+        let d = tempfile::tempdir().unwrap();
+        let mut k = disk(d.path(), 2);
+        let e = k.run(DiskOp::SaveDivergent { extents: vec![7] }).unwrap_err();
+        assert!(e.to_string().contains("could not be saved"), "{e}");
+        let w = k
+            .run(DiskOp::Write {
+                offset: 0,
+                data: vec![9; 4096],
+            })
+            .unwrap_err();
+        assert!(w.to_string().contains("not overwriting"), "{w}");
+        assert!(k.run(DiskOp::Discard { offset: 0, len: 4096 }).is_err());
+        assert_eq!(
+            std::fs::read(d.path().join("r0.img")).unwrap()[0],
+            1,
+            "the data is untouched"
+        );
+        // Reads still work: the data can be inspected.
+        assert!(k.run(DiskOp::Read { offset: 0, len: 4096 }).is_ok());
+    }
 }

@@ -186,7 +186,7 @@ async fn inner(opts: Options) -> Result<(), Error> {
 
     let (disk_tx, disk_rx) = std::sync::mpsc::channel::<(IoId, DiskOp)>();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
-    let d = disk::Disk::open(&r.backing, &r.meta, volatile).map_err(|e| {
+    let d = disk::Disk::open(&r.backing, &r.meta, r.extent, volatile).map_err(|e| {
         Error::Os(format!(
             "cannot open {} and {}: {e}",
             r.backing.display(),
