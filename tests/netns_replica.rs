@@ -123,10 +123,13 @@ fn until(net: &Net, what: &str, limit: Duration, f: impl FnMut() -> bool) {
     assert!(wait_for(limit, f).is_some(), "{what} within {limit:?}:\n{}", net.logs());
 }
 
-#[test]
-fn two_replicads_connect_start_in_sync_switch_roles_and_survive_a_kill() {
+/// Two hosts with r0 created on both and both replicads started and Connected.
+fn connected_pair(replica_extra: &str) -> (Net, Vec<Host>) {
     let mut net = Net::new(1);
-    let mut hosts = vec![setup(&mut net, 0), setup(&mut net, 1)];
+    let mut hosts = vec![
+        setup_with(&mut net, 0, replica_extra),
+        setup_with(&mut net, 1, replica_extra),
+    ];
     start(&mut net, &mut hosts, 0, "alpha.log");
     start(&mut net, &mut hosts, 1, "bravo.log");
     until(&net, "both Connected", Duration::from_secs(10), || {
@@ -134,6 +137,12 @@ fn two_replicads_connect_start_in_sync_switch_roles_and_survive_a_kill() {
             .iter()
             .all(|h| status(h).is_some_and(|s| s.connection == "Connected"))
     });
+    (net, hosts)
+}
+
+#[test]
+fn two_replicads_connect_start_in_sync_switch_roles_and_survive_a_kill() {
+    let (mut net, mut hosts) = connected_pair("");
     let a = status(&hosts[0]).unwrap();
     assert_eq!(
         (a.role.as_str(), a.disk.as_str(), a.peer_disk.as_deref()),
@@ -326,16 +335,7 @@ fn mount_holders(path: &str) -> Vec<(u32, String)> {
 
 #[test]
 fn a_hung_worker_is_aborted_within_io_watchdog_so_io_fails_instead_of_hanging() {
-    let mut net = Net::new(1);
-    let extra = "outdate_timeout = \"1s\"\nio_watchdog = \"3s\"\n";
-    let mut hosts = vec![setup_with(&mut net, 0, extra), setup_with(&mut net, 1, extra)];
-    start(&mut net, &mut hosts, 0, "alpha.log");
-    start(&mut net, &mut hosts, 1, "bravo.log");
-    until(&net, "both Connected", Duration::from_secs(10), || {
-        hosts
-            .iter()
-            .all(|h| status(h).is_some_and(|s| s.connection == "Connected"))
-    });
+    let (mut net, hosts) = connected_pair("outdate_timeout = \"1s\"\nio_watchdog = \"3s\"\n");
     let out = cli(&hosts[0].conf, 0, &["primary", "r0", "--new-data"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let st = status(&hosts[0]).unwrap();
@@ -498,10 +498,7 @@ fn assert_images_equal(net: &Net) {
 #[test]
 fn resync_sends_only_dirty_extents_and_a_target_crashed_mid_resync_cannot_be_promoted() {
     const MIB: u64 = 1 << 20;
-    let mut net = Net::new(1);
-    let mut hosts = vec![setup(&mut net, 0), setup(&mut net, 1)];
-    start(&mut net, &mut hosts, 0, "alpha.log");
-    start(&mut net, &mut hosts, 1, "bravo.log");
+    let (mut net, mut hosts) = connected_pair("");
     let in_sync = |hosts: &[Host]| {
         hosts.iter().all(|h| {
             status(h).is_some_and(|s| {
@@ -509,11 +506,6 @@ fn resync_sends_only_dirty_extents_and_a_target_crashed_mid_resync_cannot_be_pro
             })
         })
     };
-    until(&net, "both Connected", Duration::from_secs(10), || {
-        hosts
-            .iter()
-            .all(|h| status(h).is_some_and(|s| s.connection == "Connected"))
-    });
     // The initial sync: alpha's data is asserted, all of it goes to bravo.
     let out = cli(&hosts[0].conf, 0, &["primary", "r0", "--force"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -628,15 +620,7 @@ fn resync_sends_only_dirty_extents_and_a_target_crashed_mid_resync_cannot_be_pro
 
 #[test]
 fn a_split_brain_is_detected_and_the_losers_writes_are_saved_before_they_are_discarded() {
-    let mut net = Net::new(1);
-    let mut hosts = vec![setup(&mut net, 0), setup(&mut net, 1)];
-    start(&mut net, &mut hosts, 0, "alpha.log");
-    start(&mut net, &mut hosts, 1, "bravo.log");
-    until(&net, "both Connected", Duration::from_secs(10), || {
-        hosts
-            .iter()
-            .all(|h| status(h).is_some_and(|s| s.connection == "Connected"))
-    });
+    let (net, hosts) = connected_pair("");
     let out = cli(&hosts[0].conf, 0, &["primary", "r0", "--new-data"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     until(&net, "in sync", Duration::from_secs(5), || {
