@@ -791,3 +791,38 @@ while True:
     let s = status(&hosts[1]).unwrap();
     assert_eq!(s.connection, "Connecting", "{}", s.line());
 }
+
+#[test]
+fn a_restarted_replicad_does_not_pin_the_filesystem_of_the_device_it_lost() {
+    let (mut net, mut hosts) = connected_pair("");
+    let out = cli(&hosts[0].conf, 0, &["primary", "r0", "--new-data"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dev = status(&hosts[0]).unwrap().device.unwrap();
+    let mnt = net.path("alpha-mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let out = net.exec(0, &format!("mkfs.ext4 -q -F {dev} && mount {dev} {}", mnt.display()));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The daemon dies with the filesystem still mounted; a new one starts with a copy
+    // of the host's mounts, which includes that filesystem.
+    net.kill9(hosts[0].pid.unwrap());
+    start(&mut net, &mut hosts, 0, "alpha.2.log");
+    until(&net, "the new replicad answers", Duration::from_secs(5), || {
+        status(&hosts[0]).is_some()
+    });
+    let new_worker = status(&hosts[0]).unwrap().pid;
+    let holders = mount_holders(mnt.to_str().unwrap());
+    for pid in [hosts[0].pid.unwrap(), new_worker] {
+        assert!(
+            !holders.iter().any(|(p, _)| *p == pid),
+            "replicad process {pid} keeps a copy of the mount: {holders:?}"
+        );
+    }
+    // So unmounting on the host releases the old loop device.
+    let out = net.exec(0, &format!("umount {}", mnt.display()));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let name = dev.trim_start_matches("/dev/");
+    until(&net, "the old loop device released", Duration::from_secs(5), || {
+        !std::fs::read_to_string(format!("/sys/block/{name}/loop/backing_file"))
+            .is_ok_and(|b| b.contains(net.path("alpha").to_str().unwrap()))
+    });
+}

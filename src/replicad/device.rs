@@ -244,9 +244,13 @@ pub struct Device {
 
 // linux/loop.h: the ioctls and their structures (not in the libc crate).
 const LOOP_CLR_FD: libc::c_ulong = 0x4C01;
+const LOOP_GET_STATUS64: libc::c_ulong = 0x4C05;
 const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
 const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
 const LO_FLAGS_AUTOCLEAR: u32 = 4;
+/// The start of the file name a replica's loop device carries (`losetup -l` shows
+/// the backing path instead; the name is for `drop_replica_mounts`).
+const FILE_NAME_TAG: &str = "pairbeat-replica:";
 const LO_FLAGS_DIRECT_IO: u32 = 16;
 
 #[repr(C)]
@@ -372,7 +376,7 @@ fn attach_loop(file: &Path) -> Result<(PathBuf, File), String> {
             reserved: [0; 8],
         };
         cfg.info.lo_flags = flags;
-        let src = format!("pairbeat-replica:{}", file.display());
+        let src = format!("{FILE_NAME_TAG}{}", file.display());
         let bytes = src.as_bytes();
         let k = bytes.len().min(63);
         cfg.info.lo_file_name[..k].copy_from_slice(&bytes[..k]);
@@ -469,14 +473,24 @@ fn drop_replica_mounts() {
         let (Some(point), Some(source)) = (fields.get(4), fields.get(dash + 2)) else {
             continue;
         };
-        let Some(n) = source.strip_prefix("/dev/loop") else {
-            continue;
-        };
-        let backing = std::fs::read_to_string(format!("/sys/block/loop{n}/loop/backing_file")).unwrap_or_default();
-        if backing.trim_end().ends_with(".fuse/disk") {
+        if source.starts_with("/dev/loop") && is_replica_loop(source) {
             let _ = nix::mount::umount2(unescape(point).as_str(), nix::mount::MntFlags::MNT_DETACH);
         }
     }
+}
+
+/// A loop device a replicad attached: its file name (set at attach) says so. The
+/// sysfs backing path is not enough: once the namespace of the worker that
+/// attached it is gone, it reads `/disk`.
+fn is_replica_loop(dev: &str) -> bool {
+    let Ok(f) = File::open(dev) else {
+        return false;
+    };
+    // SAFETY: all-zero is a valid loop_info64, which LOOP_GET_STATUS64 fills.
+    let mut info: LoopInfo64 = unsafe { std::mem::zeroed() };
+    // SAFETY: LOOP_GET_STATUS64 writes a loop_info64 to the pointer.
+    let rc = unsafe { libc::ioctl(f.as_raw_fd(), LOOP_GET_STATUS64, &mut info as *mut LoopInfo64) };
+    rc == 0 && info.lo_file_name.starts_with(FILE_NAME_TAG.as_bytes())
 }
 
 /// mountinfo writes space, tab, newline and backslash as three-digit octal escapes.
