@@ -548,6 +548,15 @@ fn resync_sends_only_dirty_extents_and_a_target_crashed_mid_resync_cannot_be_pro
     until(&net, "bravo is SyncTarget, 3 MiB in", Duration::from_secs(10), || {
         status(&hosts[1]).is_some_and(|s| s.connection == "SyncTarget" && s.resync_received_bytes >= 3 * MIB)
     });
+    // The SyncSource shows the rate in force.
+    let a = status(&hosts[0]).unwrap();
+    assert_eq!(
+        (a.connection.as_str(), a.resync_rate),
+        ("SyncSource", MIB),
+        "{}",
+        a.line()
+    );
+    assert!(a.line().contains("at 1024 KiB/s"), "{}", a.line());
     // bravo crashes mid-resync and comes back alone (its link is down).
     assert!(net.exec(1, "ip link set pb0 down").status.success());
     net.kill9(hosts[1].pid.unwrap());

@@ -244,6 +244,8 @@ pub struct Status {
     pub split_brain_pending: bool,
     pub last_rule: u32,
     pub promotion_score: Option<u32>,
+    /// The resync rate in force, bytes per second (0: unthrottled).
+    pub resync_rate: u64,
     /// Resync bytes sent / written since the process started.
     pub resync_sent: u64,
     pub resync_received: u64,
@@ -517,6 +519,7 @@ impl Replica {
             split_brain_pending: self.meta.flags.has(Flags::SPLIT_BRAIN_PENDING),
             last_rule: self.meta.last_rule,
             promotion_score: self.promotion_score(),
+            resync_rate: self.s.resync_rate,
             resync_sent: self.resync_sent,
             resync_received: self.resync_received,
         }

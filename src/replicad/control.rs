@@ -111,6 +111,10 @@ pub struct ReplicaStatus {
     /// The worker process (the one that serves the device).
     #[serde(default)]
     pub pid: u32,
+    /// The resync rate in force on this node, bytes per second (0: unthrottled;
+    /// the SyncSource's is the one that paces a resync).
+    #[serde(default)]
+    pub resync_rate: u64,
     /// Resync bytes this worker sent (as SyncSource) and wrote (as SyncTarget)
     /// since it started.
     #[serde(default)]
@@ -140,6 +144,7 @@ impl ReplicaStatus {
             last_handshake_rule: s.last_rule,
             device: None,
             pid: std::process::id(),
+            resync_rate: s.resync_rate,
             resync_sent_bytes: s.resync_sent,
             resync_received_bytes: s.resync_received,
         }
@@ -158,6 +163,12 @@ impl ReplicaStatus {
         if let (Some(done), Some(total)) = (self.resync_done_bytes, self.resync_total_bytes) {
             let pct = (done * 100).checked_div(total).unwrap_or(100);
             l.push_str(&format!(", resync {pct}% of {} KiB", total / 1024));
+            if self.connection == "SyncSource" {
+                l.push_str(&match self.resync_rate {
+                    0 => ", unthrottled".to_string(),
+                    r => format!(" at {} KiB/s", r / 1024),
+                });
+            }
         }
         if self.out_of_sync_bytes > 0 {
             l.push_str(&format!(", {} KiB out of sync", self.out_of_sync_bytes / 1024));
@@ -224,4 +235,46 @@ pub fn request(socket: &std::path::Path, req: &Request) -> Result<Answer, String
         .read_line(&mut answer)
         .map_err(|e| e.to_string())?;
     serde_json::from_str(&answer).map_err(|e| format!("garbled answer from {}: {e}", socket.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn syncing(rate: u64) -> ReplicaStatus {
+        ReplicaStatus {
+            name: "r0".into(),
+            role: "Primary".into(),
+            disk: "UpToDate".into(),
+            peer_disk: Some("Inconsistent".into()),
+            peer_role: Some("Secondary".into()),
+            connection: "SyncSource".into(),
+            generations: String::new(),
+            out_of_sync_bytes: 3 << 20,
+            resync_done_bytes: Some(1 << 20),
+            resync_total_bytes: Some(4 << 20),
+            io_frozen: false,
+            failed: None,
+            split_brain_pending: false,
+            promotion_score: Some(10000),
+            last_handshake_rule: 50,
+            device: None,
+            pid: 1,
+            resync_rate: rate,
+            resync_sent_bytes: 1 << 20,
+            resync_received_bytes: 0,
+        }
+    }
+
+    #[test]
+    fn the_line_shows_resync_progress_and_the_rate_in_force() {
+        assert_eq!(
+            syncing(100 << 20).line(),
+            "r0: Primary UpToDate/Inconsistent SyncSource, resync 25% of 4096 KiB at 102400 KiB/s, 3072 KiB out of sync"
+        );
+        assert!(syncing(0).line().contains("resync 25% of 4096 KiB, unthrottled"));
+        let mut target = syncing(1 << 20);
+        target.connection = "SyncTarget".into();
+        assert!(!target.line().contains("KiB/s"), "the target does not pace the resync");
+    }
 }
