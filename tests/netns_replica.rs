@@ -118,6 +118,16 @@ fn line(host: &Host) -> String {
     status(host).map(|s| s.line()).unwrap_or_else(|| "no answer".into())
 }
 
+/// The command failed, and its stderr says `says`.
+#[track_caller]
+fn assert_refused(out: &std::process::Output, says: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains(says),
+        "expected a refusal saying {says:?}: {err}"
+    );
+}
+
 #[track_caller]
 fn until(net: &Net, what: &str, limit: Duration, f: impl FnMut() -> bool) {
     assert!(wait_for(limit, f).is_some(), "{what} within {limit:?}:\n{}", net.logs());
@@ -176,12 +186,7 @@ fn two_replicads_connect_start_in_sync_switch_roles_and_survive_a_kill() {
     assert_eq!(status(&hosts[0]).unwrap().promotion_score, Some(10000));
     // No dual primary while connected.
     let out = cli(&hosts[1].conf, 1, &["primary", "r0"]);
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("the peer is Primary"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_refused(&out, "the peer is Primary");
 
     // The Primary serves a block device: ext4 on it, a file written and synced.
     let dev = status(&hosts[0]).unwrap().device.expect("a Primary serves a device");
@@ -212,12 +217,7 @@ fn two_replicads_connect_start_in_sync_switch_roles_and_survive_a_kill() {
     let sum = sh(0, &format!("sha256sum < {}/data", mnt.display()));
     // Mounted: demotion is refused and says why.
     let out = cli(&hosts[0].conf, 0, &["secondary", "r0"]);
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("in use"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_refused(&out, "in use");
     sh(0, &format!("umount {}", mnt.display()));
 
     // A planned switch, as Heartbeat v1 does it with drbddisk: stop here, start there.
@@ -452,12 +452,7 @@ fn a_hung_worker_is_aborted_within_io_watchdog_so_io_fails_instead_of_hanging() 
         String::from_utf8_lossy(&st.stdout)
     );
     let out = cli(&hosts[0].conf, 0, &["primary", "r0"]);
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("acknowledge"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_refused(&out, "acknowledge");
     sh(&net, &format!("umount {}", mnt.display()));
     let out = cli(&hosts[0].conf, 0, &["secondary", "r0"]);
     assert!(
@@ -567,12 +562,7 @@ fn resync_sends_only_dirty_extents_and_a_target_crashed_mid_resync_cannot_be_pro
     let b = status(&hosts[1]).unwrap();
     assert_eq!(b.disk, "Inconsistent", "{}", b.line());
     let out = cli(&hosts[1].conf, 1, &["primary", "r0"]);
-    assert!(!out.status.success(), "an Inconsistent disk was promoted");
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("Inconsistent"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_refused(&out, "Inconsistent");
     let (rc, said) = ocf_replica(&hosts[1].conf, 1, "promote");
     assert_eq!(rc, 1, "{said}");
     assert!(

@@ -483,6 +483,12 @@ impl Replica {
     }
 
     /// The shell should keep a connection up (or try to).
+    /// I/O is held by the fencing policy (not hung: the supervisor's watchdog
+    /// leaves it alone).
+    pub fn is_frozen(&self) -> bool {
+        self.frozen != Frozen::No
+    }
+
     pub fn wants_connection(&self) -> bool {
         self.conn != Conn::StandAlone
     }
@@ -513,7 +519,7 @@ impl Replica {
             out_of_sync: self.meta.dirty.count() * u64::from(self.meta.extent),
             resync: matches!(self.conn, Conn::SyncSource | Conn::SyncTarget)
                 .then_some((self.resync.done, self.resync.total)),
-            frozen: self.frozen != Frozen::No,
+            frozen: self.is_frozen(),
             failed: self.failed.clone(),
             split_brain: self.split_brain,
             split_brain_pending: self.meta.flags.has(Flags::SPLIT_BRAIN_PENDING),

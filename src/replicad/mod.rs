@@ -321,17 +321,9 @@ async fn inner(opts: Options) -> Result<(), Error> {
                     continue;
                 }
                 if req == Request::Secondary {
-                    // The device goes first: refused while a filesystem on it is mounted.
+                    // The device goes first; `Device::detach` refuses while a
+                    // filesystem on it is mounted, and `Detached` says so.
                     if let Some(dev) = sh.device.take() {
-                        if dev.in_use() {
-                            let e = format!(
-                                "{} is in use (a filesystem on it is mounted): unmount it first",
-                                dev.loop_dev.display()
-                            );
-                            sh.device = Some(dev);
-                            let _ = answer.send(Answer::error(format!("refusing to demote: {e}")));
-                            continue;
-                        }
                         sh.waiting.insert(id, answer);
                         sh.detach(dev, Some(id));
                         continue;
@@ -418,10 +410,9 @@ async fn inner(opts: Options) -> Result<(), Error> {
                     .values()
                     .next()
                     .map_or(0, |(t, _)| now.duration_since(*t).as_millis());
-                let frozen = replica.status().frozen;
                 sh.beat.say(supervisor::Line::Beat {
                     oldest_ms: oldest as u64,
-                    frozen,
+                    frozen: replica.is_frozen(),
                 });
             }
             Wake::Stop => {
@@ -439,17 +430,12 @@ impl Shell {
     /// Leaves cleanly: the core says BYE (a Secondary leaving a Primary outdates
     /// itself first), the link sends it, the socket goes.
     async fn stop(&mut self, replica: &mut Replica, cmd: CmdId, sock: &std::path::Path) -> Result<(), Error> {
-        let now = Instant::now();
-        {
-            {
-                replica.handle_command(now, cmd, Command::Stop);
-                self.drain(replica);
-                self.link.flush().await;
-                log::info!("pairbeat-replicad: replica {} stopped", self.name);
-                let _ = std::fs::remove_file(sock);
-                Ok(())
-            }
-        }
+        replica.handle_command(Instant::now(), cmd, Command::Stop);
+        self.drain(replica);
+        self.link.flush().await;
+        log::info!("pairbeat-replicad: replica {} stopped", self.name);
+        let _ = std::fs::remove_file(sock);
+        Ok(())
     }
 
     /// `secondary` on a Secondary: clears a recorded failure, if there is one.

@@ -351,7 +351,8 @@ impl Beat {
     pub fn from_env() -> Beat {
         let fd = std::env::var(BEAT_FD_ENV).ok().and_then(|v| v.parse::<i32>().ok());
         std::env::remove_var(BEAT_FD_ENV);
-        let pipe = fd.filter(|fd| nix::fcntl::fcntl(unsafe_borrow(*fd), nix::fcntl::FcntlArg::F_GETFD).is_ok());
+        // SAFETY: F_GETFD only asks whether the number is an open descriptor.
+        let pipe = fd.filter(|&fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0);
         let pipe = pipe.map(|fd| {
             // SAFETY: the supervisor opened this descriptor for us and nothing else
             // in this process owns it (checked open just above).
@@ -369,11 +370,6 @@ impl Beat {
             let _ = p.write_all(line.render().as_bytes());
         }
     }
-}
-
-fn unsafe_borrow(fd: i32) -> std::os::fd::BorrowedFd<'static> {
-    // SAFETY: only used for an F_GETFD probe, which is harmless on any number.
-    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
 }
 
 #[cfg(test)]
