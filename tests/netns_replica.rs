@@ -725,13 +725,19 @@ fn replayed_handshake_bytes_are_refused_with_a_log_line() {
     std::fs::write(
         &relay,
         format!(
-            r#"import socket, threading
+            r#"import socket, threading, time
 lst = socket.socket()
 lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 lst.bind(("{relay_ip}", 7789))
 lst.listen(1)
 c, _ = lst.accept()
-s = socket.create_connection(("{b_ip}", 7789))
+# bravo may not be listening yet when alpha first connects: retry, as alpha would.
+for _ in range(100):
+    try:
+        s = socket.create_connection(("{b_ip}", 7789))
+        break
+    except ConnectionRefusedError:
+        time.sleep(0.05)
 rec = open("{}", "wb")
 def back():
     while True:
@@ -755,8 +761,8 @@ while True:
     let relay_log = net.path("relay.log");
     net.spawn(1, Path::new("/usr/bin/python3"), &[relay.to_str().unwrap()], &relay_log);
     std::thread::sleep(Duration::from_millis(300));
-    start(&mut net, &mut hosts, 0, "alpha.log");
     start(&mut net, &mut hosts, 1, "bravo.log");
+    start(&mut net, &mut hosts, 0, "alpha.log");
     until(&net, "connected through the relay", Duration::from_secs(10), || {
         hosts
             .iter()
