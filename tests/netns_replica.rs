@@ -527,6 +527,8 @@ fn resync_sends_only_dirty_extents_and_a_target_crashed_mid_resync_cannot_be_pro
     // Exactly the two dirty extents crossed, not the 8 MiB disk.
     assert_eq!(status(&hosts[0]).unwrap().resync_sent_bytes, (8 + 2) * MIB);
     assert_eq!(status(&hosts[1]).unwrap().resync_received_bytes, 2 * MIB);
+    // Connected, the extents still dirty for a crash are not out of sync.
+    assert_eq!(status(&hosts[0]).unwrap().out_of_sync_bytes, 0, "{}", line(&hosts[0]));
     assert_images_equal(&net);
 
     // Now all eight extents change while bravo is away, and the resync is slow.

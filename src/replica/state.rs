@@ -516,7 +516,7 @@ impl Replica {
             peer_primary: self.peer.filter(|_| connected).map(|p| p.primary),
             conn: self.conn,
             gi: self.meta.gi,
-            out_of_sync: self.meta.dirty.count() * u64::from(self.meta.extent),
+            out_of_sync: self.out_of_sync(),
             resync: matches!(self.conn, Conn::SyncSource | Conn::SyncTarget)
                 .then_some((self.resync.done, self.resync.total)),
             frozen: self.is_frozen(),
@@ -528,6 +528,17 @@ impl Replica {
             resync_rate: self.s.resync_rate,
             resync_sent: self.resync_sent,
             resync_received: self.resync_received,
+        }
+    }
+
+    /// Bytes the peer's copy lacks. Connected, none: the dirty map then holds the
+    /// extents written lately, kept for a crash (the activity log), which the peer
+    /// has. During a resync, what is left of it; apart, every dirty extent.
+    fn out_of_sync(&self) -> u64 {
+        match self.conn {
+            Conn::Connected => 0,
+            Conn::SyncSource | Conn::SyncTarget => self.resync.total.saturating_sub(self.resync.done),
+            _ => self.meta.dirty.count() * u64::from(self.meta.extent),
         }
     }
 

@@ -2,8 +2,15 @@
 //! operation at a time in the order the core emitted them (the core relies on that
 //! order: a metadata write before a data write is durable before it).
 //!
-//! Writes are buffered `pwrite`s and flushes `fdatasync`, never O_DIRECT (FUSE hands
-//! us unaligned buffers). A discard punches a hole (`fallocate` with
+//! Reads and writes whose offset and length are multiples of 4 KiB (all of them,
+//! from the loop device with its 4 KiB blocks, and the resync's extents) go to the
+//! image with O_DIRECT, through an aligned buffer of this thread's: the data then
+//! reaches the device when the call returns, and the flush (`fdatasync`) has only
+//! the device's cache left to empty. Buffered, a flush first wrote back what the
+//! `pwrite`s had dirtied, and that write-back through the host's page cache was
+//! most of a replicated fsync's time (BENCHMARKS.md). Anything unaligned, and a
+//! backing file on a filesystem without O_DIRECT (tmpfs), is buffered; the kernel
+//! keeps the two coherent. A discard punches a hole (`fallocate` with
 //! PUNCH_HOLE | KEEP_SIZE), so the image stays sparse and reads back zeros.
 //!
 //! A split-brain loser's own changes are copied aside before the resync overwrites
@@ -18,7 +25,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
@@ -30,6 +37,9 @@ pub type Done = (IoId, Result<Option<Vec<u8>>, String>);
 
 pub struct Disk {
     backing: File,
+    /// The same image opened with O_DIRECT, where the filesystem allows it.
+    direct: Option<File>,
+    bounce: Bounce,
     backing_path: PathBuf,
     extent: u64,
     meta: File,
@@ -42,8 +52,20 @@ pub struct Disk {
 impl Disk {
     pub fn open(backing: &Path, meta: &Path, extent: u32, volatile: bool) -> std::io::Result<Self> {
         let open = |p: &Path| OpenOptions::new().read(true).write(true).open(p);
+        let direct = if volatile {
+            None
+        } else {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_DIRECT)
+                .open(backing)
+                .ok()
+        };
         Ok(Disk {
             backing: open(backing)?,
+            direct,
+            bounce: Bounce::default(),
             backing_path: backing.to_path_buf(),
             extent: u64::from(extent),
             meta: open(meta)?,
@@ -68,6 +90,17 @@ impl Disk {
             return Err(std::io::Error::other(format!("not overwriting: {why}")));
         }
         match op {
+            DiskOp::Read { offset, len } if self.direct.is_some() && aligned(offset, u64::from(len)) => {
+                let buf = self.bounce.get(len as usize);
+                self.direct.as_ref().expect("checked").read_exact_at(buf, offset)?;
+                Ok(Some(buf.to_vec()))
+            }
+            DiskOp::Write { offset, ref data } if self.direct.is_some() && aligned(offset, data.len() as u64) => {
+                let buf = self.bounce.get(data.len());
+                buf.copy_from_slice(data);
+                self.direct.as_ref().expect("checked").write_all_at(buf, offset)?;
+                Ok(None)
+            }
             DiskOp::Read { offset, len } => {
                 let mut buf = vec![0u8; len as usize];
                 self.backing.read_exact_at(&mut buf, offset)?;
@@ -147,6 +180,35 @@ impl Disk {
             }
         }
         Ok(())
+    }
+}
+
+/// O_DIRECT's alignment: enough for every logical block size in use.
+const ALIGN: usize = 4096;
+
+fn aligned(offset: u64, len: u64) -> bool {
+    offset % ALIGN as u64 == 0 && len % ALIGN as u64 == 0 && len > 0
+}
+
+/// One aligned block of the bounce buffer.
+#[repr(C, align(4096))]
+#[derive(Clone, Copy)]
+struct Block([u8; ALIGN]);
+
+/// The disk thread's aligned buffer for O_DIRECT, grown to the largest request.
+#[derive(Default)]
+struct Bounce(Vec<Block>);
+
+impl Bounce {
+    /// The first `len` bytes (a multiple of ALIGN), 4 KiB-aligned.
+    fn get(&mut self, len: usize) -> &mut [u8] {
+        let blocks = len.div_ceil(ALIGN);
+        if self.0.len() < blocks {
+            self.0.resize(blocks, Block([0; ALIGN]));
+        }
+        // SAFETY: `Block` is plain bytes with no padding (repr(C), one array), and the
+        // vector holds at least `blocks * ALIGN >= len` of them, borrowed mutably.
+        unsafe { std::slice::from_raw_parts_mut(self.0.as_mut_ptr().cast::<u8>(), len) }
     }
 }
 
@@ -231,6 +293,26 @@ mod tests {
                 data: vec![9; 4096]
             })
             .is_ok());
+    }
+
+    #[test]
+    fn direct_and_buffered_writes_read_back_the_same_whatever_the_alignment() {
+        let d = tempfile::tempdir().unwrap();
+        let mut k = disk(d.path(), 4);
+        assert!(k.direct.is_some(), "the test directory's filesystem takes O_DIRECT");
+        let write = |k: &mut Disk, offset, data: Vec<u8>| k.run(DiskOp::Write { offset, data }).unwrap();
+        let read = |k: &mut Disk, offset, len| k.run(DiskOp::Read { offset, len }).unwrap().unwrap();
+        write(&mut k, 4096, vec![7; 8192]); // aligned: direct
+        write(&mut k, 5000, vec![8; 100]); // unaligned: buffered, then read direct
+        let got = read(&mut k, 4096, 8192);
+        assert!(got[..904].iter().all(|&b| b == 7));
+        assert!(got[904..1004].iter().all(|&b| b == 8));
+        assert!(got[1004..].iter().all(|&b| b == 7));
+        write(&mut k, 4096, vec![9; 4096]); // direct over the buffered page
+        assert!(read(&mut k, 4000, 200).iter().enumerate().all(|(i, &b)| b == if i < 96 { 1 } else { 9 }));
+        assert!(k.run(DiskOp::Sync).is_ok());
+        let file = std::fs::read(d.path().join("r0.img")).unwrap();
+        assert!(file[4096..8192].iter().all(|&b| b == 9) && file[8192..12288].iter().all(|&b| b == 7));
     }
 
     #[test]
