@@ -5,9 +5,10 @@
 //! none but ours, so no other process can pin it or hang on it. The path operators
 //! and agents use is the symlink `replica/NAME.dev` beside the control socket.
 //!
-//! Every request the kernel sends (read, write, fsync, discard) goes to the worker's
-//! event loop as a [`FuseRequest`] with its reply; the worker answers it when the
-//! replica's core says so (protocol C). A Secondary has no device at all.
+//! Every request the kernel sends (read, write, fsync, discard) goes into the
+//! replica's core on the FUSE thread that read it ([`Submit`]), with its reply; it
+//! is answered when the core says so (protocol C), by whichever thread brought the
+//! last input it waited for. A Secondary has no device at all.
 
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
@@ -21,15 +22,11 @@ use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, INodeNo, LockOwner, OpenFlags, ReplyAttr, ReplyData,
     ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyWrite, Request as FuseReq, WriteFlags,
 };
-use tokio::sync::mpsc;
-
 use crate::replica::state::{Reply, Request};
 
-/// A kernel request and where its answer goes.
-pub struct FuseRequest {
-    pub request: Request,
-    pub reply: Pending,
-}
+/// Where the FUSE threads hand each kernel request, with where its answer goes:
+/// straight into the replica's core, on the FUSE thread that read it.
+pub type Submit = std::sync::Arc<dyn Fn(Request, Pending) + Send + Sync>;
 
 /// The reply object of a request in flight.
 pub enum Pending {
@@ -61,7 +58,7 @@ const TTL: Duration = Duration::from_secs(3600);
 
 struct DiskFs {
     size: u64,
-    to_worker: mpsc::UnboundedSender<FuseRequest>,
+    submit: Submit,
     opened: AtomicU64,
 }
 
@@ -92,9 +89,7 @@ impl DiskFs {
     }
 
     fn send(&self, request: Request, reply: Pending) {
-        if let Err(mpsc::error::SendError(r)) = self.to_worker.send(FuseRequest { request, reply }) {
-            r.reply.answer(Reply::IoError("the replica is stopping".into()));
-        }
+        (self.submit)(request, reply);
     }
 }
 
@@ -288,7 +283,7 @@ pub fn attach(
     run_dir: &Path,
     name: &str,
     size: u64,
-    to_worker: mpsc::UnboundedSender<FuseRequest>,
+    submit: Submit,
 ) -> Result<Device, String> {
     let mountpoint = run_dir.join(format!("{name}.fuse"));
     std::fs::create_dir_all(&mountpoint).map_err(os("cannot create the FUSE mount point"))?;
@@ -302,7 +297,7 @@ pub fn attach(
     cfg.n_threads = Some(2);
     let fs = DiskFs {
         size,
-        to_worker,
+        submit,
         opened: AtomicU64::new(0),
     };
     let session = fuser::spawn_mount(fs, &mountpoint, &cfg).map_err(os("cannot mount the replica's FUSE file"))?;

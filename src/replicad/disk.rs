@@ -1,6 +1,7 @@
-//! The replica's disk thread: the backing image and the metadata file, one
-//! operation at a time in the order the core emitted them (the core relies on that
-//! order: a metadata write before a data write is durable before it).
+//! The replica's disk: the backing image and the metadata file. `hub` runs its
+//! operations one at a time in the order the core emitted them (the core relies on
+//! that order: a metadata write before a data write is durable before it), on the
+//! disk thread or, when the queue is idle, on the thread that brought the request.
 //!
 //! Reads and writes whose offset and length are multiples of 4 KiB (all of them,
 //! from the loop device with its 4 KiB blocks, and the resync's extents) go to the
@@ -27,13 +28,9 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 
 use crate::replica::meta::Meta;
-use crate::replica::state::{DiskOp, IoId};
-
-/// A finished operation, for `Replica::handle_io`.
-pub type Done = (IoId, Result<Option<Vec<u8>>, String>);
+use crate::replica::state::DiskOp;
 
 pub struct Disk {
     backing: File,
@@ -74,18 +71,8 @@ impl Disk {
         })
     }
 
-    /// Runs operations from `rx` until it closes, answering on `tx`. `wake` is
-    /// called after each answer so the event loop looks at it.
-    pub fn serve(mut self, rx: mpsc::Receiver<(IoId, DiskOp)>, tx: tokio::sync::mpsc::UnboundedSender<Done>) {
-        while let Ok((io, op)) = rx.recv() {
-            let result = self.run(op).map_err(|e| e.to_string());
-            if tx.send((io, result)).is_err() {
-                return;
-            }
-        }
-    }
-
-    fn run(&mut self, op: DiskOp) -> std::io::Result<Option<Vec<u8>>> {
+    /// Carries out one operation: its data for a read.
+    pub fn run(&mut self, op: DiskOp) -> std::io::Result<Option<Vec<u8>>> {
         if let (Some(why), DiskOp::Write { .. } | DiskOp::Discard { .. }) = (&self.poisoned, &op) {
             return Err(std::io::Error::other(format!("not overwriting: {why}")));
         }

@@ -2,8 +2,16 @@
 //! first in `[cluster]` connects (every second until it succeeds), the other
 //! listens; either way HELLO and AUTH (`crate::replica::hello`) come first, and a
 //! peer that fails them is dropped with a log line that says why.
+//!
+//! Connecting and the handshake are tokio tasks; a connection in use is served by
+//! two plain threads (`Outlet`): a reader that hands each batch of frames straight
+//! to the replica's core, and a writer for what a non-blocking send could not
+//! take. The data path thus never waits for the event loop to be scheduled.
 
+use std::collections::VecDeque;
+use std::io::{Read, Write};
 use std::net::SocketAddr;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -21,13 +29,7 @@ use crate::wire::auth::{digest, verify};
 const HANDSHAKE: Duration = Duration::from_secs(5);
 const RETRY: Duration = Duration::from_secs(1);
 
-pub enum Event {
-    /// An authenticated connection, with any bytes read past AUTH.
-    Up(Conn),
-    Frame(u64, Envelope),
-    Down(u64, String),
-}
-
+/// An authenticated connection, with any bytes read past AUTH.
 pub struct Conn {
     id: u64,
     stream: TcpStream,
@@ -49,15 +51,13 @@ pub struct Link {
     local: SocketAddr,
     peer: SocketAddr,
     connects: bool,
-    events: mpsc::UnboundedSender<Event>,
-    /// The connection in use: its id and its writer.
-    current: Option<(u64, mpsc::UnboundedSender<Vec<u8>>, tokio::task::JoinHandle<()>)>,
+    events: mpsc::UnboundedSender<Conn>,
     trying: Option<tokio::task::JoinHandle<()>>,
     next_id: u64,
 }
 
 impl Link {
-    pub fn new(config: &Config, r: &ReplicaConfig, meta: &Meta, events: mpsc::UnboundedSender<Event>) -> Self {
+    pub fn new(config: &Config, r: &ReplicaConfig, meta: &Meta, events: mpsc::UnboundedSender<Conn>) -> Self {
         let me = config.local;
         Link {
             me: Me {
@@ -72,7 +72,6 @@ impl Link {
             peer: SocketAddr::new(r.address[1 - me], r.port),
             connects: me == 0,
             events,
-            current: None,
             trying: None,
             next_id: 1,
         }
@@ -80,13 +79,14 @@ impl Link {
 
     /// Keeps a connection attempt running while the core wants a link and has none.
     pub fn want(&mut self, wants: bool) {
+        // Once a connection is up, `wants` is false until it goes away again.
         if !wants {
             if let Some(t) = self.trying.take() {
                 t.abort();
             }
             return;
         }
-        if self.current.is_some() || self.trying.as_ref().is_some_and(|t| !t.is_finished()) {
+        if self.trying.as_ref().is_some_and(|t| !t.is_finished()) {
             return;
         }
         self.next_id += 1;
@@ -104,7 +104,7 @@ impl Link {
                     Ok((stream, from)) => match tokio::time::timeout(HANDSHAKE, handshake(&me, stream)).await {
                         Ok(Ok((stream, rest))) => {
                             log::info!("replication link up with {from}");
-                            let _ = events.send(Event::Up(Conn { id, stream, rest }));
+                            let _ = events.send(Conn { id, stream, rest });
                             return;
                         }
                         Ok(Err(why)) => log::warn!("replication peer {from} refused: {why}"),
@@ -119,98 +119,207 @@ impl Link {
             }
         }));
     }
+}
 
-    /// Starts reading and writing on an authenticated connection.
-    pub fn adopt(&mut self, conn: Conn) -> bool {
-        if self.current.is_some() {
-            return false;
+impl Conn {
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+/// What the reader thread hands over: frames decoded from one read, in order.
+pub type Frames = Vec<Envelope>;
+
+/// The sending half of a connection in use, called under the replica's lock.
+///
+/// A frame goes out on the caller's thread with a non-blocking `send` when nothing
+/// is queued before it (nearly always): no thread hand-off between the core's
+/// decision and the socket. What the socket cannot take at once is queued for the
+/// connection's writer thread, which blocks on it outside every lock, so a peer
+/// that stops reading never holds up this side's reader (two replicads each stuck
+/// writing to the other under their locks would wait for ever).
+pub struct Outlet {
+    id: u64,
+    sock: Arc<std::net::TcpStream>,
+    out: Arc<(Mutex<Outbox>, Condvar)>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct Outbox {
+    frames: VecDeque<Vec<u8>>,
+    /// The writer thread holds a frame taken from the front.
+    busy: bool,
+    closed: bool,
+    broken: bool,
+}
+
+/// The receiving half of a connection, not yet reading: the outlet is installed
+/// first, so no frame can arrive before the core knows the connection.
+pub struct Reader {
+    id: u64,
+    sock: Arc<std::net::TcpStream>,
+    rest: Vec<u8>,
+}
+
+/// Starts the connection's writer thread and returns both halves.
+pub fn open(conn: Conn) -> std::io::Result<(Outlet, Reader)> {
+    let Conn { id, stream, rest } = conn;
+    let sock = stream.into_std()?;
+    // Blocking for the two threads; the callers' sends pass MSG_DONTWAIT instead.
+    sock.set_nonblocking(false)?;
+    let sock = Arc::new(sock);
+    let out = Arc::new((Mutex::new(Outbox::default()), Condvar::new()));
+    let (ws, wo) = (Arc::clone(&sock), Arc::clone(&out));
+    let writer = std::thread::Builder::new()
+        .name(format!("link-wr-{id}"))
+        .spawn(move || write_queued(&ws, &wo))?;
+    let outlet = Outlet {
+        id,
+        sock: Arc::clone(&sock),
+        out,
+        writer: Some(writer),
+    };
+    Ok((outlet, Reader { id, sock, rest }))
+}
+
+impl Reader {
+    /// Starts the reader thread. It calls `on_frames` with what each read
+    /// completed, and `on_down` once, when the connection ends (closed by the peer,
+    /// an error, a frame that does not decode, or the outlet's `close`).
+    pub fn start(
+        self,
+        mut on_frames: impl FnMut(Frames) + Send + 'static,
+        on_down: impl FnOnce(String) + Send + 'static,
+    ) -> std::io::Result<()> {
+        let Reader { id, sock, rest } = self;
+        std::thread::Builder::new()
+            .name(format!("link-rd-{id}"))
+            .spawn(move || on_down(read_frames(&sock, rest, &mut on_frames)))
+            .map(drop)
+    }
+}
+
+/// Reads until the connection ends; returns why it did.
+fn read_frames(mut sock: &std::net::TcpStream, mut rest: Vec<u8>, on_frames: &mut impl FnMut(Frames)) -> String {
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let mut used = 0;
+        let mut frames = Vec::new();
+        loop {
+            match wire::decode(&rest[used..]) {
+                Ok(Some((env, n))) => {
+                    used += n;
+                    frames.push(env);
+                }
+                Ok(None) => break,
+                Err(e) => return format!("bad frame from the peer: {e}"),
+            }
         }
-        let Conn { id, stream, mut rest } = conn;
-        let (mut rd, mut wr) = stream.into_split();
-        let events = self.events.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 256 * 1024];
-            loop {
-                loop {
-                    match wire::decode(&rest) {
-                        Ok(Some((env, used))) => {
-                            rest.drain(..used);
-                            if events.send(Event::Frame(id, env)).is_err() {
-                                return;
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(e) => {
-                            let _ = events.send(Event::Down(id, format!("bad frame from the peer: {e}")));
-                            return;
-                        }
-                    }
-                }
-                match rd.read(&mut buf).await {
-                    Ok(0) => {
-                        let _ = events.send(Event::Down(id, "the peer closed the connection".into()));
-                        return;
-                    }
-                    Ok(n) => rest.extend_from_slice(&buf[..n]),
-                    Err(e) => {
-                        let _ = events.send(Event::Down(id, format!("read: {e}")));
-                        return;
-                    }
-                }
-            }
-        });
-        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
-        let events = self.events.clone();
-        let writer = tokio::spawn(async move {
-            while let Some(bytes) = rx.recv().await {
-                if let Err(e) = wr.write_all(&bytes).await {
-                    let _ = events.send(Event::Down(id, format!("write: {e}")));
-                    return;
-                }
-            }
-            let _ = wr.shutdown().await;
-        });
-        self.current = Some((id, tx, writer));
-        true
+        rest.drain(..used);
+        if !frames.is_empty() {
+            on_frames(frames);
+        }
+        match sock.read(&mut buf) {
+            Ok(0) => return "the peer closed the connection".into(),
+            Ok(n) => rest.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return format!("read: {e}"),
+        }
     }
+}
 
-    pub fn is_current(&self, id: u64) -> bool {
-        self.current.as_ref().is_some_and(|c| c.0 == id)
-    }
-
-    /// Forgets the connection if `id` is the one in use; true if it was.
-    pub fn drop_if_current(&mut self, id: u64) -> bool {
-        if self.is_current(id) {
-            self.disconnect();
-            true
+/// The writer thread: sends what the callers could not, then shuts the socket
+/// once the outlet is closed and everything queued has gone.
+fn write_queued(mut sock: &std::net::TcpStream, out: &(Mutex<Outbox>, Condvar)) {
+    let (lock, cv) = out;
+    let mut o = lock.lock().expect("outbox lock");
+    loop {
+        if let Some(frame) = o.frames.pop_front() {
+            o.busy = true;
+            drop(o);
+            let sent = sock.write_all(&frame);
+            o = lock.lock().expect("outbox lock");
+            o.busy = false;
+            if sent.is_err() {
+                o.broken = true;
+                o.frames.clear();
+                let _ = sock.shutdown(std::net::Shutdown::Both);
+                return;
+            }
+        } else if o.closed {
+            let _ = sock.shutdown(std::net::Shutdown::Both);
+            return;
         } else {
-            false
+            o = cv.wait(o).expect("outbox lock");
         }
     }
+}
 
-    pub fn send(&mut self, bytes: Vec<u8>) {
-        if let Some((_, tx, _)) = &self.current {
-            let _ = tx.send(bytes);
-        }
+impl Outlet {
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
-    pub fn disconnect(&mut self) {
-        if let Some((_, tx, writer)) = self.current.take() {
-            drop(tx);
-            // The writer finishes what it holds and shuts the socket; the reader
-            // then sees the close.
-            tokio::spawn(async move {
-                let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
-            });
+    /// Sends `bytes` after everything sent before. Never blocks.
+    pub fn send(&self, mut bytes: Vec<u8>) {
+        let (lock, cv) = &*self.out;
+        let mut o = lock.lock().expect("outbox lock");
+        if o.closed || o.broken {
+            return;
         }
+        if o.frames.is_empty() && !o.busy {
+            let sock = socket2::SockRef::from(&*self.sock);
+            let mut off = 0;
+            while off < bytes.len() {
+                match sock.send_with_flags(&bytes[off..], libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) {
+                    Ok(n) => off += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        // The reader sees the end and reports it.
+                        o.broken = true;
+                        let _ = self.sock.shutdown(std::net::Shutdown::Both);
+                        return;
+                    }
+                }
+            }
+            if off == bytes.len() {
+                return;
+            }
+            bytes.drain(..off);
+        }
+        o.frames.push_back(bytes);
+        cv.notify_one();
     }
 
-    /// Sends what is queued (a BYE) before the process exits.
-    pub async fn flush(&mut self) {
-        if let Some((_, tx, writer)) = self.current.take() {
-            drop(tx);
-            let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+    /// Sends what is queued, then closes the connection (the peer, and this side's
+    /// reader, see the end).
+    pub fn close(&self) {
+        let (lock, cv) = &*self.out;
+        lock.lock().expect("outbox lock").closed = true;
+        cv.notify_one();
+    }
+
+    /// `close`, and waits up to a second for the queue to go out (a BYE before the
+    /// process exits).
+    pub async fn flush(mut self) {
+        self.close();
+        if let Some(w) = self.writer.take() {
+            for _ in 0..100 {
+                if w.is_finished() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
         }
+    }
+}
+
+impl Drop for Outlet {
+    /// An outlet let go of still sends what it holds, and closes its connection.
+    fn drop(&mut self) {
+        self.close();
     }
 }
 

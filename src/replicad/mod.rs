@@ -27,10 +27,12 @@ pub mod control;
 pub mod create;
 pub mod device;
 pub mod disk;
+mod hub;
 mod link;
 pub mod supervisor;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::net::UnixListener;
@@ -38,46 +40,34 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::replica::ReplicaConfig;
 use crate::config::Config;
-use crate::replica::state::{CmdId, Command, DiskOp, Effect, IoId, OutdateRc, Replica, ReqId, Settings};
-use crate::replica::wire;
+use crate::replica::state::{CmdId, Command, Replica, Settings};
 use control::{Answer, ReplicaStatus, Request};
 
-/// What the worker is woken by.
+/// What the event loop is woken by (the data path does not come here: see `hub`).
 enum Wake {
-    Disk(disk::Done),
-    Link(link::Event),
+    Link(link::Conn),
     Control(Request, oneshot::Sender<Answer>),
-    Fuse(device::FuseRequest),
     /// A device attached (for this promotion) or detached (for this demotion, or
     /// for the stop), off the loop: the loop device's ioctls call back through FUSE,
-    /// which this loop must keep serving meanwhile.
+    /// which the FUSE threads must keep serving meanwhile.
     Attached(CmdId, Result<device::Device, String>),
     Detached(Option<CmdId>, Result<(), Box<(device::Device, String)>>),
     Timer,
+    /// Another thread changed what the loop sleeps on.
+    Kick,
     /// The supervisor's tick.
     Tick,
     Stop,
 }
 
-/// What the loop keeps besides the core.
+/// What the event loop keeps besides the hub.
 struct Shell {
     name: String,
     size: u64,
     run_dir: PathBuf,
-    disk: std::sync::mpsc::Sender<(IoId, DiskOp)>,
+    hub: Arc<hub::Hub>,
     link: link::Link,
-    waiting: std::collections::BTreeMap<CmdId, oneshot::Sender<Answer>>,
-    /// The promotion whose device is attached once the core says Primary.
-    promoting: Option<CmdId>,
-    device: Option<device::Device>,
-    fuse_tx: mpsc::UnboundedSender<device::FuseRequest>,
-    /// Block requests the core has not answered, with their arrival (ids grow, so
-    /// the first is the oldest).
-    pending: std::collections::BTreeMap<ReqId, (Instant, device::Pending)>,
-    next_req: ReqId,
     dev_tx: mpsc::UnboundedSender<Wake>,
-    /// What a promotion said, kept while its device is attached.
-    attaching: Option<(CmdId, String)>,
     beat: supervisor::Beat,
     /// What the supervisor recorded of the last Primary's failure.
     failed: Option<String>,
@@ -182,10 +172,8 @@ async fn inner(opts: Options) -> Result<(), Error> {
         )));
     }
     let now = Instant::now();
-    let mut replica = Replica::new(settings(&config, &r), meta, now);
+    let replica = Replica::new(settings(&config, &r), meta, now);
 
-    let (disk_tx, disk_rx) = std::sync::mpsc::channel::<(IoId, DiskOp)>();
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let d = disk::Disk::open(&r.backing, &r.meta, r.extent, volatile).map_err(|e| {
         Error::Os(format!(
             "cannot open {} and {}: {e}",
@@ -193,10 +181,10 @@ async fn inner(opts: Options) -> Result<(), Error> {
             r.meta.display()
         ))
     })?;
-    std::thread::Builder::new()
-        .name(format!("disk-{name}"))
-        .spawn(move || d.serve(disk_rx, done_tx))
-        .map_err(|e| Error::Os(format!("cannot start the disk thread: {e}")))?;
+    let status_line = replica.status().disk;
+    let (link_tx, mut link_rx) = mpsc::unbounded_channel();
+    let link = link::Link::new(&config, &r, replica.meta(), link_tx);
+    let hub = hub::Hub::start(replica, d, &name).map_err(|e| Error::Os(format!("cannot start the disk thread: {e}")))?;
 
     let run_dir = crate::config::replica::run_dir(&config);
     std::fs::create_dir_all(&run_dir).map_err(|e| Error::Os(format!("cannot create {}: {e}", run_dir.display())))?;
@@ -216,23 +204,14 @@ async fn inner(opts: Options) -> Result<(), Error> {
     let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel();
     tokio::spawn(control::serve(listener, ctl_tx));
 
-    let (link_tx, mut link_rx) = mpsc::unbounded_channel();
-    let (fuse_tx, mut fuse_rx) = mpsc::unbounded_channel();
     let (dev_tx, mut dev_rx) = mpsc::unbounded_channel();
     let mut sh = Shell {
         name: name.clone(),
         size: r.size,
         run_dir,
-        disk: disk_tx,
-        link: link::Link::new(&config, &r, replica.meta(), link_tx),
-        waiting: Default::default(),
-        promoting: None,
-        device: None,
-        fuse_tx,
-        pending: Default::default(),
-        next_req: 1,
+        hub: Arc::clone(&hub),
+        link,
         dev_tx,
-        attaching: None,
         beat,
         failed,
     };
@@ -247,61 +226,38 @@ async fn inner(opts: Options) -> Result<(), Error> {
         "pairbeat-replicad {}: replica {name}, {} bytes, {} on {}, peer {}:{}",
         env!("CARGO_PKG_VERSION"),
         r.size,
-        replica.status().disk,
+        status_line,
         r.backing.display(),
         r.address[1 - config.local],
         r.port
     );
 
     loop {
-        sh.link.want(replica.wants_connection());
-        sh.drain(&mut replica);
-        let deadline = replica.poll_timeout();
+        let (look, deadline) = hub.arm();
+        sh.link.want(look);
+        sh.attach_granted();
         let wake = tokio::select! {
-            Some(d) = done_rx.recv() => Wake::Disk(d),
-            Some(e) = link_rx.recv() => Wake::Link(e),
-            Some(f) = fuse_rx.recv() => Wake::Fuse(f),
+            Some(c) = link_rx.recv() => Wake::Link(c),
             Some(d) = dev_rx.recv() => d,
             Some((req, answer)) = ctl_rx.recv() => Wake::Control(req, answer),
             _ = sleep_until(deadline) => Wake::Timer,
+            _ = hub.kick.notified() => Wake::Kick,
             _ = tick.tick() => Wake::Tick,
             _ = term.recv() => Wake::Stop,
             _ = int.recv() => Wake::Stop,
         };
-        let now = Instant::now();
         match wake {
-            Wake::Disk((io, result)) => replica.handle_io(now, io, result),
-            Wake::Link(link::Event::Up(conn)) => {
-                if sh.link.adopt(conn) {
-                    replica.handle_connected(now);
-                }
-            }
-            Wake::Link(link::Event::Frame(conn, env)) => {
-                if sh.link.is_current(conn) {
-                    replica.handle_frame(now, env.seq, env.frame);
-                }
-            }
-            Wake::Link(link::Event::Down(conn, why)) => {
-                if sh.link.drop_if_current(conn) {
-                    log::warn!("replication link down: {why}");
-                    replica.handle_disconnected(now, &why);
-                }
-            }
-            Wake::Fuse(f) => {
-                let id = sh.next_req;
-                sh.next_req += 1;
-                sh.pending.insert(id, (now, f.reply));
-                replica.handle_request(now, id, f.request);
-            }
+            Wake::Link(conn) => hub.adopt(conn),
             Wake::Control(req, answer) => {
                 let id = next_cmd;
                 next_cmd += 1;
-                if req == Request::Secondary && !replica.is_primary() {
+                let primary = hub.handle(|c, _| c.replica.is_primary());
+                if req == Request::Secondary && !primary {
                     let _ = answer.send(Answer::message(sh.acknowledge()));
                     continue;
                 }
                 if req == Request::Down {
-                    if replica.is_primary() {
+                    if primary {
                         let _ = answer.send(Answer::error(format!(
                             "refusing to stop while Primary: demote first (`pairbeat replica secondary {name}`)"
                         )));
@@ -312,7 +268,7 @@ async fn inner(opts: Options) -> Result<(), Error> {
                     for _ in 0..8 {
                         tokio::task::yield_now().await;
                     }
-                    return sh.stop(&mut replica, next_cmd, &sock).await;
+                    return sh.stop(next_cmd, &sock).await;
                 }
                 if let (Request::Primary { .. }, Some(f)) = (&req, &sh.failed) {
                     let _ = answer.send(Answer::error(format!(
@@ -323,61 +279,66 @@ async fn inner(opts: Options) -> Result<(), Error> {
                 if req == Request::Secondary {
                     // The device goes first; `Device::detach` refuses while a
                     // filesystem on it is mounted, and `Detached` says so.
-                    if let Some(dev) = sh.device.take() {
-                        sh.waiting.insert(id, answer);
+                    if let Some(dev) = hub.handle(|c, _| c.device.take()) {
+                        hub.handle(|c, _| c.waiting.insert(id, answer));
                         sh.detach(dev, Some(id));
                         continue;
                     }
                 }
                 match req.into_command() {
-                    Some(cmd) => {
-                        if matches!(cmd, Command::Promote { .. }) && !replica.is_primary() {
-                            sh.promoting = Some(id);
+                    Some(cmd) => hub.handle(|c, now| {
+                        if matches!(cmd, Command::Promote { .. }) && !c.replica.is_primary() {
+                            c.promoting = Some(id);
                         }
-                        sh.waiting.insert(id, answer);
-                        replica.handle_command(now, id, cmd);
-                    }
+                        c.waiting.insert(id, answer);
+                        c.replica.handle_command(now, id, cmd);
+                    }),
                     None => {
-                        let mut st = status(&name, &replica);
-                        st.device = sh.device.as_ref().map(|d| d.loop_dev.display().to_string());
-                        if st.failed.is_none() {
-                            st.failed.clone_from(&sh.failed);
-                        }
+                        let failed = sh.failed.clone();
+                        let st = hub.handle(|c, _| {
+                            let mut st = status(&name, &c.replica);
+                            st.device = c.device.as_ref().map(|d| d.loop_dev.display().to_string());
+                            if st.failed.is_none() {
+                                st.failed = failed;
+                            }
+                            st
+                        });
                         let _ = answer.send(Answer::status(st));
                     }
                 }
             }
             Wake::Attached(cmd, result) => {
-                let said = sh
-                    .attaching
-                    .take()
-                    .filter(|(c, _)| *c == cmd)
-                    .map(|(_, m)| m)
-                    .unwrap_or_default();
-                let answer = match result {
-                    Ok(dev) => {
-                        let path = dev.loop_dev.display().to_string();
-                        log::info!(
-                            "serving {name} as {path} ({})",
-                            sh.run_dir.join(format!("{name}.dev")).display()
-                        );
-                        if let Some(conn) = dev.fuse_conn {
-                            sh.beat.say(supervisor::Line::Fuse(conn));
+                let name = &name;
+                let announce = hub.handle(|c, now| {
+                    let said = c.attach.take().filter(|(k, _)| *k == cmd).map(|(_, m)| m).unwrap_or_default();
+                    let (answer, conn) = match result {
+                        Ok(dev) => {
+                            let path = dev.loop_dev.display().to_string();
+                            log::info!(
+                                "serving {name} as {path} ({})",
+                                sh.run_dir.join(format!("{name}.dev")).display()
+                            );
+                            let conn = dev.fuse_conn;
+                            c.device = Some(dev);
+                            (Answer::message(format!("{said}, device {path}")), conn)
                         }
-                        sh.device = Some(dev);
-                        Answer::message(format!("{said}, device {path}"))
+                        Err(e) => {
+                            // No device, no Primary: step back.
+                            log::error!("{e}");
+                            c.replica.handle_command(now, 0, Command::Demote);
+                            let a = Answer::error(format!(
+                                "promoted, but the device could not be served, so demoted again: {e}"
+                            ));
+                            (a, None)
+                        }
+                    };
+                    if let Some(tx) = c.waiting.remove(&cmd) {
+                        let _ = tx.send(answer);
                     }
-                    Err(e) => {
-                        // No device, no Primary: step back.
-                        log::error!("{e}");
-                        replica.handle_command(now, 0, Command::Demote);
-                        Answer::error(format!(
-                            "promoted, but the device could not be served, so demoted again: {e}"
-                        ))
-                    }
-                };
-                if let Some(tx) = sh.waiting.remove(&cmd) {
-                    let _ = tx.send(answer);
+                    conn
+                });
+                if let Some(conn) = announce {
+                    sh.beat.say(supervisor::Line::Fuse(conn));
                 }
             }
             Wake::Detached(cmd, result) => {
@@ -385,13 +346,16 @@ async fn inner(opts: Options) -> Result<(), Error> {
                     Ok(()) => {
                         sh.beat.say(supervisor::Line::NoFuse);
                         if let Some(cmd) = cmd {
-                            replica.handle_command(now, cmd, Command::Demote);
+                            hub.handle(|c, now| c.replica.handle_command(now, cmd, Command::Demote));
                         }
                     }
                     Err(failed) => {
                         let (dev, e) = *failed;
-                        sh.device = Some(dev);
-                        if let Some(tx) = cmd.and_then(|c| sh.waiting.remove(&c)) {
+                        let tx = hub.handle(|c, _| {
+                            c.device = Some(dev);
+                            cmd.and_then(|k| c.waiting.remove(&k))
+                        });
+                        if let Some(tx) = tx {
                             let _ = tx.send(Answer::error(format!("refusing to demote: {e}")));
                         }
                         if stopping {
@@ -400,26 +364,30 @@ async fn inner(opts: Options) -> Result<(), Error> {
                     }
                 }
                 if stopping && cmd.is_none() {
-                    return sh.stop(&mut replica, next_cmd, &sock).await;
+                    return sh.stop(next_cmd, &sock).await;
                 }
             }
-            Wake::Timer => replica.handle_timeout(now),
+            Wake::Timer => hub.handle(|c, now| c.replica.handle_timeout(now)),
+            Wake::Kick => {}
             Wake::Tick => {
-                let oldest = sh
-                    .pending
-                    .values()
-                    .next()
-                    .map_or(0, |(t, _)| now.duration_since(*t).as_millis());
+                let (oldest, frozen) = hub.handle(|c, now| {
+                    let oldest = c
+                        .pending
+                        .values()
+                        .next()
+                        .map_or(0, |(t, _)| now.duration_since(*t).as_millis());
+                    (oldest, c.replica.is_frozen())
+                });
                 sh.beat.say(supervisor::Line::Beat {
                     oldest_ms: oldest as u64,
-                    frozen: replica.is_frozen(),
+                    frozen,
                 });
             }
             Wake::Stop => {
                 stopping = true;
-                match sh.device.take() {
+                match hub.handle(|c, _| c.device.take()) {
                     Some(dev) => sh.detach(dev, None),
-                    None => return sh.stop(&mut replica, next_cmd, &sock).await,
+                    None => return sh.stop(next_cmd, &sock).await,
                 }
             }
         }
@@ -429,10 +397,10 @@ async fn inner(opts: Options) -> Result<(), Error> {
 impl Shell {
     /// Leaves cleanly: the core says BYE (a Secondary leaving a Primary outdates
     /// itself first), the link sends it, the socket goes.
-    async fn stop(&mut self, replica: &mut Replica, cmd: CmdId, sock: &std::path::Path) -> Result<(), Error> {
-        replica.handle_command(Instant::now(), cmd, Command::Stop);
-        self.drain(replica);
-        self.link.flush().await;
+    async fn stop(&mut self, cmd: CmdId, sock: &std::path::Path) -> Result<(), Error> {
+        if let Some(outlet) = self.hub.stop(cmd) {
+            outlet.flush().await;
+        }
         log::info!("pairbeat-replicad: replica {} stopped", self.name);
         let _ = std::fs::remove_file(sock);
         Ok(())
@@ -457,71 +425,26 @@ impl Shell {
             let _ = tx.send(Wake::Detached(cmd, dev.detach()));
         });
     }
+
+    /// Attaches the device of a promotion the core granted, on a thread of its
+    /// own; the loop hears back as `Attached`.
+    fn attach_granted(&mut self) {
+        let Some(cmd) = self.hub.handle(|c, _| c.attach_start.take()) else {
+            return;
+        };
+        let (run_dir, name, size, tx) = (self.run_dir.clone(), self.name.clone(), self.size, self.dev_tx.clone());
+        let hub = Arc::clone(&self.hub);
+        let submit: device::Submit = Arc::new(move |req, reply| hub.submit(req, reply));
+        std::thread::spawn(move || {
+            let _ = tx.send(Wake::Attached(cmd, device::attach(&run_dir, &name, size, submit)));
+        });
+    }
 }
 
 async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(t) => tokio::time::sleep_until(t.into()).await,
         None => std::future::pending().await,
-    }
-}
-
-impl Shell {
-    /// Carries out every effect the core queued, in order.
-    fn drain(&mut self, replica: &mut Replica) {
-        while let Some(e) = replica.poll_effect() {
-            match e {
-                Effect::Send { seq, frame } => self.link.send(wire::encode(seq, 0, &frame)),
-                Effect::Disk { io, op } => {
-                    if self.disk.send((io, op)).is_err() {
-                        log::error!("the disk thread is gone");
-                    }
-                }
-                Effect::Reply { req, reply } => {
-                    if let Some((_, p)) = self.pending.remove(&req) {
-                        p.answer(reply);
-                    }
-                }
-                Effect::Disconnect { reason } => {
-                    log::warn!("dropping the replication link: {reason}");
-                    self.link.disconnect();
-                }
-                Effect::OutdatePeer { .. } => {
-                    log::warn!("outdate-peer: the relay through pairbeatd is not available yet; answering \"peer unreachable\"");
-                    replica.handle_outdate_rc(Instant::now(), OutdateRc::Unreachable);
-                }
-                Effect::Done { cmd, result } => {
-                    if self.promoting == Some(cmd) {
-                        self.promoting = None;
-                        if let Ok(m) = &result {
-                            if replica.is_primary() && self.device.is_none() {
-                                // The answer waits for the device.
-                                self.attaching = Some((cmd, m.clone()));
-                                self.attach(cmd);
-                                continue;
-                            }
-                        }
-                    }
-                    if let Some(tx) = self.waiting.remove(&cmd) {
-                        let _ = tx.send(match result {
-                            Ok(m) => Answer::message(m),
-                            Err(e) => Answer::error(e),
-                        });
-                    }
-                }
-                Effect::Log(n) => log::log!(n.level, "{}", n.text),
-            }
-        }
-    }
-
-    /// Attaches the device for a new Primary on a thread of its own; the loop hears
-    /// back as `Attached`.
-    fn attach(&mut self, cmd: CmdId) {
-        let (run_dir, name, size, fuse) = (self.run_dir.clone(), self.name.clone(), self.size, self.fuse_tx.clone());
-        let tx = self.dev_tx.clone();
-        std::thread::spawn(move || {
-            let _ = tx.send(Wake::Attached(cmd, device::attach(&run_dir, &name, size, fuse)));
-        });
     }
 }
 
