@@ -16,7 +16,8 @@
 //! - I4: once both are Connected and idle after the final heal, the images are equal;
 //! - I5: data both sides wrote alone is always found as split brain, never synced
 //!   over silently;
-//! - I6: Outdated or Inconsistent data is never promoted (the stand-in never forces).
+//! - I6: Outdated or Inconsistent data is never promoted (the stand-in never forces);
+//! - I7: a handled timeout leaves no deadline due (the shell's loop would spin).
 //!
 //! `SIM_REPLICA_SEED=n` replays one schedule (`SIM_TRACE=1` prints it);
 //! `SIM_REPLICA_SCHEDULES` sets how many run (default 10,000, in two halves that
@@ -598,6 +599,10 @@ impl World {
             if let Some(r) = self.hosts[h].replica.as_mut() {
                 if r.poll_timeout().is_some_and(|t| t <= now) {
                     r.handle_timeout(now);
+                    if r.poll_timeout().is_some_and(|t| t <= now) {
+                        let at = format!("{:?}", r.status().conn);
+                        self.fail(format!("I7: host {h}'s next deadline is still due after its timeout ({at}): the shell would spin"));
+                    }
                 }
             }
             self.drain(h);

@@ -547,9 +547,10 @@ impl Replica {
         let mut t: Option<Instant> = None;
         let mut at = |x: Instant| t = Some(t.map_or(x, |t| t.min(x)));
         if self.conn.replicating() || self.conn == Conn::Handshake {
-            at(self.last_recv + self.s.ping_interval);
-            if let Some(p) = self.ping_sent {
-                at(p + self.s.timeout);
+            // One ping at a time: while it is out, its answer's deadline counts.
+            match self.ping_sent {
+                Some(p) => at(p + self.s.timeout),
+                None => at(self.last_recv + self.s.ping_interval),
             }
             if let Some(oldest) = self
                 .reqs
@@ -564,7 +565,9 @@ impl Replica {
         if self.conn == Conn::Connected && !self.meta.dirty.is_empty() {
             at(self.last_checkpoint + self.s.al_interval);
         }
-        if self.conn == Conn::SyncSource && self.resync.cursor < self.meta.size {
+        // Only a throttled resync waits for its tokens; unthrottled, the acks drive
+        // it (a refill deadline left in the past would spin the shell's loop).
+        if self.conn == Conn::SyncSource && self.s.resync_rate > 0 && self.resync.cursor < self.meta.size {
             if let Some(r) = self.resync.refilled {
                 at(r + Duration::from_millis(10));
             }
@@ -857,6 +860,10 @@ impl Replica {
             Command::SetResyncRate(r) => {
                 self.s.resync_rate = r;
                 self.done(cmd, Ok(format!("resync rate set to {r} bytes/s")));
+                if self.conn == Conn::SyncSource {
+                    // Unthrottled, nothing else would send what the tokens held back.
+                    self.pump_resync(now);
+                }
             }
             Command::Connect => {
                 if self.conn == Conn::StandAlone {

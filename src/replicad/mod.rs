@@ -92,7 +92,7 @@ pub fn settings(config: &Config, r: &ReplicaConfig) -> Settings {
         resync_rate: r.resync_rate,
         al_interval: r.al_interval,
         chunk: 1 << 20,
-        window: 8 << 20,
+        window: 32 << 20,
         salt: rand_u64(),
     }
 }
