@@ -406,6 +406,8 @@ struct Resync {
     persisted_at: Option<Instant>,
     /// Per extent: the write counter when its first resync read was issued.
     read_tick: BTreeMap<u64, u64>,
+    /// When this side started it as SyncSource (for the rate in the log).
+    started: Option<Instant>,
     /// Target side, per extent: chunks applied and not yet acknowledged (they are
     /// acknowledged together once the extent is durable).
     unacked: BTreeMap<u64, Vec<(u64, u64)>>,
@@ -1475,6 +1477,7 @@ impl Replica {
                     self.resync = Resync {
                         total: self.meta.dirty.count() * u64::from(self.meta.extent),
                         refilled: Some(now),
+                        started: Some(now),
                         ..Resync::default()
                     };
                     self.note_info(format!("resync as SyncSource: {} extents", self.meta.dirty.count()));
@@ -1587,7 +1590,7 @@ impl Replica {
         }
     }
 
-    fn maybe_finish_resync(&mut self, _now: Instant) {
+    fn maybe_finish_resync(&mut self, now: Instant) {
         let ext = u64::from(self.meta.extent);
         let left = self.meta.dirty.next_from(self.resync.cursor / ext).is_some();
         if self.conn != Conn::SyncSource || left || !self.resync.pending.is_empty() || self.resync.in_flight > 0 {
@@ -1602,7 +1605,12 @@ impl Replica {
         // What was sent may include this side's unflushed writes (see resync_progress).
         self.disk_op(DiskOp::Sync, Io::Barrier);
         self.persist(vec![Then::Send(Frame::RsDone { gi })]);
-        self.note_info("resync finished: the peer is UpToDate");
+        let secs = self.resync.started.map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
+        let mib = self.resync.done as f64 / f64::from(1 << 20);
+        self.note_info(format!(
+            "resync finished: the peer is UpToDate ({mib:.0} MiB in {secs:.2} s, {:.0} MiB/s)",
+            if secs > 0.0 { mib / secs } else { 0.0 }
+        ));
     }
 
     fn target_progress(&mut self, _now: Instant, offset: u64, len: u64) {

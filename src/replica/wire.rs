@@ -157,8 +157,8 @@ fn put_gi(p: &mut Vec<u8>, g: &Gi) {
     }
 }
 
-fn payload(f: &Frame) -> Vec<u8> {
-    let mut p = Vec::new();
+/// Appends `f`'s payload to `p` (the frame's buffer: a write's data is copied once).
+fn payload(f: &Frame, p: &mut Vec<u8>) {
     match f {
         Frame::Hello(h) => {
             p.extend_from_slice(&h.protocol.to_le_bytes());
@@ -173,7 +173,7 @@ fn payload(f: &Frame) -> Vec<u8> {
         Frame::State(s) => {
             p.push(u8::from(s.primary));
             p.push(disk_code(s.disk));
-            put_gi(&mut p, &s.gi);
+            put_gi(p, &s.gi);
             p.extend_from_slice(&s.flags.to_le_bytes());
             p.extend_from_slice(&s.dirty.to_le_bytes());
         }
@@ -191,24 +191,28 @@ fn payload(f: &Frame) -> Vec<u8> {
             p.extend_from_slice(&offset.to_le_bytes());
             p.extend_from_slice(&len.to_le_bytes());
         }
-        Frame::RsDone { gi } => put_gi(&mut p, gi),
+        Frame::RsDone { gi } => put_gi(p, gi),
         Frame::Bye { outdated } => p.push(u8::from(*outdated)),
         Frame::WriteAck | Frame::Flush | Frame::FlushAck | Frame::Ping | Frame::Pong => {}
     }
-    p
 }
 
 /// One frame's bytes.
 pub fn encode(seq: u64, flags: u16, frame: &Frame) -> Vec<u8> {
-    let body = payload(frame);
-    let mut b = Vec::with_capacity(HEADER + body.len());
+    let data = match frame {
+        Frame::Write { data, .. } | Frame::RsData { data, .. } => data.len(),
+        _ => 0,
+    };
+    let mut b = Vec::with_capacity(HEADER + 64 + data);
     b.extend_from_slice(&MAGIC.to_le_bytes());
     b.extend_from_slice(&type_of(frame).to_le_bytes());
     b.extend_from_slice(&flags.to_le_bytes());
     b.extend_from_slice(&seq.to_le_bytes());
-    b.extend_from_slice(&(body.len() as u32).to_le_bytes());
     b.extend_from_slice(&[0; 4]);
-    b.extend_from_slice(&body);
+    b.extend_from_slice(&[0; 4]);
+    payload(frame, &mut b);
+    let len = (b.len() - HEADER) as u32;
+    b[16..20].copy_from_slice(&len.to_le_bytes());
     let crc = crc32c::crc32c(&b);
     b[20..24].copy_from_slice(&crc.to_le_bytes());
     b

@@ -97,6 +97,10 @@ impl Filesystem for DiskFs {
     fn init(&mut self, _req: &FuseReq, config: &mut fuser::KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_background(64);
+        // The loop device submits asynchronous direct I/O; with ASYNC_DIO the kernel
+        // passes it on as several requests in flight instead of one at a time, so
+        // a sequential writer keeps both FUSE threads and the disk busy.
+        let _ = config.add_capabilities(fuser::InitFlags::FUSE_ASYNC_DIO);
         Ok(())
     }
 

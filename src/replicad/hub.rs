@@ -64,7 +64,7 @@ fn small(op: &DiskOp) -> bool {
     }
 }
 
-const INLINE_MAX: u32 = 128 * 1024;
+const INLINE_MAX: u32 = 32 * 1024;
 /// At most this many operations run inline in a row before the disk thread takes over.
 const INLINE_RUN: usize = 4;
 
