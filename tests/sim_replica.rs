@@ -601,7 +601,9 @@ impl World {
                     r.handle_timeout(now);
                     if r.poll_timeout().is_some_and(|t| t <= now) {
                         let at = format!("{:?}", r.status().conn);
-                        self.fail(format!("I7: host {h}'s next deadline is still due after its timeout ({at}): the shell would spin"));
+                        self.fail(format!(
+                            "I7: host {h}'s next deadline is still due after its timeout ({at}): the shell would spin"
+                        ));
                     }
                 }
             }

@@ -1605,7 +1605,10 @@ impl Replica {
         // What was sent may include this side's unflushed writes (see resync_progress).
         self.disk_op(DiskOp::Sync, Io::Barrier);
         self.persist(vec![Then::Send(Frame::RsDone { gi })]);
-        let secs = self.resync.started.map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
+        let secs = self
+            .resync
+            .started
+            .map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
         let mib = self.resync.done as f64 / f64::from(1 << 20);
         self.note_info(format!(
             "resync finished: the peer is UpToDate ({mib:.0} MiB in {secs:.2} s, {:.0} MiB/s)",

@@ -18,11 +18,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
+use crate::replica::state::{Reply, Request};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, INodeNo, LockOwner, OpenFlags, ReplyAttr, ReplyData,
     ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyWrite, Request as FuseReq, WriteFlags,
 };
-use crate::replica::state::{Reply, Request};
 
 /// Where the FUSE threads hand each kernel request, with where its answer goes:
 /// straight into the replica's core, on the FUSE thread that read it.
@@ -283,12 +283,7 @@ fn os(what: &str) -> impl Fn(std::io::Error) -> String + '_ {
 
 /// Mounts the FUSE file, attaches a loop device to it and publishes `link`. Runs
 /// on a thread of its own, never the event loop (see `attach_loop`).
-pub fn attach(
-    run_dir: &Path,
-    name: &str,
-    size: u64,
-    submit: Submit,
-) -> Result<Device, String> {
+pub fn attach(run_dir: &Path, name: &str, size: u64, submit: Submit) -> Result<Device, String> {
     let mountpoint = run_dir.join(format!("{name}.fuse"));
     std::fs::create_dir_all(&mountpoint).map_err(os("cannot create the FUSE mount point"))?;
     let mut cfg = fuser::Config::default();

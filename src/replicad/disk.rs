@@ -296,7 +296,10 @@ mod tests {
         assert!(got[904..1004].iter().all(|&b| b == 8));
         assert!(got[1004..].iter().all(|&b| b == 7));
         write(&mut k, 4096, vec![9; 4096]); // direct over the buffered page
-        assert!(read(&mut k, 4000, 200).iter().enumerate().all(|(i, &b)| b == if i < 96 { 1 } else { 9 }));
+        assert!(read(&mut k, 4000, 200)
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b == if i < 96 { 1 } else { 9 }));
         assert!(k.run(DiskOp::Sync).is_ok());
         let file = std::fs::read(d.path().join("r0.img")).unwrap();
         assert!(file[4096..8192].iter().all(|&b| b == 9) && file[8192..12288].iter().all(|&b| b == 7));

@@ -184,7 +184,8 @@ async fn inner(opts: Options) -> Result<(), Error> {
     let status_line = replica.status().disk;
     let (link_tx, mut link_rx) = mpsc::unbounded_channel();
     let link = link::Link::new(&config, &r, replica.meta(), link_tx);
-    let hub = hub::Hub::start(replica, d, &name).map_err(|e| Error::Os(format!("cannot start the disk thread: {e}")))?;
+    let hub =
+        hub::Hub::start(replica, d, &name).map_err(|e| Error::Os(format!("cannot start the disk thread: {e}")))?;
 
     let run_dir = crate::config::replica::run_dir(&config);
     std::fs::create_dir_all(&run_dir).map_err(|e| Error::Os(format!("cannot create {}: {e}", run_dir.display())))?;
@@ -310,7 +311,12 @@ async fn inner(opts: Options) -> Result<(), Error> {
             Wake::Attached(cmd, result) => {
                 let name = &name;
                 let announce = hub.handle(|c, now| {
-                    let said = c.attach.take().filter(|(k, _)| *k == cmd).map(|(_, m)| m).unwrap_or_default();
+                    let said = c
+                        .attach
+                        .take()
+                        .filter(|(k, _)| *k == cmd)
+                        .map(|(_, m)| m)
+                        .unwrap_or_default();
                     let (answer, conn) = match result {
                         Ok(dev) => {
                             let path = dev.loop_dev.display().to_string();
