@@ -7,8 +7,11 @@
 //! anything else), the control socket `replica/NAME.sock` beside pairbeatd's (by
 //! default `/run/pairbeat/replica/NAME.sock`) that the
 //! `pairbeat replica` commands and the agents speak to, and the one timer. The core
-//! decides; this loop hands it each input with the monotonic clock and carries out
-//! every effect in order.
+//! decides; every input reaches it through `hub` with the monotonic clock, and its
+//! effects are carried out in order by the thread that brought the input. This
+//! event loop brings commands, timers, new connections and the device's attach and
+//! detach; the data path (block requests, frames, finished disk operations) goes
+//! to the hub from its own threads without waking this loop.
 //!
 //! A Primary serves the block device (`device`: a FUSE file seen only in this
 //! process's mount namespace, a loop device on it, the symlink `replica/NAME.dev`).
