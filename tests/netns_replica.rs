@@ -142,12 +142,17 @@ fn connected_pair(replica_extra: &str) -> (Net, Vec<Host>) {
     ];
     start(&mut net, &mut hosts, 0, "alpha.log");
     start(&mut net, &mut hosts, 1, "bravo.log");
-    until(&net, "both Connected", Duration::from_secs(10), || {
+    until_connected(&net, &hosts, "both Connected");
+    (net, hosts)
+}
+
+/// Waits (10 s at most) until both replicads say Connected.
+fn until_connected(net: &Net, hosts: &[Host], what: &str) {
+    until(net, what, Duration::from_secs(10), || {
         hosts
             .iter()
             .all(|h| status(h).is_some_and(|s| s.connection == "Connected"))
     });
-    (net, hosts)
 }
 
 #[test]
@@ -527,7 +532,15 @@ fn resync_sends_only_dirty_extents_and_a_target_crashed_mid_resync_cannot_be_pro
     // Exactly the two dirty extents crossed, not the 8 MiB disk.
     assert_eq!(status(&hosts[0]).unwrap().resync_sent_bytes, (8 + 2) * MIB);
     assert_eq!(status(&hosts[1]).unwrap().resync_received_bytes, 2 * MIB);
-    // Connected, the extents still dirty for a crash are not out of sync.
+    // The SyncSource says how much it copied, how fast.
+    let log = std::fs::read_to_string(net.path("alpha.log")).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("resync finished: the peer is UpToDate (2 MiB in") && l.ends_with(" MiB/s)")),
+        "{log}"
+    );
+    // Connected, an extent written now stays dirty for a crash, but is not out of sync.
+    write_extent(&net, &dev, 3);
     assert_eq!(status(&hosts[0]).unwrap().out_of_sync_bytes, 0, "{}", line(&hosts[0]));
     assert_images_equal(&net);
 
@@ -765,11 +778,7 @@ while True:
     std::thread::sleep(Duration::from_millis(300));
     start(&mut net, &mut hosts, 1, "bravo.log");
     start(&mut net, &mut hosts, 0, "alpha.log");
-    until(&net, "connected through the relay", Duration::from_secs(10), || {
-        hosts
-            .iter()
-            .all(|h| status(h).is_some_and(|s| s.connection == "Connected"))
-    });
+    until_connected(&net, &hosts, "connected through the relay");
     // alpha goes; its recorded HELLO and AUTH are sent to bravo again, verbatim.
     net.kill9(hosts[0].pid.unwrap());
     until(&net, "bravo listens again", Duration::from_secs(5), || {

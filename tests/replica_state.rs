@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use pairbeat::replica::gi::DiskState;
 use pairbeat::replica::meta::{Flags, Meta};
 use pairbeat::replica::state::{Command, Conn, DiskOp, Effect, Fencing, OutdateRc, Replica, Reply, Request, Settings};
-use pairbeat::replica::wire::Frame;
+use pairbeat::replica::wire::{Frame, State};
 
 /// A plain `pairbeat replica primary`.
 const PROMOTE: Command = Command::Promote {
@@ -63,23 +63,11 @@ fn run_disk(r: &mut Replica, now: Instant) -> Vec<Effect> {
     }
 }
 
-fn up_to_date() -> u32 {
-    Flags::CONSISTENT | Flags::WAS_UP_TO_DATE | Flags::PEER_OUTDATED
-}
-
-#[test]
-fn a_write_is_answered_only_when_local_and_peer_both_have_it() {
-    let now = Instant::now();
-    let mut r = Replica::new(settings(Fencing::ResourceOnly), meta(up_to_date()), now);
-    r.handle_command(now, 1, PROMOTE);
-    let out = run_disk(&mut r, now);
-    assert!(
-        out.iter().any(|e| matches!(e, Effect::Done { cmd: 1, result: Ok(_) })),
-        "{out:?}"
-    );
-    // Connect to a Secondary peer with the same generation: no resync.
+/// Connects `r` to a peer whose STATE is `r`'s own as `tweak` leaves it, and
+/// completes the handshake whichever way `r` decides.
+fn handshake(r: &mut Replica, now: Instant, tweak: impl FnOnce(&mut State)) {
     r.handle_connected(now);
-    let mut peer_state = match effects(&mut r).into_iter().find_map(|e| match e {
+    let mut peer_state = match effects(r).into_iter().find_map(|e| match e {
         Effect::Send {
             frame: Frame::State(s), ..
         } => Some(s),
@@ -88,11 +76,10 @@ fn a_write_is_answered_only_when_local_and_peer_both_have_it() {
         Some(s) => s,
         None => panic!("no STATE sent at connect"),
     };
-    peer_state.primary = false;
-    peer_state.gi.current &= !1;
+    tweak(&mut peer_state);
     r.handle_frame(now, 1, Frame::State(peer_state));
     r.handle_frame(now, 2, Frame::DirtyMap { bytes: vec![0; 2] });
-    let out = run_disk(&mut r, now);
+    let out = run_disk(r, now);
     let decision = out
         .iter()
         .find_map(|e| match e {
@@ -112,6 +99,27 @@ fn a_write_is_answered_only_when_local_and_peer_both_have_it() {
             sync_uuid: 0,
         },
     );
+}
+
+fn up_to_date() -> u32 {
+    Flags::CONSISTENT | Flags::WAS_UP_TO_DATE | Flags::PEER_OUTDATED
+}
+
+#[test]
+fn a_write_is_answered_only_when_local_and_peer_both_have_it() {
+    let now = Instant::now();
+    let mut r = Replica::new(settings(Fencing::ResourceOnly), meta(up_to_date()), now);
+    r.handle_command(now, 1, PROMOTE);
+    let out = run_disk(&mut r, now);
+    assert!(
+        out.iter().any(|e| matches!(e, Effect::Done { cmd: 1, result: Ok(_) })),
+        "{out:?}"
+    );
+    // Connect to a Secondary peer with the same generation: no resync.
+    handshake(&mut r, now, |peer| {
+        peer.primary = false;
+        peer.gi.current &= !1;
+    });
     run_disk(&mut r, now);
     assert_eq!(r.conn(), Conn::Connected);
 
@@ -147,6 +155,53 @@ fn a_write_is_answered_only_when_local_and_peer_both_have_it() {
         }),
         "{out:?}"
     );
+    // The written extent stays dirty for a crash (the activity log), but the peer
+    // has it: nothing is out of sync.
+    assert_eq!(r.status().out_of_sync, 0, "{:?}", r.status());
+}
+
+#[test]
+fn a_resync_held_back_by_its_rate_goes_on_at_once_when_unthrottled() {
+    let now = Instant::now();
+    let mut m = meta(up_to_date());
+    m.gi.bitmap = 0xCD00;
+    for e in 0..4 {
+        m.dirty.set(e);
+    }
+    // One byte a second: no chunk can go yet.
+    let s = Settings {
+        resync_rate: 1,
+        ..settings(Fencing::ResourceOnly)
+    };
+    let mut r = Replica::new(s, m, now);
+    // The peer holds what this side had when it started its bitmap: this side is
+    // the SyncSource.
+    handshake(&mut r, now, |peer| {
+        peer.primary = false;
+        peer.disk = DiskState::Outdated;
+        peer.gi = pairbeat::replica::gi::Gi {
+            current: 0xCD00,
+            bitmap: 0,
+            history: [0, 0],
+        };
+    });
+    let sends_data = |out: &[Effect]| {
+        out.iter().any(|e| {
+            matches!(
+                e,
+                Effect::Send {
+                    frame: Frame::RsData { .. },
+                    ..
+                }
+            )
+        })
+    };
+    let out = run_disk(&mut r, now);
+    assert_eq!(r.conn(), Conn::SyncSource, "{out:?}");
+    assert!(!sends_data(&out), "throttled to 1 byte/s, yet sent: {out:?}");
+    r.handle_command(now, 9, Command::SetResyncRate(0));
+    let out = run_disk(&mut r, now);
+    assert!(sends_data(&out), "unthrottled, and nothing sent: {out:?}");
 }
 
 #[test]

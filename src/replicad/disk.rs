@@ -5,7 +5,7 @@
 //!
 //! Reads and writes whose offset and length are multiples of 4 KiB (all of them,
 //! from the loop device with its 4 KiB blocks, and the resync's extents) go to the
-//! image with O_DIRECT, through an aligned buffer of this thread's: the data then
+//! image with O_DIRECT, through the disk's aligned bounce buffer: the data then
 //! reaches the device when the call returns, and the flush (`fdatasync`) has only
 //! the device's cache left to empty. Buffered, a flush first wrote back what the
 //! `pwrite`s had dirtied, and that write-back through the host's page cache was

@@ -29,7 +29,7 @@ use super::control::Answer;
 use super::device::{self, Pending};
 use super::disk::Disk;
 use super::link;
-use crate::replica::state::{CmdId, DiskOp, Effect, IoId, OutdateRc, Replica, ReqId, Request};
+use crate::replica::state::{CmdId, Command, DiskOp, Effect, IoId, OutdateRc, Replica, Reply, ReqId, Request};
 use crate::replica::wire;
 
 pub struct Hub {
@@ -236,7 +236,7 @@ impl Hub {
     pub fn submit(&self, request: Request, reply: Pending) {
         self.handle_inline(|c, now| {
             if c.stopped {
-                reply.answer(crate::replica::state::Reply::IoError("the replica is stopping".into()));
+                reply.answer(Reply::IoError("the replica is stopping".into()));
                 return;
             }
             let id = c.next_req;
@@ -255,7 +255,7 @@ impl Hub {
         };
         let fresh = self.handle(|c, now| {
             if c.outlet.is_some() || c.stopped {
-                outlet.close();
+                // Dropped, the outlet closes its connection.
                 return false;
             }
             c.outlet = Some(outlet);
@@ -290,9 +290,7 @@ impl Hub {
     fn lost(&self, id: u64, why: &str) {
         self.handle(|c, now| {
             if c.is_current(id) {
-                if let Some(o) = c.outlet.take() {
-                    o.close();
-                }
+                c.outlet = None;
                 log::warn!("replication link down: {why}");
                 c.replica.handle_disconnected(now, why);
             }
@@ -303,7 +301,8 @@ impl Hub {
     /// first), and the outlet that is to send it.
     pub fn stop(&self, cmd: CmdId) -> Option<link::Outlet> {
         self.handle(|c, now| {
-            c.replica.handle_command(now, cmd, crate::replica::state::Command::Stop);
+            c.replica.handle_command(now, cmd, Command::Stop);
+            // The BYE goes into the outlet before it is taken.
             c.drain();
             c.stopped = true;
             c.outlet.take()
@@ -343,11 +342,9 @@ impl Core {
                 }
                 Effect::Disconnect { reason } => {
                     log::warn!("dropping the replication link: {reason}");
-                    // The outlet sends what it holds and shuts the socket; its
-                    // reader then ends, no longer current.
-                    if let Some(o) = self.outlet.take() {
-                        o.close();
-                    }
+                    // Dropped, the outlet sends what it holds and shuts the socket;
+                    // its reader then ends, no longer current.
+                    self.outlet = None;
                 }
                 Effect::OutdatePeer { .. } => {
                     log::warn!("outdate-peer: the relay through pairbeatd is not available yet; answering \"peer unreachable\"");

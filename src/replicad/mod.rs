@@ -184,7 +184,7 @@ async fn inner(opts: Options) -> Result<(), Error> {
             r.meta.display()
         ))
     })?;
-    let status_line = replica.status().disk;
+    let disk_state = replica.status().disk;
     let (link_tx, mut link_rx) = mpsc::unbounded_channel();
     let link = link::Link::new(&config, &r, replica.meta(), link_tx);
     let hub =
@@ -230,7 +230,7 @@ async fn inner(opts: Options) -> Result<(), Error> {
         "pairbeat-replicad {}: replica {name}, {} bytes, {} on {}, peer {}:{}",
         env!("CARGO_PKG_VERSION"),
         r.size,
-        status_line,
+        disk_state,
         r.backing.display(),
         r.address[1 - config.local],
         r.port
