@@ -52,7 +52,7 @@ fn run_disk(r: &mut Replica, now: Instant) -> Vec<Effect> {
             match e {
                 Effect::Disk { io, op } => {
                     let data = match op {
-                        DiskOp::Read { len, .. } => Some(vec![0; len as usize]),
+                        DiskOp::Read { len, .. } => Some(vec![0; len as usize].into()),
                         _ => None,
                     };
                     r.handle_io(now, io, Ok(data));
@@ -128,7 +128,7 @@ fn a_write_is_answered_only_when_local_and_peer_both_have_it() {
         7,
         Request::Write {
             offset: 0,
-            data: vec![9; 512],
+            data: vec![9; 512].into(),
         },
     );
     let out = run_disk(&mut r, now);
@@ -295,7 +295,7 @@ fn a_primary_that_loses_its_peer_answers_nothing_until_the_peer_is_outdated() {
         5,
         Request::Write {
             offset: 4096,
-            data: vec![1; 512],
+            data: vec![1; 512].into(),
         },
     );
     run_disk(&mut r, now);

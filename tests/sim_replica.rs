@@ -73,7 +73,7 @@ impl Disk {
         out
     }
 
-    fn write(&mut self, off: u64, data: Vec<u8>) {
+    fn write(&mut self, off: u64, data: &[u8]) {
         // Later writes overlay earlier ones; split to blocks so overlays stay simple.
         for (i, chunk) in data.chunks(BLOCK as usize).enumerate() {
             self.cache.insert(off + i as u64 * BLOCK, chunk.to_vec());
@@ -362,13 +362,13 @@ impl World {
         use pairbeat::replica::state::DiskOp;
         let disk = &mut self.hosts[h].disk;
         let result = match op {
-            DiskOp::Read { offset, len } => Some(disk.read(offset, u64::from(len))),
+            DiskOp::Read { offset, len } => Some(disk.read(offset, u64::from(len)).into()),
             DiskOp::Write { offset, data } => {
-                disk.write(offset, data);
+                disk.write(offset, &data);
                 None
             }
             DiskOp::Discard { offset, len } => {
-                disk.write(offset, vec![0; len as usize]);
+                disk.write(offset, &vec![0; len as usize]);
                 None
             }
             DiskOp::Sync => {
@@ -478,7 +478,7 @@ impl World {
                 Kind::Write { block, idx, value },
                 Request::Write {
                     offset: block * BLOCK,
-                    data: block_data(value),
+                    data: block_data(value).into(),
                 },
             )
         } else if roll < 9 {

@@ -22,6 +22,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use super::data::Data;
 use super::dirtymap::DirtyMap;
 use super::gi::{self, Compare, DiskState, Gi, Handshake, Side};
 use super::meta::{Flags, Meta};
@@ -100,14 +101,14 @@ pub type CmdId = u64;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     Read { offset: u64, len: u32 },
-    Write { offset: u64, data: Vec<u8> },
+    Write { offset: u64, data: Data },
     Discard { offset: u64, len: u64 },
     Flush,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
-    Data(Vec<u8>),
+    Data(Data),
     Written(u32),
     Done,
     /// EIO: the local disk failed, or the fencing policy gave up this node's data.
@@ -124,7 +125,7 @@ pub enum DiskOp {
     },
     Write {
         offset: u64,
-        data: Vec<u8>,
+        data: Data,
     },
     Discard {
         offset: u64,
@@ -316,7 +317,7 @@ struct InFlight {
     sent_at: Instant,
     extents: (u64, u64),
     /// Reads answer with their data.
-    data: Option<Vec<u8>>,
+    data: Option<Data>,
     len: u32,
     flush: bool,
 }
@@ -728,7 +729,7 @@ impl Replica {
         self.release(now);
     }
 
-    pub fn handle_io(&mut self, now: Instant, io: IoId, result: Result<Option<Vec<u8>>, String>) {
+    pub fn handle_io(&mut self, now: Instant, io: IoId, result: Result<Option<Data>, String>) {
         let Some(what) = self.ios.remove(&io) else {
             return;
         };
@@ -1038,7 +1039,7 @@ impl Replica {
         }
     }
 
-    fn local_done(&mut self, now: Instant, req: ReqId, data: Option<Vec<u8>>) {
+    fn local_done(&mut self, now: Instant, req: ReqId, data: Option<Data>) {
         let Some(r) = self.reqs.get_mut(&req) else { return };
         r.local_done = true;
         r.data = data;

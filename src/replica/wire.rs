@@ -10,6 +10,7 @@
 //! [`decode`] takes a buffer that may hold a partial frame and never panics on any
 //! input: a frame that cannot be one is an error naming what is wrong.
 
+use super::data::Data;
 use super::gi::{DiskState, Gi};
 
 pub const MAGIC: u32 = 0x5042_5231; // "PBR1"
@@ -44,7 +45,7 @@ pub enum Frame {
     },
     Write {
         offset: u64,
-        data: Vec<u8>,
+        data: Data,
     },
     /// The write with this frame's sequence number is in the peer's backing file.
     WriteAck,
@@ -59,7 +60,7 @@ pub enum Frame {
     /// Resync data, in ascending offset order.
     RsData {
         offset: u64,
-        data: Vec<u8>,
+        data: Data,
     },
     RsAck {
         offset: u64,
@@ -157,7 +158,8 @@ fn put_gi(p: &mut Vec<u8>, g: &Gi) {
     }
 }
 
-/// Appends `f`'s payload to `p` (the frame's buffer: a write's data is copied once).
+/// Appends `f`'s payload to `p`, all but a write's or resync block's data (see
+/// [`Encoded`]).
 fn payload(f: &Frame, p: &mut Vec<u8>) {
     match f {
         Frame::Hello(h) => {
@@ -183,10 +185,7 @@ fn payload(f: &Frame, p: &mut Vec<u8>) {
             p.extend_from_slice(&code.to_le_bytes());
             p.extend_from_slice(&sync_uuid.to_le_bytes());
         }
-        Frame::Write { offset, data } | Frame::RsData { offset, data } => {
-            p.extend_from_slice(&offset.to_le_bytes());
-            p.extend_from_slice(data);
-        }
+        Frame::Write { offset, .. } | Frame::RsData { offset, .. } => p.extend_from_slice(&offset.to_le_bytes()),
         Frame::Discard { offset, len } | Frame::RsAck { offset, len } => {
             p.extend_from_slice(&offset.to_le_bytes());
             p.extend_from_slice(&len.to_le_bytes());
@@ -197,13 +196,42 @@ fn payload(f: &Frame, p: &mut Vec<u8>) {
     }
 }
 
-/// One frame's bytes.
-pub fn encode(seq: u64, flags: u16, frame: &Frame) -> Vec<u8> {
+/// One frame's bytes in two parts: the header with every field, and a write's or
+/// resync block's data, shared with the disk's copy rather than copied (a socket
+/// takes both in one `sendmsg`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    pub head: Vec<u8>,
+    pub data: Option<Data>,
+}
+
+impl Encoded {
+    pub fn len(&self) -> usize {
+        self.head.len() + self.data.as_ref().map_or(0, |d| d.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes from `from` on, as at most two slices.
+    pub fn slices(&self, from: usize) -> [&[u8]; 2] {
+        let data = self.data.as_deref().unwrap_or(&[]);
+        if from < self.head.len() {
+            [&self.head[from..], data]
+        } else {
+            [&data[from - self.head.len()..], &[]]
+        }
+    }
+}
+
+/// One frame, encoded without copying its data.
+pub fn encode_parts(seq: u64, flags: u16, frame: &Frame) -> Encoded {
     let data = match frame {
-        Frame::Write { data, .. } | Frame::RsData { data, .. } => data.len(),
-        _ => 0,
+        Frame::Write { data, .. } | Frame::RsData { data, .. } => Some(data.clone()),
+        _ => None,
     };
-    let mut b = Vec::with_capacity(HEADER + 64 + data);
+    let mut b = Vec::with_capacity(HEADER + 64);
     b.extend_from_slice(&MAGIC.to_le_bytes());
     b.extend_from_slice(&type_of(frame).to_le_bytes());
     b.extend_from_slice(&flags.to_le_bytes());
@@ -211,11 +239,23 @@ pub fn encode(seq: u64, flags: u16, frame: &Frame) -> Vec<u8> {
     b.extend_from_slice(&[0; 4]);
     b.extend_from_slice(&[0; 4]);
     payload(frame, &mut b);
-    let len = (b.len() - HEADER) as u32;
+    let len = (b.len() - HEADER + data.as_ref().map_or(0, |d| d.len())) as u32;
     b[16..20].copy_from_slice(&len.to_le_bytes());
-    let crc = crc32c::crc32c(&b);
+    let mut crc = crc32c::crc32c(&b);
+    if let Some(d) = &data {
+        crc = crc32c::crc32c_append(crc, d);
+    }
     b[20..24].copy_from_slice(&crc.to_le_bytes());
-    b
+    Encoded { head: b, data }
+}
+
+/// One frame's bytes, in one buffer.
+pub fn encode(seq: u64, flags: u16, frame: &Frame) -> Vec<u8> {
+    let Encoded { mut head, data } = encode_parts(seq, flags, frame);
+    if let Some(d) = data {
+        head.extend_from_slice(&d);
+    }
+    head
 }
 
 /// Reads fields off a payload, each read checked.
@@ -348,7 +388,7 @@ fn parse(ty: u16, body: &[u8]) -> Result<Frame, FrameError> {
         },
         10 | 20 => {
             let offset = r.u64("offset")?;
-            let data = r.rest().to_vec();
+            let data = Data::copy_from(r.rest());
             if data.is_empty() {
                 return Err(r.bad("no data".into()));
             }
@@ -383,6 +423,30 @@ fn parse(ty: u16, body: &[u8]) -> Result<Frame, FrameError> {
 /// The first frame in `buf`, and how many bytes it took; `Ok(None)` when `buf`
 /// holds only part of one (read more and call again).
 pub fn decode(buf: &[u8]) -> Result<Option<(Envelope, usize)>, FrameError> {
+    let Some(head) = header(buf)? else {
+        return Ok(None);
+    };
+    if buf.len() < HEADER + head.len {
+        return Ok(None);
+    }
+    let crc = crc32c::crc32c_append(head.crc_start(buf), &buf[HEADER..HEADER + head.len]);
+    if crc != head.crc {
+        return Err(FrameError::Checksum);
+    }
+    let frame = parse(head.ty, &buf[HEADER..HEADER + head.len])?;
+    Ok(Some((head.envelope(frame), HEADER + head.len)))
+}
+
+/// A header's fields, checked as far as they can be without the payload.
+struct Header {
+    ty: u16,
+    flags: u16,
+    seq: u64,
+    len: usize,
+    crc: u32,
+}
+
+fn header(buf: &[u8]) -> Result<Option<Header>, FrameError> {
     if buf.len() < HEADER {
         return Ok(None);
     }
@@ -395,20 +459,64 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Envelope, usize)>, FrameError> {
     if len > MAX_PAYLOAD {
         return Err(FrameError::TooLong(len));
     }
-    if buf.len() < HEADER + len {
-        return Ok(None);
+    Ok(Some(Header {
+        ty: u16::from_le_bytes([buf[4], buf[5]]),
+        flags: u16::from_le_bytes([buf[6], buf[7]]),
+        seq: u64::from_le_bytes(buf[8..16].try_into().expect("8")),
+        len,
+        crc: u32_at(20),
+    }))
+}
+
+impl Header {
+    /// The CRC of the header with its CRC field zero.
+    fn crc_start(&self, buf: &[u8]) -> u32 {
+        crc32c::crc32c_append(crc32c::crc32c(&buf[..20]), &[0; 4])
     }
-    let ty = u16::from_le_bytes([buf[4], buf[5]]);
-    let flags = u16::from_le_bytes([buf[6], buf[7]]);
-    let seq = u64::from_le_bytes(buf[8..16].try_into().expect("8"));
-    let mut crc = crc32c::crc32c(&buf[..20]);
-    crc = crc32c::crc32c_append(crc, &[0; 4]);
-    crc = crc32c::crc32c_append(crc, &buf[HEADER..HEADER + len]);
-    if crc != u32_at(20) {
+
+    fn envelope(&self, frame: Frame) -> Envelope {
+        Envelope {
+            seq: self.seq,
+            flags: self.flags,
+            frame,
+        }
+    }
+}
+
+/// A WRITE's or RS_DATA's header and offset, whose data is yet to be read.
+pub const DATA_HEAD: usize = HEADER + 8;
+
+/// When `buf` starts with a WRITE or RS_DATA frame of at least `min` data bytes,
+/// and holds its header and offset: the data's length. The reader then reads the
+/// data straight into an aligned [`Data`] and calls [`decode_data`].
+pub fn data_frame(buf: &[u8], min: usize) -> Result<Option<usize>, FrameError> {
+    match header(buf)? {
+        Some(h) if matches!(h.ty, 10 | 20) && h.len >= 8 + min.max(1) && buf.len() >= DATA_HEAD => Ok(Some(h.len - 8)),
+        _ => Ok(None),
+    }
+}
+
+/// The frame whose first [`DATA_HEAD`] bytes are `head` (see [`data_frame`]) and
+/// whose data is `data`.
+pub fn decode_data(head: &[u8], data: Data) -> Result<Envelope, FrameError> {
+    let cut = || FrameError::Payload {
+        kind: "WRITE",
+        what: "the header or offset is cut short".into(),
+    };
+    let h = header(head)?.filter(|_| head.len() >= DATA_HEAD).ok_or_else(cut)?;
+    let crc = crc32c::crc32c_append(
+        crc32c::crc32c_append(h.crc_start(head), &head[HEADER..DATA_HEAD]),
+        &data,
+    );
+    if crc != h.crc {
         return Err(FrameError::Checksum);
     }
-    let frame = parse(ty, &buf[HEADER..HEADER + len])?;
-    Ok(Some((Envelope { seq, flags, frame }, HEADER + len)))
+    let offset = u64::from_le_bytes(head[HEADER..DATA_HEAD].try_into().expect("8"));
+    Ok(h.envelope(if h.ty == 10 {
+        Frame::Write { offset, data }
+    } else {
+        Frame::RsData { offset, data }
+    }))
 }
 
 #[cfg(test)]
@@ -447,7 +555,7 @@ mod tests {
             },
             Frame::Write {
                 offset: 4096,
-                data: vec![0xee; 4096],
+                data: vec![0xee; 4096].into(),
             },
             Frame::WriteAck,
             Frame::Discard {
@@ -458,7 +566,7 @@ mod tests {
             Frame::FlushAck,
             Frame::RsData {
                 offset: 8 << 20,
-                data: vec![1; 100],
+                data: vec![1; 100].into(),
             },
             Frame::RsAck {
                 offset: 8 << 20,
@@ -493,13 +601,58 @@ mod tests {
     }
 
     #[test]
+    fn a_data_frame_decodes_the_same_read_in_two_parts() {
+        for frame in [
+            Frame::Write {
+                offset: 8192,
+                data: Data::copy_from(&[0xab; 12288]),
+            },
+            Frame::RsData {
+                offset: 1 << 20,
+                data: Data::copy_from(&[3; 5000]),
+            },
+        ] {
+            let parts = encode_parts(7, 0, &frame);
+            assert_eq!(parts.head.len(), DATA_HEAD, "the data is not in the head");
+            let whole = encode(7, 0, &frame);
+            assert_eq!(parts.len(), whole.len());
+            for from in [0, 5, DATA_HEAD, DATA_HEAD + 100] {
+                assert_eq!(parts.slices(from).concat(), whole[from..], "the slices from {from}");
+            }
+            assert_eq!(
+                data_frame(&whole[..DATA_HEAD - 1], 4096),
+                Ok(None),
+                "offset not read yet"
+            );
+            assert_eq!(data_frame(&whole, 1 << 20), Ok(None), "smaller than the minimum");
+            let len = data_frame(&whole[..DATA_HEAD], 4096).unwrap().expect("a data frame");
+            let data = Data::copy_from(&whole[DATA_HEAD..]);
+            assert_eq!(len, data.len());
+            let env = decode_data(&whole[..DATA_HEAD], data.clone()).unwrap();
+            assert_eq!(Some((env.clone(), whole.len())), decode(&whole).unwrap());
+            assert_eq!(env.frame, frame);
+            let mut bad = whole[DATA_HEAD..].to_vec();
+            bad[len - 1] ^= 1;
+            assert_eq!(
+                decode_data(&whole[..DATA_HEAD], Data::from(bad)),
+                Err(FrameError::Checksum)
+            );
+            assert!(
+                decode_data(&whole[..HEADER], data).is_err(),
+                "a cut head is an error, not a panic"
+            );
+        }
+        assert_eq!(data_frame(&encode(1, 0, &Frame::Ping), 0), Ok(None), "not a data frame");
+    }
+
+    #[test]
     fn a_corrupted_frame_is_refused_with_its_reason() {
         let good = encode(
             1,
             0,
             &Frame::Write {
                 offset: 0,
-                data: vec![5; 512],
+                data: vec![5; 512].into(),
             },
         );
         for at in [4, 8, 30, good.len() - 1] {

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
+use crate::replica::data::Data;
 use crate::replica::state::{Reply, Request};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, INodeNo, LockOwner, OpenFlags, ReplyAttr, ReplyData,
@@ -182,7 +183,7 @@ impl Filesystem for DiskFs {
         self.send(
             Request::Write {
                 offset,
-                data: data.to_vec(),
+                data: Data::copy_from(data),
             },
             Pending::Write(reply),
         );

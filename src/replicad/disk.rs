@@ -5,7 +5,7 @@
 //!
 //! Reads and writes whose offset and length are multiples of 4 KiB (all of them,
 //! from the loop device with its 4 KiB blocks, and the resync's extents) go to the
-//! image with O_DIRECT, through the disk's aligned bounce buffer: the data then
+//! image with O_DIRECT, straight from or into the request's aligned `Data`: the data then
 //! reaches the device when the call returns, and the flush (`fdatasync`) has only
 //! the device's cache left to empty. Buffered, a flush first wrote back what the
 //! `pwrite`s had dirtied, and that write-back through the host's page cache was
@@ -29,6 +29,7 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::replica::data::{Data, ALIGN};
 use crate::replica::meta::Meta;
 use crate::replica::state::DiskOp;
 
@@ -36,14 +37,13 @@ pub struct Disk {
     backing: File,
     /// The same image opened with O_DIRECT, where the filesystem allows it.
     direct: Option<File>,
-    bounce: Bounce,
     backing_path: PathBuf,
     extent: u64,
     meta: File,
     /// Why writes are refused: a divergent copy that could not be made.
     poisoned: Option<String>,
     /// Volatile mode: writes not yet flushed, by offset.
-    volatile: Option<BTreeMap<u64, Vec<u8>>>,
+    volatile: Option<BTreeMap<u64, Data>>,
 }
 
 impl Disk {
@@ -62,7 +62,6 @@ impl Disk {
         Ok(Disk {
             backing: open(backing)?,
             direct,
-            bounce: Bounce::default(),
             backing_path: backing.to_path_buf(),
             extent: u64::from(extent),
             meta: open(meta)?,
@@ -72,29 +71,28 @@ impl Disk {
     }
 
     /// Carries out one operation: its data for a read.
-    pub fn run(&mut self, op: DiskOp) -> std::io::Result<Option<Vec<u8>>> {
+    pub fn run(&mut self, op: DiskOp) -> std::io::Result<Option<Data>> {
         if let (Some(why), DiskOp::Write { .. } | DiskOp::Discard { .. }) = (&self.poisoned, &op) {
             return Err(std::io::Error::other(format!("not overwriting: {why}")));
         }
         match op {
-            DiskOp::Read { offset, len } if self.direct.is_some() && aligned(offset, u64::from(len)) => {
-                let buf = self.bounce.get(len as usize);
-                self.direct.as_ref().expect("checked").read_exact_at(buf, offset)?;
-                Ok(Some(buf.to_vec()))
-            }
-            DiskOp::Write { offset, ref data } if self.direct.is_some() && aligned(offset, data.len() as u64) => {
-                let buf = self.bounce.get(data.len());
-                buf.copy_from_slice(data);
-                self.direct.as_ref().expect("checked").write_all_at(buf, offset)?;
-                Ok(None)
-            }
             DiskOp::Read { offset, len } => {
-                let mut buf = vec![0u8; len as usize];
-                self.backing.read_exact_at(&mut buf, offset)?;
-                if let Some(cache) = &self.volatile {
-                    overlay(cache, offset, &mut buf);
-                }
-                Ok(Some(buf))
+                let data = Data::filled(len as usize, |buf| match &self.direct {
+                    Some(direct) if aligned(offset, u64::from(len)) => direct.read_exact_at(buf, offset),
+                    _ => {
+                        self.backing.read_exact_at(buf, offset)?;
+                        if let Some(cache) = &self.volatile {
+                            overlay(cache, offset, buf);
+                        }
+                        Ok(())
+                    }
+                })?;
+                Ok(Some(data))
+            }
+            // `Data` starts aligned: it goes to the device as it is.
+            DiskOp::Write { offset, ref data } if self.direct.is_some() && aligned(offset, data.len() as u64) => {
+                self.direct.as_ref().expect("checked").write_all_at(data, offset)?;
+                Ok(None)
             }
             DiskOp::Write { offset, data } => {
                 match &mut self.volatile {
@@ -170,37 +168,12 @@ impl Disk {
     }
 }
 
-/// O_DIRECT's alignment: enough for every logical block size in use.
-const ALIGN: usize = 4096;
-
 fn aligned(offset: u64, len: u64) -> bool {
     offset % ALIGN as u64 == 0 && len % ALIGN as u64 == 0 && len > 0
 }
 
-/// One aligned block of the bounce buffer.
-#[repr(C, align(4096))]
-#[derive(Clone, Copy)]
-struct Block([u8; ALIGN]);
-
-/// The disk thread's aligned buffer for O_DIRECT, grown to the largest request.
-#[derive(Default)]
-struct Bounce(Vec<Block>);
-
-impl Bounce {
-    /// The first `len` bytes (a multiple of ALIGN), 4 KiB-aligned.
-    fn get(&mut self, len: usize) -> &mut [u8] {
-        let blocks = len.div_ceil(ALIGN);
-        if self.0.len() < blocks {
-            self.0.resize(blocks, Block([0; ALIGN]));
-        }
-        // SAFETY: `Block` is plain bytes with no padding (repr(C), one array), and the
-        // vector holds at least `blocks * ALIGN >= len` of them, borrowed mutably.
-        unsafe { std::slice::from_raw_parts_mut(self.0.as_mut_ptr().cast::<u8>(), len) }
-    }
-}
-
 /// Later writes over earlier ones, onto what the file holds.
-fn overlay(cache: &BTreeMap<u64, Vec<u8>>, offset: u64, buf: &mut [u8]) {
+fn overlay(cache: &BTreeMap<u64, Data>, offset: u64, buf: &mut [u8]) {
     let end = offset + buf.len() as u64;
     for (&o, data) in cache.iter() {
         let e = o + data.len() as u64;
@@ -277,7 +250,7 @@ mod tests {
         assert!(k
             .run(DiskOp::Write {
                 offset: 4096,
-                data: vec![9; 4096]
+                data: vec![9; 4096].into()
             })
             .is_ok());
     }
@@ -287,7 +260,13 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let mut k = disk(d.path(), 4);
         assert!(k.direct.is_some(), "the test directory's filesystem takes O_DIRECT");
-        let write = |k: &mut Disk, offset, data: Vec<u8>| k.run(DiskOp::Write { offset, data }).unwrap();
+        let write = |k: &mut Disk, offset, data: Vec<u8>| {
+            k.run(DiskOp::Write {
+                offset,
+                data: data.into(),
+            })
+            .unwrap()
+        };
         let read = |k: &mut Disk, offset, len| k.run(DiskOp::Read { offset, len }).unwrap().unwrap();
         write(&mut k, 4096, vec![7; 8192]); // aligned: direct
         write(&mut k, 5000, vec![8; 100]); // unaligned: buffered, then read direct
@@ -314,7 +293,7 @@ mod tests {
         let w = k
             .run(DiskOp::Write {
                 offset: 0,
-                data: vec![9; 4096],
+                data: vec![9; 4096].into(),
             })
             .unwrap_err();
         assert!(w.to_string().contains("not overwriting"), "{w}");

@@ -331,7 +331,7 @@ impl Core {
             match e {
                 Effect::Send { seq, frame } => {
                     if let Some(o) = &self.outlet {
-                        o.send(wire::encode(seq, 0, &frame));
+                        o.send(wire::encode_parts(seq, 0, &frame));
                     }
                 }
                 Effect::Disk { io, op } => self.ops.push((io, op)),

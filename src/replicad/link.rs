@@ -9,7 +9,7 @@
 //! take. The data path thus never waits for the event loop to be scheduled.
 
 use std::collections::VecDeque;
-use std::io::{Read, Write};
+use std::io::{IoSlice, Read, Write};
 use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -20,14 +20,17 @@ use tokio::sync::mpsc;
 
 use crate::config::replica::ReplicaConfig;
 use crate::config::{AuthKey, Config};
+use crate::replica::data::Data;
 use crate::replica::hello::{auth_input, check_hello};
 use crate::replica::meta::Meta;
-use crate::replica::wire::{self, Envelope, Frame, Hello, PROTOCOL};
+use crate::replica::wire::{self, Encoded, Envelope, Frame, Hello, DATA_HEAD, PROTOCOL};
 use crate::wire::auth::{digest, verify};
 
 /// How long a peer has to finish HELLO and AUTH.
 const HANDSHAKE: Duration = Duration::from_secs(5);
 const RETRY: Duration = Duration::from_secs(1);
+/// How long a closed outlet may take to send what it holds.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// An authenticated connection, with any bytes read past AUTH.
 pub struct Conn {
@@ -147,7 +150,9 @@ pub struct Outlet {
 
 #[derive(Default)]
 struct Outbox {
-    frames: VecDeque<Vec<u8>>,
+    frames: VecDeque<Encoded>,
+    /// How much of the first frame has gone already.
+    sent: usize,
     /// The writer thread holds a frame taken from the front.
     busy: bool,
     closed: bool,
@@ -201,44 +206,125 @@ impl Reader {
 }
 
 /// Reads until the connection ends; returns why it did.
-fn read_frames(mut sock: &std::net::TcpStream, mut rest: Vec<u8>, on_frames: &mut impl FnMut(Frames)) -> String {
-    let mut buf = vec![0u8; 256 * 1024];
+///
+/// A write's or resync block's data is read into its own aligned `Data`, straight
+/// from the socket for whatever part is not buffered yet: the disk writes it as it
+/// is (O_DIRECT), and a megabyte frame is never shifted along a buffer.
+fn read_frames(mut sock: &std::net::TcpStream, rest: Vec<u8>, on_frames: &mut impl FnMut(Frames)) -> String {
+    let mut inbox = Inbox::new(rest);
+    let mut frames = Vec::new();
+    let bad = |e: wire::FrameError| format!("bad frame from the peer: {e}");
     loop {
-        let mut used = 0;
-        let mut frames = Vec::new();
         loop {
-            match wire::decode(&rest[used..]) {
-                Ok(Some((env, n))) => {
-                    used += n;
-                    frames.push(env);
+            let buf = inbox.filled();
+            match wire::data_frame(buf, 1).map_err(bad) {
+                Err(why) => return why,
+                Ok(Some(len)) => {
+                    let mut head = [0u8; DATA_HEAD];
+                    head.copy_from_slice(&buf[..DATA_HEAD]);
+                    let have = (buf.len() - DATA_HEAD).min(len);
+                    if have < len && !frames.is_empty() {
+                        // The core hears of what came before while the rest arrives.
+                        on_frames(std::mem::take(&mut frames));
+                    }
+                    let data = Data::filled(len, |d| {
+                        d[..have].copy_from_slice(&buf[DATA_HEAD..DATA_HEAD + have]);
+                        sock.read_exact(&mut d[have..])
+                    });
+                    inbox.consume(DATA_HEAD + have);
+                    match data {
+                        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                            return "the peer closed the connection".into()
+                        }
+                        Err(e) => return format!("read: {e}"),
+                        Ok(data) => match wire::decode_data(&head, data) {
+                            Ok(env) => frames.push(env),
+                            Err(e) => return bad(e),
+                        },
+                    }
                 }
-                Ok(None) => break,
-                Err(e) => return format!("bad frame from the peer: {e}"),
+                Ok(None) => match wire::decode(buf) {
+                    Ok(Some((env, n))) => {
+                        inbox.consume(n);
+                        frames.push(env);
+                    }
+                    Ok(None) => break,
+                    Err(e) => return bad(e),
+                },
             }
         }
-        rest.drain(..used);
         if !frames.is_empty() {
-            on_frames(frames);
+            on_frames(std::mem::take(&mut frames));
         }
-        match sock.read(&mut buf) {
+        match inbox.read_from(sock) {
             Ok(0) => return "the peer closed the connection".into(),
-            Ok(n) => rest.extend_from_slice(&buf[..n]),
+            Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return format!("read: {e}"),
         }
     }
 }
 
+/// The reader's buffer: bytes read and not yet decoded are `buf[lo..hi]`.
+struct Inbox {
+    buf: Vec<u8>,
+    lo: usize,
+    hi: usize,
+}
+
+impl Inbox {
+    const START: usize = 256 * 1024;
+
+    fn new(mut rest: Vec<u8>) -> Inbox {
+        let hi = rest.len();
+        rest.resize(hi.max(Self::START), 0);
+        Inbox { buf: rest, lo: 0, hi }
+    }
+
+    fn filled(&self) -> &[u8] {
+        &self.buf[self.lo..self.hi]
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.lo += n;
+        if self.lo == self.hi {
+            (self.lo, self.hi) = (0, 0);
+        }
+    }
+
+    /// One read into the free space, made first by moving what is left to the
+    /// front (a partial header or small frame) or, for a large control frame
+    /// (a dirty map), by growing up to the largest frame.
+    fn read_from(&mut self, mut sock: &std::net::TcpStream) -> std::io::Result<usize> {
+        if self.hi == self.buf.len() {
+            if self.lo > 0 {
+                self.buf.copy_within(self.lo..self.hi, 0);
+                self.hi -= self.lo;
+                self.lo = 0;
+            } else {
+                let more = (self.buf.len() * 2)
+                    .min(wire::HEADER + wire::MAX_PAYLOAD)
+                    .max(self.hi + 1);
+                self.buf.resize(more, 0);
+            }
+        }
+        let n = sock.read(&mut self.buf[self.hi..])?;
+        self.hi += n;
+        Ok(n)
+    }
+}
+
 /// The writer thread: sends what the callers could not, then shuts the socket
 /// once the outlet is closed and everything queued has gone.
-fn write_queued(mut sock: &std::net::TcpStream, out: &(Mutex<Outbox>, Condvar)) {
+fn write_queued(sock: &std::net::TcpStream, out: &(Mutex<Outbox>, Condvar)) {
     let (lock, cv) = out;
     let mut o = lock.lock().expect("outbox lock");
     loop {
         if let Some(frame) = o.frames.pop_front() {
+            let from = std::mem::take(&mut o.sent);
             o.busy = true;
             drop(o);
-            let sent = sock.write_all(&frame);
+            let sent = write_from(sock, &frame, from);
             o = lock.lock().expect("outbox lock");
             o.busy = false;
             if sent.is_err() {
@@ -256,13 +342,27 @@ fn write_queued(mut sock: &std::net::TcpStream, out: &(Mutex<Outbox>, Condvar)) 
     }
 }
 
+/// Writes `frame` from byte `from` on, blocking.
+fn write_from(mut sock: &std::net::TcpStream, frame: &Encoded, mut from: usize) -> std::io::Result<()> {
+    while from < frame.len() {
+        let [a, b] = frame.slices(from);
+        match sock.write_vectored(&[IoSlice::new(a), IoSlice::new(b)]) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => from += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 impl Outlet {
     pub fn id(&self) -> u64 {
         self.id
     }
 
-    /// Sends `bytes` after everything sent before. Never blocks.
-    pub fn send(&self, mut bytes: Vec<u8>) {
+    /// Sends `frame` after everything sent before. Never blocks.
+    pub fn send(&self, frame: Encoded) {
         let (lock, cv) = &*self.out;
         let mut o = lock.lock().expect("outbox lock");
         if o.closed || o.broken {
@@ -271,8 +371,12 @@ impl Outlet {
         if o.frames.is_empty() && !o.busy {
             let sock = socket2::SockRef::from(&*self.sock);
             let mut off = 0;
-            while off < bytes.len() {
-                match sock.send_with_flags(&bytes[off..], libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) {
+            while off < frame.len() {
+                let [a, b] = frame.slices(off);
+                match sock.send_vectored_with_flags(
+                    &[IoSlice::new(a), IoSlice::new(b)],
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                ) {
                     Ok(n) => off += n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -284,21 +388,36 @@ impl Outlet {
                     }
                 }
             }
-            if off == bytes.len() {
+            if off == frame.len() {
                 return;
             }
-            bytes.drain(..off);
+            // The writer thread sends the rest, from here.
+            o.sent = off;
         }
-        o.frames.push_back(bytes);
+        o.frames.push_back(frame);
         cv.notify_one();
     }
 
     /// Sends what is queued, then closes the connection (the peer, and this side's
     /// reader, see the end).
+    ///
+    /// A peer that stopped reading (dead, but its TCP connection not timed out)
+    /// would keep the writer blocked on a full socket for as long as TCP retries,
+    /// with the frames' memory: after `CLOSE_GRACE` the socket is shut regardless.
     pub fn close(&self) {
         let (lock, cv) = &*self.out;
-        lock.lock().expect("outbox lock").closed = true;
+        let mut o = lock.lock().expect("outbox lock");
+        let pending = !o.closed && (o.busy || !o.frames.is_empty());
+        o.closed = true;
         cv.notify_one();
+        drop(o);
+        if pending {
+            let sock = Arc::clone(&self.sock);
+            let _ = std::thread::Builder::new().name("link-close".into()).spawn(move || {
+                std::thread::sleep(CLOSE_GRACE);
+                let _ = sock.shutdown(std::net::Shutdown::Both);
+            });
+        }
     }
 
     /// `close`, and waits up to a second for the queue to go out (a BYE before the
