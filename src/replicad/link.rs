@@ -510,3 +510,60 @@ async fn next_frame(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Frame, Strin
         buf.extend_from_slice(&chunk[..n]);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// A connection to a peer that accepts and then never reads: the outlet's queue
+    /// fills and its writer thread blocks in `write`.
+    async fn stalled_outlet() -> (Outlet, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (peer, _) = listener.accept().unwrap();
+        let (outlet, _reader) = open(Conn {
+            id: 1,
+            stream,
+            rest: Vec::new(),
+        })
+        .unwrap();
+        let frame = Frame::Write {
+            offset: 0,
+            data: Data::zeroed(1 << 20),
+        };
+        for seq in 0..64 {
+            outlet.send(wire::encode_parts(seq, 0, &frame));
+        }
+        (outlet, peer)
+    }
+
+    #[tokio::test]
+    async fn a_dropped_outlet_whose_peer_stopped_reading_lets_its_writer_go() {
+        let (mut outlet, _peer) = stalled_outlet().await;
+        let writer = outlet.writer.take().expect("a writer thread");
+        let o = &outlet.out.0;
+        for _ in 0..100 {
+            if o.lock().unwrap().busy {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(o.lock().unwrap().busy, "the writer is blocked on the full socket");
+        let t0 = Instant::now();
+        drop(outlet);
+        while !writer.is_finished() {
+            assert!(
+                t0.elapsed() < CLOSE_GRACE + Duration::from_secs(3),
+                "the writer still blocks {} s after the drop",
+                t0.elapsed().as_secs()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            t0.elapsed() >= CLOSE_GRACE - Duration::from_millis(100),
+            "what was queued got its grace"
+        );
+    }
+}
