@@ -93,6 +93,9 @@ impl Conn {
 
 /// A request from the kernel (through FUSE), by the shell's id.
 pub type ReqId = u64;
+/// Extents marked dirty ahead of a sequential writer (see `release`).
+const LOOKAHEAD: u64 = 2;
+
 /// A disk operation, by the core's id.
 pub type IoId = u64;
 /// An operator's command, by the shell's id.
@@ -989,6 +992,17 @@ impl Replica {
                 let mut fresh = false;
                 for e in a..=b {
                     fresh |= self.meta.dirty.set(e);
+                }
+                // A sequential writer (the extent before this one is marked too)
+                // gets the next extents marked in the same metadata write: its
+                // writes then find their bits durable at each extent boundary
+                // instead of waiting there for a metadata write. A bit set ahead
+                // only means "may differ" (a superset is always safe); the next
+                // checkpoint clears it if no write came.
+                if a > 0 && self.meta.dirty.get(a - 1) {
+                    for e in b + 1..=b + LOOKAHEAD {
+                        fresh |= self.meta.dirty.set(e);
+                    }
                 }
                 if fresh {
                     self.persist(vec![Then::Release]);

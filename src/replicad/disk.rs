@@ -1,12 +1,12 @@
 //! The replica's disk: the backing image and the metadata file. `hub` runs its
-//! operations one at a time in the order the core emitted them (the core relies on
-//! that order: a metadata write before a data write is durable before it), on the
-//! disk thread or, when the queue is idle, on the thread that brought the request.
+//! operations on its disk threads or, when the queue is idle, on the thread that
+//! brought the request, several at once where the order the core emitted them does
+//! not matter (see `hub::Queue`), so `Disk` is shared and its methods take `&self`.
 //!
 //! Reads and writes whose offset and length are multiples of 4 KiB (all of them,
 //! from the loop device with its 4 KiB blocks, and the resync's extents) go to the
-//! image with O_DIRECT, straight from or into the request's aligned `Data`: the data then
-//! reaches the device when the call returns, and the flush (`fdatasync`) has only
+//! image with O_DIRECT, straight from or into the request's aligned `Data`: the
+//! data then reaches the device when the call returns, and the flush (`fdatasync`) has only
 //! the device's cache left to empty. Buffered, a flush first wrote back what the
 //! `pwrite`s had dirtied, and that write-back through the host's page cache was
 //! most of a replicated fsync's time (BENCHMARKS.md). Anything unaligned, and a
@@ -28,6 +28,7 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
 use crate::replica::data::{Data, ALIGN};
 use crate::replica::meta::Meta;
@@ -41,9 +42,9 @@ pub struct Disk {
     extent: u64,
     meta: File,
     /// Why writes are refused: a divergent copy that could not be made.
-    poisoned: Option<String>,
+    poisoned: Mutex<Option<String>>,
     /// Volatile mode: writes not yet flushed, by offset.
-    volatile: Option<BTreeMap<u64, Data>>,
+    volatile: Option<Mutex<BTreeMap<u64, Data>>>,
 }
 
 impl Disk {
@@ -65,14 +66,15 @@ impl Disk {
             backing_path: backing.to_path_buf(),
             extent: u64::from(extent),
             meta: open(meta)?,
-            poisoned: None,
-            volatile: volatile.then(BTreeMap::new),
+            poisoned: Mutex::new(None),
+            volatile: volatile.then(|| Mutex::new(BTreeMap::new())),
         })
     }
 
     /// Carries out one operation: its data for a read.
-    pub fn run(&mut self, op: DiskOp) -> std::io::Result<Option<Data>> {
-        if let (Some(why), DiskOp::Write { .. } | DiskOp::Discard { .. }) = (&self.poisoned, &op) {
+    pub fn run(&self, op: DiskOp) -> std::io::Result<Option<Data>> {
+        let poisoned = lock(&self.poisoned).clone();
+        if let (Some(why), DiskOp::Write { .. } | DiskOp::Discard { .. }) = (poisoned, &op) {
             return Err(std::io::Error::other(format!("not overwriting: {why}")));
         }
         match op {
@@ -82,7 +84,7 @@ impl Disk {
                     _ => {
                         self.backing.read_exact_at(buf, offset)?;
                         if let Some(cache) = &self.volatile {
-                            overlay(cache, offset, buf);
+                            overlay(&lock(cache), offset, buf);
                         }
                         Ok(())
                     }
@@ -95,9 +97,9 @@ impl Disk {
                 Ok(None)
             }
             DiskOp::Write { offset, data } => {
-                match &mut self.volatile {
+                match &self.volatile {
                     Some(cache) => {
-                        cache.insert(offset, data);
+                        lock(cache).insert(offset, data);
                     }
                     None => self.backing.write_all_at(&data, offset)?,
                 }
@@ -121,7 +123,7 @@ impl Disk {
                 Ok(()) => Ok(None),
                 Err(e) => {
                     let why = format!("the split-brain loser's data could not be saved aside ({e})");
-                    self.poisoned = Some(why.clone());
+                    *lock(&self.poisoned) = Some(why.clone());
                     Err(std::io::Error::other(why))
                 }
             },
@@ -129,7 +131,7 @@ impl Disk {
     }
 
     /// Copies `extents` of the image to a new sparse file beside it, durably.
-    fn save_divergent(&mut self, extents: &[u64]) -> std::io::Result<()> {
+    fn save_divergent(&self, extents: &[u64]) -> std::io::Result<()> {
         self.flush_cache()?;
         let size = self.backing.metadata()?.len();
         let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
@@ -158,14 +160,20 @@ impl Disk {
         Ok(())
     }
 
-    fn flush_cache(&mut self) -> std::io::Result<()> {
-        if let Some(cache) = &mut self.volatile {
-            for (off, data) in std::mem::take(cache) {
+    fn flush_cache(&self) -> std::io::Result<()> {
+        if let Some(cache) = &self.volatile {
+            let mut cache = lock(cache);
+            for (off, data) in std::mem::take(&mut *cache) {
                 self.backing.write_all_at(&data, off)?;
             }
         }
         Ok(())
     }
+}
+
+/// A panic under these locks aborts the process (release profile).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn aligned(offset: u64, len: u64) -> bool {
@@ -236,7 +244,7 @@ mod tests {
     #[test]
     fn a_split_brain_losers_extents_are_saved_aside_at_their_offsets() {
         let d = tempfile::tempdir().unwrap();
-        let mut k = disk(d.path(), 4);
+        let k = disk(d.path(), 4);
         assert!(k.run(DiskOp::SaveDivergent { extents: vec![1, 3] }).is_ok());
         let saved = divergent(d.path());
         assert_eq!(saved.len(), 1, "{saved:?}");
@@ -258,24 +266,24 @@ mod tests {
     #[test]
     fn direct_and_buffered_writes_read_back_the_same_whatever_the_alignment() {
         let d = tempfile::tempdir().unwrap();
-        let mut k = disk(d.path(), 4);
+        let k = disk(d.path(), 4);
         assert!(k.direct.is_some(), "the test directory's filesystem takes O_DIRECT");
-        let write = |k: &mut Disk, offset, data: Vec<u8>| {
+        let write = |k: &Disk, offset, data: Vec<u8>| {
             k.run(DiskOp::Write {
                 offset,
                 data: data.into(),
             })
             .unwrap()
         };
-        let read = |k: &mut Disk, offset, len| k.run(DiskOp::Read { offset, len }).unwrap().unwrap();
-        write(&mut k, 4096, vec![7; 8192]); // aligned: direct
-        write(&mut k, 5000, vec![8; 100]); // unaligned: buffered, then read direct
-        let got = read(&mut k, 4096, 8192);
+        let read = |k: &Disk, offset, len| k.run(DiskOp::Read { offset, len }).unwrap().unwrap();
+        write(&k, 4096, vec![7; 8192]); // aligned: direct
+        write(&k, 5000, vec![8; 100]); // unaligned: buffered, then read direct
+        let got = read(&k, 4096, 8192);
         assert!(got[..904].iter().all(|&b| b == 7));
         assert!(got[904..1004].iter().all(|&b| b == 8));
         assert!(got[1004..].iter().all(|&b| b == 7));
-        write(&mut k, 4096, vec![9; 4096]); // direct over the buffered page
-        assert!(read(&mut k, 4000, 200)
+        write(&k, 4096, vec![9; 4096]); // direct over the buffered page
+        assert!(read(&k, 4000, 200)
             .iter()
             .enumerate()
             .all(|(i, &b)| b == if i < 96 { 1 } else { 9 }));
@@ -287,7 +295,7 @@ mod tests {
     #[test]
     fn when_the_copy_fails_nothing_is_overwritten() {
         let d = tempfile::tempdir().unwrap();
-        let mut k = disk(d.path(), 2);
+        let k = disk(d.path(), 2);
         let e = k.run(DiskOp::SaveDivergent { extents: vec![7] }).unwrap_err();
         assert!(e.to_string().contains("could not be saved"), "{e}");
         let w = k

@@ -1,8 +1,8 @@
 //! `pairbeat-replicad`: the shell around one replica's pure core
 //! (`crate::replica::state::Replica`).
 //!
-//! One process per replicated disk. It owns the I/O: the disk thread (backing image
-//! and metadata file, operations in order), the replication link (TCP: the node
+//! One process per replicated disk. It owns the I/O: the disk threads (backing image
+//! and metadata file, results in the core's order), the replication link (TCP: the node
 //! listed first in `[cluster]` connects, the other listens; HELLO and AUTH before
 //! anything else), the control socket `replica/NAME.sock` beside pairbeatd's (by
 //! default `/run/pairbeat/replica/NAME.sock`) that the
