@@ -17,7 +17,7 @@ fn fixtures() -> PathBuf {
 /// Copies a seed's files to a scratch dir with authkeys at 0600 (git does not keep modes).
 fn scratch_copy(seed: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for f in ["ha.cf", "haresources", "authkeys"] {
+    for f in ["ha.cf", "haresources", "authkeys", "drbd.conf"] {
         std::fs::copy(fixtures().join(seed).join(f), dir.path().join(f)).unwrap();
     }
     std::fs::set_permissions(dir.path().join("authkeys"), std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -32,20 +32,29 @@ fn pairbeat(args: &[&str]) -> std::process::Output {
 }
 
 fn import(seed: &str, node: &str) -> (tempfile::TempDir, String, String, bool) {
+    import_with(seed, node, false)
+}
+
+/// The import, with the seed's drbd.conf too when `drbd`.
+fn import_with(seed: &str, node: &str, drbd: bool) -> (tempfile::TempDir, String, String, bool) {
     let dir = scratch_copy(seed);
     let p = |f: &str| dir.path().join(f).display().to_string();
-    let out = pairbeat(&[
-        "config",
-        "import",
-        "--ha-cf",
-        &p("ha.cf"),
-        "--haresources",
-        &p("haresources"),
-        "--authkeys",
-        &p("authkeys"),
-        "--node",
-        node,
-    ]);
+    let mut args = vec![
+        "config".to_string(),
+        "import".into(),
+        "--ha-cf".into(),
+        p("ha.cf"),
+        "--haresources".into(),
+        p("haresources"),
+        "--authkeys".into(),
+        p("authkeys"),
+        "--node".into(),
+        node.into(),
+    ];
+    if drbd {
+        args.extend(["--drbd-conf".into(), p("drbd.conf")]);
+    }
+    let out = pairbeat(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let scrub = |s: &[u8]| String::from_utf8_lossy(s).replace(&dir.path().display().to_string(), "@SEED@");
     let (stdout, stderr) = (scrub(&out.stdout), scrub(&out.stderr));
     (dir, stdout, stderr, out.status.success())
@@ -73,10 +82,17 @@ fn fill(seed: &str, toml: &str) -> String {
 }
 
 fn round_trip(seed: &str, node: &str) {
-    let (dir, toml, notes, ok) = import(seed, node);
+    round_trip_as(seed, seed, node, false, None);
+}
+
+/// `case` names the golden and .fill files: the seed's name, `-drbd` with its drbd.conf.
+/// `refused`: what check still says once the placeholders are filled, and the
+/// authkeys that mends it.
+fn round_trip_as(case: &str, seed: &str, node: &str, drbd: bool, refused: Option<(&str, &str)>) {
+    let (dir, toml, notes, ok) = import_with(seed, node, drbd);
     assert!(ok, "import of {seed} failed:\n{notes}");
-    golden(&format!("{seed}.expected.toml"), &toml);
-    golden(&format!("{seed}.expected.notes"), &notes);
+    golden(&format!("{case}.expected.toml"), &toml);
+    golden(&format!("{case}.expected.notes"), &notes);
 
     // As imported, check must refuse it and name every placeholder.
     let conf = dir.path().join("pairbeat.toml");
@@ -84,7 +100,7 @@ fn round_trip(seed: &str, node: &str) {
     let out = pairbeat(&["config", "check", conf.to_str().unwrap(), "--node", node]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "an unfilled import passed check:\n{err}");
-    for line in std::fs::read_to_string(fixtures().join(format!("{seed}.fill")))
+    for line in std::fs::read_to_string(fixtures().join(format!("{case}.fill")))
         .unwrap()
         .lines()
     {
@@ -93,13 +109,78 @@ fn round_trip(seed: &str, node: &str) {
     }
 
     // Filled in, it passes.
-    let filled = fill(seed, &toml).replace("@SEED@", &dir.path().display().to_string());
+    let filled = fill(case, &toml).replace("@SEED@", &dir.path().display().to_string());
     std::fs::write(&conf, filled).unwrap();
+    if let Some((why, authkeys)) = refused {
+        let out = pairbeat(&["config", "check", conf.to_str().unwrap(), "--node", node]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(why), "{err}");
+        std::fs::write(dir.path().join("authkeys"), authkeys).unwrap();
+    }
     let out = pairbeat(&["config", "check", conf.to_str().unwrap(), "--node", node]);
     assert!(
         out.status.success(),
         "filled import of {seed} fails check:\n{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn seed_000_with_its_drbd_conf_runs_the_pairbeat_replica_and_checks_once_filled() {
+    round_trip_as("seed-000-drbd", "seed-000", "NAMENODE01", true, None);
+}
+
+#[test]
+fn seed_003_with_its_drbd_conf_runs_the_pairbeat_replica_and_checks_once_filled() {
+    // Its authkeys signs with crc, which a replica refuses (anyone could forge its
+    // frames); with a sha1 key it passes.
+    round_trip_as(
+        "seed-003-drbd",
+        "seed-003",
+        "server1",
+        true,
+        Some((
+            "[[replica]] needs real keys, and the cluster's authkeys method is crc",
+            "auth 1\n1 sha1 FooFunFactory\n",
+        )),
+    );
+}
+
+#[test]
+fn without_drbd_conf_drbddisk_stays_real_drbd() {
+    let (_dir, toml, _, ok) = import("seed-003", "server1");
+    assert!(ok);
+    assert!(toml.contains("agent = \"heartbeat:drbddisk\""), "{toml}");
+    assert!(
+        !toml.contains("[[replica]]") && toml.contains("device = \"/dev/drbd0\""),
+        "{toml}"
+    );
+}
+
+#[test]
+fn a_drbd_conf_that_does_not_parse_is_reported_at_its_line() {
+    let dir = scratch_copy("seed-003");
+    std::fs::write(
+        dir.path().join("drbd.conf"),
+        "resource r0 {\n  on server1 { disk /dev/sda4;\n",
+    )
+    .unwrap();
+    let p = |f: &str| dir.path().join(f).display().to_string();
+    let out = pairbeat(&[
+        "config",
+        "import",
+        "--ha-cf",
+        &p("ha.cf"),
+        "--drbd-conf",
+        &p("drbd.conf"),
+        "--node",
+        "server1",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("drbd.conf:1:1: error: this block is never closed"),
+        "{err}"
     );
 }
 

@@ -133,14 +133,20 @@ enum ConfigCommand {
         #[arg(long)]
         node: Option<String>,
     },
-    /// Translate Heartbeat's ha.cf, haresources and authkeys into a pairbeat.toml on stdout.
+    /// Translate Heartbeat's ha.cf, haresources and authkeys (and drbd.conf) into a pairbeat.toml on stdout.
     Import {
+        /// Heartbeat's ha.cf: nodes, links, timing, failback.
         #[arg(long = "ha-cf", value_name = "FILE")]
         ha_cf: PathBuf,
+        /// Heartbeat's haresources: the resource group.
         #[arg(long, value_name = "FILE")]
         haresources: Option<PathBuf>,
+        /// Heartbeat's authkeys: pairbeat uses the file as it is.
         #[arg(long, value_name = "FILE")]
         authkeys: Option<PathBuf>,
+        /// A drbd.conf (or drbd.d/*.res) whose resources become pairbeat replicas; haresources' drbddisk::NAME then runs the replica. Repeat for several files.
+        #[arg(long = "drbd-conf", value_name = "FILE")]
+        drbd_conf: Vec<PathBuf>,
         /// The node these files come from (default: the hostname); places ucast addresses.
         #[arg(long)]
         node: Option<String>,
@@ -205,6 +211,7 @@ fn main() -> ExitCode {
                     ha_cf,
                     haresources,
                     authkeys,
+                    drbd_conf,
                     node,
                 },
         } => {
@@ -214,6 +221,7 @@ fn main() -> ExitCode {
                 haresources,
                 authkeys,
                 from_node,
+                drbd_conf,
             })
         }
     }

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use super::authkeys;
 use super::diag::{Diagnostics, Location, SourceFile};
+use super::drbdconf;
 use super::{format_duration, AuthMethod, Timing, DEFAULT_UDP_PORT};
 
 /// The files to import and what the caller knows about them.
@@ -29,6 +30,9 @@ pub struct ImportInput {
     pub authkeys: Option<PathBuf>,
     /// The node these files come from; ucast lines in its ha.cf point at the peer.
     pub from_node: Option<String>,
+    /// drbd.conf files: their resources become `[[replica]]`s, and haresources'
+    /// `drbddisk::NAME` the pairbeat replica (without them it stays real DRBD).
+    pub drbd_conf: Vec<PathBuf>,
 }
 
 /// A translated configuration and what the operator must look at.
@@ -54,9 +58,22 @@ pub fn import(input: &ImportInput) -> Result<Imported, Diagnostics> {
     let haresources = input.haresources.as_deref().map(read).transpose()?;
     let mut notes = Diagnostics::default();
     let hacf = parse_ha_cf(&ha_cf, &mut notes);
-    let group = haresources
+    let mut drbd = Vec::new();
+    for p in &input.drbd_conf {
+        let f = read(p)?;
+        let stmts = drbdconf::parse(&f, &mut notes);
+        for r in drbdconf::read(&f, &stmts, &mut notes) {
+            drbd.push(Drbd { file: f.clone(), r });
+        }
+    }
+    let mut group = haresources
         .as_ref()
         .map(|f| parse_haresources(f, &hacf.nodes, &mut notes));
+    if let (Some(g), Some(f)) = (group.as_mut(), haresources.as_ref()) {
+        if !drbd.is_empty() {
+            replace_drbd(g, &drbd, f, &mut notes);
+        }
+    }
     let auth = input.authkeys.as_deref().map(|p| {
         let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
         let mut sub = Diagnostics::default();
@@ -65,7 +82,7 @@ pub fn import(input: &ImportInput) -> Result<Imported, Diagnostics> {
         (abs, keys)
     });
     let mut out = Emitter::default();
-    out.emit(input, &hacf, group.as_ref(), auth.as_ref(), &mut notes);
+    out.emit(input, &hacf, group.as_ref(), auth.as_ref(), &drbd, &mut notes);
     Ok(Imported {
         toml: out.text,
         notes: notes.sorted(),
@@ -721,6 +738,90 @@ fn filesystem_params(token: &str, args: &[String], here: &Location, notes: &mut 
 }
 
 // ---------------------------------------------------------------------------------
+// drbd.conf
+
+/// A drbd.conf resource and the file it is in (for notes).
+struct Drbd {
+    file: SourceFile,
+    r: drbdconf::Resource,
+}
+
+/// Where pairbeat publishes a replica's device with the default `[daemon] socket`.
+fn replica_device(name: &str) -> String {
+    let dir = Path::new(super::DEFAULT_SOCKET_PATH)
+        .parent()
+        .unwrap_or(Path::new("/run/pairbeat"));
+    dir.join("replica").join(format!("{name}.dev")).display().to_string()
+}
+
+/// haresources' `drbddisk::NAME` → pairbeat's `replicadisk::NAME`, and a
+/// Filesystem on a DRBD device → the same on the replica's device.
+fn replace_drbd(g: &mut HaGroup, drbd: &[Drbd], file: &SourceFile, notes: &mut Diagnostics) {
+    let by_device = |dev: &str| {
+        drbd.iter().find(|d| {
+            d.r.hosts
+                .iter()
+                .any(|h| h.device.as_ref().is_some_and(|(v, _)| v == dev))
+        })
+    };
+    for res in &mut g.resources {
+        let here = token_location(&res.token, res.line, file);
+        if res.agent == "heartbeat:drbddisk" {
+            let found = match res.args.first() {
+                None if drbd.len() == 1 => Some(&drbd[0]),
+                None => None,
+                Some(want) => drbd.iter().find(|d| d.r.name == *want).or_else(|| {
+                    let d = by_device(&format!("/dev/{want}"))?;
+                    notes.warning(
+                        here.clone(),
+                        format!(
+                            "`{}` names no drbd.conf resource; resource `{}` has the device /dev/{want}, so it is used",
+                            res.token, d.r.name
+                        ),
+                        Some("drbddisk takes the resource's name: check that this is the disk you meant".into()),
+                    );
+                    Some(d)
+                }),
+            };
+            match found {
+                Some(d) => {
+                    res.agent = "heartbeat:replicadisk".into();
+                    res.args = vec![d.r.name.clone()];
+                }
+                None => notes.warning(
+                    here.clone(),
+                    format!(
+                        "`{}`: no resource of that name (or device) in the drbd.conf given; left as heartbeat:drbddisk (real DRBD)",
+                        res.token
+                    ),
+                    Some("give the drbd.conf that defines it with --drbd-conf".into()),
+                ),
+            }
+        }
+        if res.agent == "ocf:heartbeat:Filesystem" {
+            for (k, v) in &mut res.params {
+                if k == "device" {
+                    if let Some(d) = by_device(v) {
+                        *v = replica_device(&d.r.name);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A resync rate as pairbeat.toml writes sizes.
+fn rate_text(bytes: u64) -> String {
+    if bytes % (1 << 20) == 0 {
+        format!("{}MiB", bytes >> 20)
+    } else if bytes % (1 << 10) == 0 {
+        format!("{}KiB", bytes >> 10)
+    } else {
+        bytes.to_string()
+    }
+}
+
+// ---------------------------------------------------------------------------------
 // TOML output
 
 #[derive(Default)]
@@ -754,6 +855,7 @@ impl Emitter {
         cf: &HaCf,
         group: Option<&HaGroup>,
         auth: Option<&(PathBuf, Option<super::Auth>)>,
+        drbd: &[Drbd],
         notes: &mut Diagnostics,
     ) {
         self.line("# pairbeat.toml imported from Heartbeat by `pairbeat config import`.");
@@ -766,6 +868,9 @@ impl Emitter {
         self.auth(auth, notes);
         self.failover(cf, group);
         self.group(group);
+        for d in drbd {
+            self.replica(input, &nodes, d, notes);
+        }
         self.daemon(cf);
     }
 
@@ -851,6 +956,168 @@ impl Emitter {
             self.line("");
             self.line("[daemon]");
             self.text.push_str(&daemon);
+        }
+    }
+
+    /// One `[[replica]]` from a drbd.conf resource.
+    fn replica(&mut self, input: &ImportInput, nodes: &[String], d: &Drbd, notes: &mut Diagnostics) {
+        let (r, f) = (&d.r, &d.file);
+        let at = |span: &std::ops::Range<usize>| Location::at(f, span.clone());
+        let name = &r.name;
+        self.line("");
+        self.line(format!(
+            "# {} line {}: resource {name}",
+            f.path.display(),
+            f.line_col(r.span.start).0
+        ));
+        self.line("[[replica]]");
+        self.line(format!("name = {}", q(name)));
+        for h in &r.hosts {
+            if !nodes.iter().any(|n| n.eq_ignore_ascii_case(&h.name)) {
+                notes.warning(
+                    at(&h.span),
+                    format!(
+                        "drbd.conf host `{}` is not a node in ha.cf; its part is not translated",
+                        h.name
+                    ),
+                    Some("DRBD's `on` names must be the nodes' `uname -n`, as ha.cf's are".into()),
+                );
+            }
+        }
+        let host = |n: &str| r.hosts.iter().find(|h| h.name.eq_ignore_ascii_case(n));
+        let me = input.from_node.as_deref().and_then(host).or_else(|| r.hosts.first());
+        match me.and_then(|h| h.disk.as_ref()) {
+            Some((disk, _)) => {
+                self.line(format!("backing = {}  # this node's `disk` in drbd.conf", q(disk)));
+                for h in r.hosts.iter().filter(|h| me.is_some_and(|m| m.name != h.name)) {
+                    if let Some((other, span)) = h.disk.as_ref().filter(|(o, _)| o != disk) {
+                        notes.warning(
+                            at(span),
+                            format!("on {} the disk of `{name}` is {other}, not {disk}", h.name),
+                            Some(format!("in {}'s pairbeat.toml, set backing = \"{other}\"", h.name)),
+                        );
+                    }
+                }
+            }
+            None => {
+                let p = self.placeholder(
+                    &format!("BACKING OF {name}"),
+                    format!("the disk or image file replica {name} lives on"),
+                );
+                self.line(format!("backing = {}", q(&p)));
+            }
+        }
+        self.line(format!(
+            "meta = {}  # pairbeat's metadata, in a file of its own",
+            q(&format!("/var/lib/pairbeat/replica/{name}.meta"))
+        ));
+        if let Some((m, span)) = me.and_then(|h| h.meta_disk.as_ref()) {
+            notes.warning(
+                at(span),
+                format!("meta-disk {m}: DRBD's metadata is not read; pairbeat keeps its own in /var/lib/pairbeat/replica/{name}.meta"),
+                Some(format!(
+                    "once DRBD is stopped: `pairbeat replica create {name}` on both nodes (the data on the disk stays), then `pairbeat replica primary {name} --force` where the data is current: the other node resyncs in full"
+                )),
+            );
+        }
+        let size = self.placeholder(
+            &format!("SIZE OF {name}"),
+            format!(
+                "the size replica {name} replicates, at most its disk's less DRBD's internal metadata (`blockdev --getsize64 /dev/drbdN` while DRBD runs gives it)"
+            ),
+        );
+        self.line(format!("size = {}", q(&size)));
+        let ports: Vec<u16> = r
+            .hosts
+            .iter()
+            .filter_map(|h| h.address.as_ref().and_then(|a| a.0 .1))
+            .collect();
+        match ports.first() {
+            Some(p) if ports.iter().all(|o| o == p) => self.line(format!("port = {p}")),
+            Some(p) => {
+                self.line(format!("port = {p}"));
+                notes.warning(
+                    at(&r.span),
+                    format!("the hosts of `{name}` use different ports ({ports:?}); pairbeat uses one, {p}"),
+                    None,
+                );
+            }
+            None => {}
+        }
+        for n in nodes {
+            let h = host(n);
+            match h.and_then(|h| h.address.as_ref()) {
+                Some(((ip, _), _)) => self.line(format!("address.{} = {}", key(n), q(ip))),
+                None => {
+                    let p = self.placeholder(
+                        &format!("ADDRESS OF {n} FOR {name}"),
+                        format!("{n}'s address on the replication link of {name}"),
+                    );
+                    self.line(format!("address.{} = {}", key(n), q(&p)));
+                    let span = h
+                        .map(|h| h.address_missing.clone().unwrap_or(h.span.clone()))
+                        .unwrap_or(r.span.clone());
+                    notes.warning(
+                        at(&span),
+                        format!("drbd.conf gives no address of {n} for `{name}`"),
+                        None,
+                    );
+                }
+            }
+        }
+        if let Some((rate, _)) = &r.rate {
+            self.line(format!("resync_rate = {}  # syncer rate", q(&rate_text(*rate))));
+        }
+        match &r.fencing {
+            Some((m, _)) if m == "dont-care" || m == "resource-only" => self.line(format!("fencing = {}", q(m))),
+            Some((m, span)) if m == "resource-and-stonith" => {
+                self.line(format!("fencing = {}", q(m)));
+                notes.warning(
+                    at(span),
+                    "fencing resource-and-stonith needs pairbeat's [fence] section",
+                    Some("configure [fence] (config check refuses it without), or use resource-only".into()),
+                );
+            }
+            Some((m, span)) => notes.warning(
+                at(span),
+                format!("fencing `{m}` is not a DRBD fencing mode; not translated"),
+                None,
+            ),
+            None => {}
+        }
+        if let Some((p, span)) = r.protocol.as_ref().filter(|(p, _)| !p.eq_ignore_ascii_case("C")) {
+            notes.warning(
+                at(span),
+                format!("protocol {p} is not translated: pairbeat replicates with protocol C only"),
+                Some("a write is answered once the peer has it too: nothing acknowledged is lost with one node".into()),
+            );
+        }
+        if let Some(span) = &r.shared_secret {
+            notes.warning(
+                at(span),
+                "the replication link is authenticated with the cluster's authkeys, not drbd.conf's shared-secret",
+                None,
+            );
+        }
+        if let Some(span) = &r.two_primaries {
+            notes.warning(
+                at(span),
+                "allow-two-primaries is not translated: pairbeat never makes both nodes Primary",
+                None,
+            );
+        }
+        for span in &r.after_sb {
+            notes.warning(
+                at(span),
+                "after-sb policies are not translated: pairbeat's [split_brain] policy picks the keeper, and the loser's changes are saved aside",
+                None,
+            );
+        }
+        for (what, span) in &r.untranslated {
+            let help = what
+                .starts_with("startup")
+                .then(|| "pairbeat waits for the peer at start for [timing] initdead".to_string());
+            notes.warning(at(span), format!("drbd.conf `{what}` is not translated"), help);
         }
     }
 

@@ -7,10 +7,12 @@
 //! file:line:column instead of stopping at the first, so `pairbeat config check`
 //! and a refused daemon start print the same complete list.
 //!
-//! `import` translates Heartbeat's ha.cf / haresources / authkeys into this format.
+//! `import` translates Heartbeat's ha.cf / haresources / authkeys into this format,
+//! and DRBD's drbd.conf (read by `drbdconf`) into its `[[replica]]` sections.
 
 pub mod authkeys;
 pub mod diag;
+pub mod drbdconf;
 pub mod import;
 mod parse;
 mod protect;
