@@ -868,8 +868,21 @@ impl Emitter {
         self.auth(auth, notes);
         self.failover(cf, group);
         self.group(group);
+        let crc = auth
+            .and_then(|(_, keys)| keys.as_ref())
+            .is_some_and(|a| a.signing_key().method == AuthMethod::Crc);
         for d in drbd {
             self.replica(input, &nodes, d, notes);
+            if crc {
+                notes.warning(
+                    Location::at(&d.file, d.r.span.clone()),
+                    format!(
+                        "replica `{}` is refused by `config check` while authkeys signs with crc: its link needs real keys",
+                        d.r.name
+                    ),
+                    Some("change authkeys to `1 sha1 SECRET` (or sha256) on both nodes".into()),
+                );
+            }
         }
         self.daemon(cf);
     }
