@@ -505,3 +505,99 @@ fn a_hung_stop_blocks_the_group_and_is_never_ignored() {
     assert!(lab.path("vip.running").exists(), "vip was stopped under a blocked www");
     assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
 }
+
+/// pairbeat-replicad started by a test, stopped by its own PID whatever the test did.
+struct Replicad(Child);
+
+impl Drop for Replicad {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn status_shows_each_replica_as_its_daemon_answers_and_says_when_it_does_not() {
+    let mut lab = Lab::new();
+    let replica = r#"
+[[replica]]
+name = "r0"
+backing = "@DIR@/r0.img"
+size = "16MiB"
+port = @RPORT@
+address.alpha = "127.0.0.1"
+address.bravo = "127.0.0.2"
+"#
+    .replace("@RPORT@", &(lab.port + 7000).to_string());
+    lab.write_config(&format!("{CONFIG}{replica}"));
+    lab.start();
+    let unanswered = |s: &serde_json::Value| {
+        s["replicas"][0]["name"] == "r0"
+            && s["replicas"][0]["unreachable"]
+                .as_str()
+                .is_some_and(|u| u.contains("r0.sock"))
+    };
+    assert!(
+        wait_until(|| unanswered(&lab.status_json().unwrap())),
+        "{}",
+        lab.status_json().unwrap()
+    );
+    let s = lab.status_json().unwrap();
+    let attention = s["attention"].as_array().unwrap();
+    assert!(
+        attention
+            .iter()
+            .any(|a| a["kind"] == "replica" && a["name"] == "r0" && a["problem"] == "unreachable"),
+        "{s}"
+    );
+
+    // Its daemon started (alone: bravo has none), pairbeatd shows what it answers.
+    let conf = lab.path("pairbeat.toml");
+    let create = Command::new(env!("CARGO_BIN_EXE_pairbeat"))
+        .args([
+            "replica",
+            "-c",
+            conf.to_str().unwrap(),
+            "--node",
+            "alpha",
+            "create",
+            "r0",
+        ])
+        .output()
+        .unwrap();
+    assert!(create.status.success(), "{}", String::from_utf8_lossy(&create.stderr));
+    let _replicad = Replicad(
+        Command::new(env!("CARGO_BIN_EXE_pairbeat-replicad"))
+            .args(["-c", conf.to_str().unwrap(), "--node", "alpha", "r0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let answered = || {
+        let s = lab.status_json().unwrap();
+        s["replicas"][0]["status"]["role"] == "Secondary" && s["replicas"][0]["unreachable"].is_null()
+    };
+    assert!(wait_until(answered), "{}", lab.status_json().unwrap());
+    let s = lab.status_json().unwrap();
+    assert_eq!(s["replicas"][0]["status"]["disk"], "Inconsistent", "just created");
+    let text = lab.pairbeat(&["mon"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("Replicated Disks:\n  * r0: Secondary Inconsistent/DUnknown"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  * Replica r0: the local disk is Inconsistent"),
+        "{text}"
+    );
+}

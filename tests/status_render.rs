@@ -62,6 +62,54 @@ fn blocked_group_standby_peer_dead_link_and_failures() {
 }
 
 #[test]
+fn replicas_with_what_needs_the_operator() {
+    let mut s = load("replicas");
+    // As pairbeatd does with what the replicas' daemons answered.
+    let views = s.replicas.clone();
+    s.set_replicas(views);
+    let problems: Vec<(String, String)> = s
+        .attention
+        .iter()
+        .filter_map(|a| match a {
+            pairbeat::control::status::Attention::Replica { name, problem, .. } => {
+                Some((name.clone(), problem.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    let expected = [
+        ("r1", "io_frozen"),
+        ("r2", "split_brain_pending"),
+        ("r2", "data_not_up_to_date"),
+        ("r3", "unreachable"),
+    ];
+    assert_eq!(
+        problems,
+        expected
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect::<Vec<_>>(),
+        "r0 is healthy and needs nothing"
+    );
+    golden(
+        "replicas.txt",
+        &render::text(&s, TextOptions::default(), NOW, Zone::Utc),
+    );
+    let xml = quick_xml::se::to_string_with_root("pairbeat-status", &s).unwrap();
+    for needle in [
+        "<connection>Connected</connection>",
+        "<io_frozen>true</io_frozen>",
+        "<problem>split_brain_pending</problem>",
+        "<unreachable>/run/pairbeat/replica/r3.sock",
+    ] {
+        assert!(xml.contains(needle), "{needle} not in {xml}");
+    }
+    // The JSON reads back as it was written (the schema round-trips).
+    let json = serde_json::to_string(&s).unwrap();
+    assert_eq!(serde_json::from_str::<Status>(&json).unwrap(), s);
+}
+
+#[test]
 fn xml_carries_the_same_content() {
     let s = load("trouble");
     let xml = quick_xml::se::to_string_with_root("pairbeat-status", &s).unwrap();

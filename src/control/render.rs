@@ -64,10 +64,23 @@ pub fn text(s: &Status, opts: TextOptions, now: u64, zone: Zone) -> String {
     if opts.failcounts {
         section(&mut out, "Migration Summary", migration_summary(s, zone));
     }
+    section(&mut out, "Replicated Disks", replica_lines(s));
     section(&mut out, "Failed Resource Actions", failed_actions(s, zone));
     let notes = s.attention.iter().map(|a| attention(s, a, zone)).collect();
     section(&mut out, "Attention", notes);
     out
+}
+
+/// The "Replicated Disks" items: each replica's DRBD-style line, or why it is unknown.
+fn replica_lines(s: &Status) -> Vec<String> {
+    s.replicas
+        .iter()
+        .map(|r| match (&r.status, &r.unreachable) {
+            (Some(st), _) => format!("  * {}", st.line()),
+            (None, Some(why)) => format!("  * {}: unknown (its daemon does not answer: {why})", r.name),
+            (None, None) => format!("  * {}: unknown (not asked yet)", r.name),
+        })
+        .collect()
 }
 
 /// Appends one titled section to `out`, or nothing when it has no items.
@@ -348,6 +361,7 @@ fn attention(s: &Status, a: &Attention, zone: Zone) -> String {
             detail.as_deref().unwrap_or("fencing the peer is in progress")
         ),
         Attention::Decision { .. } => format!("  * Decision: {}", s.decision.as_deref().unwrap_or("")),
+        Attention::Replica { name, detail, .. } => format!("  * Replica {name}: {detail}"),
     }
 }
 

@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
+pub use crate::replicad::control::ReplicaStatus;
 
 /// Version of this JSON layout.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -43,6 +44,69 @@ pub struct Status {
     /// What needs the operator's eye, typed; the text renderer's "Attention".
     #[serde(default)]
     pub attention: Vec<Attention>,
+    /// The replicated disks (`[[replica]]`), as their pairbeat-replicad last
+    /// answered pairbeatd.
+    #[serde(default)]
+    pub replicas: Vec<ReplicaView>,
+}
+
+/// One replicated disk, as pairbeatd last heard of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaView {
+    pub name: String,
+    /// Its daemon's answer (`pairbeat replica status`); `None` until pairbeatd has
+    /// asked, or when the daemon did not answer.
+    #[serde(default)]
+    pub status: Option<ReplicaStatus>,
+    /// Why the daemon could not be asked.
+    #[serde(default)]
+    pub unreachable: Option<String>,
+}
+
+impl ReplicaView {
+    /// What needs the operator, as (stable code, words).
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if let Some(why) = &self.unreachable {
+            out.push(("unreachable", format!("its daemon does not answer: {why}")));
+        }
+        let Some(st) = &self.status else {
+            return out;
+        };
+        if let Some(f) = &st.failed {
+            out.push(("failed", format!("failed Primary: {f}")));
+        }
+        if st.io_frozen {
+            out.push((
+                "io_frozen",
+                "I/O frozen: the peer was lost and is not known to be outdated (`pairbeat replica resume-io` overrides)"
+                    .into(),
+            ));
+        }
+        if st.split_brain_pending {
+            out.push((
+                "split_brain_pending",
+                format!(
+                    "split brain: both sides changed the data; on the node whose changes are to go, `pairbeat replica discard-my-data {}` (they are saved aside first)",
+                    self.name
+                ),
+            ));
+        }
+        let resyncing = st.connection == "SyncTarget";
+        match st.disk.as_str() {
+            "Outdated" => out.push((
+                "data_not_up_to_date",
+                "the local disk is Outdated: the replica refuses promotion here until it has resynced".into(),
+            )),
+            "Inconsistent" if !resyncing => out.push((
+                "data_not_up_to_date",
+                "the local disk is Inconsistent: the replica refuses promotion here until a resync completes".into(),
+            )),
+            "Diskless" => out.push(("data_not_up_to_date", "no local disk (Diskless)".into())),
+            _ => {}
+        }
+        out
+    }
 }
 
 /// One thing that needs the operator, as `pairbeat status` lists it.
@@ -64,6 +128,13 @@ pub enum Attention {
     /// The last decision is one an operator should know of (split brain, fencing,
     /// tie-break, a wait for the operator); its words are in `decision`.
     Decision { reason: String },
+    /// A replicated disk needs the operator: `problem` is `unreachable`, `failed`,
+    /// `io_frozen`, `split_brain_pending` or `data_not_up_to_date`.
+    Replica {
+        name: String,
+        problem: String,
+        detail: String,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -319,6 +390,29 @@ impl Status {
             decision: None,
             decision_reason: None,
             attention: Vec::new(),
+            replicas: config
+                .replicas
+                .iter()
+                .map(|r| ReplicaView {
+                    name: r.name.clone(),
+                    status: None,
+                    unreachable: None,
+                })
+                .collect(),
         }
+    }
+
+    /// Fills in what the replicas' daemons last said, and what of it needs the operator.
+    pub fn set_replicas(&mut self, views: Vec<ReplicaView>) {
+        for v in &views {
+            for (problem, detail) in v.problems() {
+                self.attention.push(Attention::Replica {
+                    name: v.name.clone(),
+                    problem: problem.into(),
+                    detail,
+                });
+            }
+        }
+        self.replicas = views;
     }
 }

@@ -15,6 +15,7 @@
 mod control_server;
 mod error;
 mod realtime;
+mod replicas;
 mod state_files;
 mod systemd;
 mod transport;
@@ -86,6 +87,8 @@ struct Shell {
     node: Node,
     /// `Status::initial` with the daemon's facts; the node fills in the rest.
     template: Status,
+    /// What the replicas' daemons last said.
+    replicas: replicas::Views,
     started: Instant,
     state_dir: PathBuf,
     sockets: Vec<transport::LinkSocket>,
@@ -166,10 +169,12 @@ impl Shell {
         let (cmd_tx, commands) = mpsc::channel::<control_server::Command>(16);
         let server = tokio::spawn(control_server::serve(listener, cmd_tx));
         let template = Status::initial(&config, daemon_info(&config));
+        let replicas = replicas::spawn(&config, template.replicas.clone());
         let shell = Shell {
             opts,
             node,
             template,
+            replicas,
             started: now,
             state_dir,
             sockets,
@@ -399,6 +404,8 @@ impl Shell {
     fn status(&self) -> Status {
         let mut s = node::status::project(&self.node, &self.template, Instant::now());
         s.daemon.uptime_ms = self.started.elapsed().as_millis() as u64;
+        let views = self.replicas.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        s.set_replicas(views);
         s
     }
 }
