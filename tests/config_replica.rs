@@ -211,3 +211,29 @@ fn the_sample_configs_replica_example_is_valid() {
     assert_eq!(c.replicas[0].name, "r0");
     assert_eq!(c.replicas[0].fencing, Fencing::ResourceOnly);
 }
+
+#[test]
+fn status_knows_which_group_resource_runs_which_replica() {
+    let text = BASE.replacen(
+        "[[group.resource]]\nid = \"vip\"",
+        "[[group.resource]]\nid = \"disk\"\nagent = \"heartbeat:replicadisk\"\nargs = [\"r0\"]\n\n\
+         [[group.resource]]\nid = \"ms\"\nagent = \"ocf:pairbeat:replica\"\nparams = { replica = \"r0\" }\n\n\
+         [[group.resource]]\nid = \"vip\"",
+        1,
+    );
+    let (c, _) = load(&text, "sha256").unwrap();
+    let s = pairbeat::control::Status::initial(&c, Default::default());
+    let replica_of: Vec<(&str, Option<&str>)> = s
+        .group
+        .resources
+        .iter()
+        .map(|r| (r.id.as_str(), r.replica.as_deref()))
+        .collect();
+    assert_eq!(replica_of, [("disk", Some("r0")), ("ms", Some("r0")), ("vip", None)]);
+    assert_eq!(s.replicas.len(), 1);
+    assert_eq!(
+        (s.replicas[0].name.as_str(), &s.replicas[0].status),
+        ("r0", &None),
+        "not asked yet"
+    );
+}

@@ -201,12 +201,16 @@ fn resource_list(s: &Status) -> Vec<String> {
     }
     rscs.push(header);
     for r in &s.group.resources {
-        rscs.push(format!(
-            "    * {}\t({}):\t {}",
-            r.id,
-            r.agent,
-            resource_state(r).trim_end()
-        ));
+        let mut line = format!("    * {}\t({}):\t {}", r.id, r.agent, resource_state(r).trim_end());
+        // The replica it runs, as its daemon last said: `… Started alpha — UpToDate/UpToDate Connected`.
+        let replica = r
+            .replica
+            .as_ref()
+            .and_then(|n| s.replicas.iter().find(|v| &v.name == n));
+        if let Some(st) = replica.and_then(|v| v.status.as_ref()) {
+            let _ = write!(line, " — {}", st.disk_words());
+        }
+        rscs.push(line);
     }
     rscs
 }

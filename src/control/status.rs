@@ -276,6 +276,10 @@ pub struct ResourceStatus {
     pub migration_threshold: Option<u32>,
     /// The most recent failed operation, until `pairbeat cleanup`.
     pub last_failure: Option<FailureStatus>,
+    /// The `[[replica]]` this resource runs (`heartbeat:replicadisk NAME`,
+    /// `ocf:pairbeat:replica` with `replica = NAME`), if it runs one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
 }
 
 /// A failed operation, in words.
@@ -356,6 +360,11 @@ impl Status {
                         fail_count: 0,
                         migration_threshold: r.migration_threshold,
                         last_failure: None,
+                        replica: match r.agent.to_string().as_str() {
+                            "heartbeat:replicadisk" => r.args.first().cloned(),
+                            "ocf:pairbeat:replica" => r.params.get("replica").cloned(),
+                            _ => None,
+                        },
                     })
                     .collect(),
                 blocked: false,

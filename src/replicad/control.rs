@@ -152,10 +152,15 @@ impl ReplicaStatus {
 
     /// One line, DRBD-style: `r0: Primary UpToDate/UpToDate Connected`.
     pub fn line(&self) -> String {
+        format!("{}: {} {}", self.name, self.role, self.disk_words())
+    }
+
+    /// The line without name and role: `UpToDate/UpToDate Connected`, then resync
+    /// progress, bytes out of sync, frozen I/O, a split brain pending, a failure
+    /// (what the group's resource line adds for the replica it runs).
+    pub fn disk_words(&self) -> String {
         let mut l = format!(
-            "{}: {} {}/{} {}",
-            self.name,
-            self.role,
+            "{}/{} {}",
             self.disk,
             self.peer_disk.as_deref().unwrap_or("DUnknown"),
             self.connection
