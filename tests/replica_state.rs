@@ -325,3 +325,75 @@ fn a_primary_that_loses_its_peer_answers_nothing_until_the_peer_is_outdated() {
     assert_ne!(r.meta().gi.current, before.current);
     assert_eq!(r.meta().gi.bitmap & !1, before.current & !1);
 }
+
+#[test]
+fn a_sequential_writer_finds_the_next_extents_marked_and_a_random_one_does_not() {
+    let now = Instant::now();
+    let mut r = Replica::new(settings(Fencing::ResourceOnly), meta(up_to_date()), now);
+    r.handle_command(now, 1, PROMOTE);
+    run_disk(&mut r, now);
+    let write = |r: &mut Replica, req: u64, extent: u64| {
+        r.handle_request(
+            now,
+            req,
+            Request::Write {
+                offset: extent * 4096,
+                data: vec![req as u8; 4096].into(),
+            },
+        );
+    };
+    let metas = |out: &[Effect]| {
+        out.iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    Effect::Disk {
+                        op: DiskOp::Meta(_),
+                        ..
+                    }
+                )
+            })
+            .count()
+    };
+    let dirty = |r: &Replica| (0..8).filter(|&e| r.meta().dirty.get(e)).collect::<Vec<u64>>();
+    write(&mut r, 10, 0);
+    run_disk(&mut r, now);
+    assert_eq!(dirty(&r), [0], "a first write marks its own extent only");
+    // Into the next extent: that one and the two after it, in one metadata write.
+    write(&mut r, 11, 1);
+    let out = effects(&mut r);
+    assert_eq!(metas(&out), 1, "{out:?}");
+    for e in out {
+        if let Effect::Disk { io, op } = e {
+            assert!(matches!(op, DiskOp::Meta(_)), "the write waits for its bit: {op:?}");
+            r.handle_io(now, io, Ok(None));
+        }
+    }
+    run_disk(&mut r, now);
+    assert_eq!(dirty(&r), [0, 1, 2, 3]);
+    // The writer reaches extent 2: its bit is durable, so the write goes out at
+    // once, not held until the metadata write marking the next one completes.
+    write(&mut r, 12, 2);
+    let out = effects(&mut r);
+    assert!(
+        out.iter().any(|e| matches!(
+            e,
+            Effect::Disk {
+                op: DiskOp::Write { offset: 8192, .. },
+                ..
+            }
+        )),
+        "the write to a marked extent was held: {out:?}"
+    );
+    for e in out {
+        if let Effect::Disk { io, .. } = e {
+            r.handle_io(now, io, Ok(None));
+        }
+    }
+    run_disk(&mut r, now);
+    assert_eq!(dirty(&r), [0, 1, 2, 3, 4], "one more marked ahead");
+    // A write far away (the extent before it clean) marks only its own.
+    write(&mut r, 13, 6);
+    run_disk(&mut r, now);
+    assert!(r.meta().dirty.get(6) && !r.meta().dirty.get(7), "{:?}", dirty(&r));
+}

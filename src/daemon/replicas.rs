@@ -9,16 +9,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::UnixStream;
-
 use crate::config::Config;
-use crate::control::status::{ReplicaStatus, ReplicaView};
-use crate::replicad::control::{Answer, Request};
+use crate::control::status::ReplicaView;
+use crate::replicad::control::{request_within, Answer, Request};
 
 /// How often each replica is asked.
 const POLL: Duration = Duration::from_secs(2);
-/// A daemon that has not answered within this is reported as not answering.
+/// A daemon that has not answered within this (each read and write) is reported
+/// as not answering.
 const ASK: Duration = Duration::from_secs(1);
 
 /// The latest views, shared with the status builder.
@@ -40,8 +38,11 @@ pub fn spawn(config: &Config, initial: Vec<ReplicaView>) -> Views {
         loop {
             let mut now = Vec::with_capacity(sockets.len());
             for (name, socket) in &sockets {
-                let (status, unreachable) = match ask(socket).await {
-                    Ok(s) => (Some(s), None),
+                let socket = socket.clone();
+                let asked = tokio::task::spawn_blocking(move || request_within(&socket, &Request::Status, ASK)).await;
+                let (status, unreachable) = match asked.map_err(|e| e.to_string()).and_then(|a| a) {
+                    Ok(Answer { status: Some(s), .. }) => (Some(s), None),
+                    Ok(a) => (None, Some(a.error.unwrap_or_else(|| "no status in its answer".into()))),
                     Err(e) => (None, Some(e)),
                 };
                 now.push(ReplicaView {
@@ -55,27 +56,4 @@ pub fn spawn(config: &Config, initial: Vec<ReplicaView>) -> Views {
         }
     });
     views
-}
-
-/// One status request on a replica's control socket.
-async fn ask(socket: &std::path::Path) -> Result<ReplicaStatus, String> {
-    let talk = async {
-        let mut s = UnixStream::connect(socket)
-            .await
-            .map_err(|e| format!("{}: {e}", socket.display()))?;
-        let mut line = serde_json::to_string(&Request::Status).map_err(|e| e.to_string())?;
-        line.push('\n');
-        s.write_all(line.as_bytes()).await.map_err(|e| e.to_string())?;
-        let mut answer = String::new();
-        BufReader::new(s)
-            .read_line(&mut answer)
-            .await
-            .map_err(|e| e.to_string())?;
-        let a: Answer = serde_json::from_str(&answer).map_err(|e| format!("garbled answer: {e}"))?;
-        a.status
-            .ok_or_else(|| a.error.unwrap_or_else(|| "no status in its answer".into()))
-    };
-    tokio::time::timeout(ASK, talk)
-        .await
-        .unwrap_or_else(|_| Err(format!("no answer within {} s", ASK.as_secs())))
 }

@@ -91,11 +91,11 @@ impl Conn {
     }
 }
 
-/// A request from the kernel (through FUSE), by the shell's id.
-pub type ReqId = u64;
 /// Extents marked dirty ahead of a sequential writer (see `release`).
 const LOOKAHEAD: u64 = 2;
 
+/// A request from the kernel (through FUSE), by the shell's id.
+pub type ReqId = u64;
 /// A disk operation, by the core's id.
 pub type IoId = u64;
 /// An operator's command, by the shell's id.
@@ -488,13 +488,13 @@ impl Replica {
         self.primary
     }
 
-    /// The shell should keep a connection up (or try to).
     /// I/O is held by the fencing policy (not hung: the supervisor's watchdog
     /// leaves it alone).
     pub fn is_frozen(&self) -> bool {
         self.frozen != Frozen::No
     }
 
+    /// The shell should keep a connection up (or try to).
     pub fn wants_connection(&self) -> bool {
         self.conn != Conn::StandAlone
     }
@@ -962,7 +962,8 @@ impl Replica {
     }
 
     /// Lets held writes go, in order, while their bits are durable and nothing
-    /// freezes them.
+    /// freezes them. A sequential writer also gets `LOOKAHEAD` extents marked
+    /// ahead of it.
     fn release(&mut self, now: Instant) {
         // While the handshake runs the maps are being compared: a write now would
         // fall between them.

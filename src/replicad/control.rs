@@ -224,6 +224,12 @@ pub async fn serve(listener: UnixListener, to_worker: mpsc::UnboundedSender<(Req
 
 /// Sends one request to a replicad's socket (the CLI's side).
 pub fn request(socket: &std::path::Path, req: &Request) -> Result<Answer, String> {
+    request_within(socket, req, std::time::Duration::from_secs(60))
+}
+
+/// `request`, waiting at most `limit` for each read and write (pairbeatd's status
+/// poll must not hang on a stopped daemon).
+pub fn request_within(socket: &std::path::Path, req: &Request, limit: std::time::Duration) -> Result<Answer, String> {
     use std::io::{BufRead, Write};
     let s = std::os::unix::net::UnixStream::connect(socket).map_err(|e| {
         format!(
@@ -231,7 +237,8 @@ pub fn request(socket: &std::path::Path, req: &Request) -> Result<Answer, String
             socket.display()
         )
     })?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(60))).ok();
+    s.set_read_timeout(Some(limit)).ok();
+    s.set_write_timeout(Some(limit)).ok();
     let mut line = serde_json::to_string(req).map_err(|e| e.to_string())?;
     line.push('\n');
     (&s).write_all(line.as_bytes()).map_err(|e| e.to_string())?;

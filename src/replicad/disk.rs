@@ -6,8 +6,8 @@
 //! Reads and writes whose offset and length are multiples of 4 KiB (all of them,
 //! from the loop device with its 4 KiB blocks, and the resync's extents) go to the
 //! image with O_DIRECT, straight from or into the request's aligned `Data`: the
-//! data then reaches the device when the call returns, and the flush (`fdatasync`) has only
-//! the device's cache left to empty. Buffered, a flush first wrote back what the
+//! data then reaches the device when the call returns, and the flush
+//! (`fdatasync`) has only the device's cache left to empty. Buffered, a flush first wrote back what the
 //! `pwrite`s had dirtied, and that write-back through the host's page cache was
 //! most of a replicated fsync's time (BENCHMARKS.md). Anything unaligned, and a
 //! backing file on a filesystem without O_DIRECT (tmpfs), is buffered; the kernel

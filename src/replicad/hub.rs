@@ -78,7 +78,6 @@ struct Queue {
 struct Entry {
     io: IoId,
     reach: Reach,
-    small: bool,
     state: Slot,
 }
 
@@ -167,8 +166,8 @@ impl Queue {
         for (i, e) in self.ops.iter_mut().enumerate() {
             match &e.state {
                 Slot::Done(_) => continue,
-                Slot::Waiting(_) if !unfinished.iter().any(|&u| e.reach.waits_for(u)) => {
-                    if small_only && !e.small {
+                Slot::Waiting(op) if !unfinished.iter().any(|&u| e.reach.waits_for(u)) => {
+                    if small_only && !small(op) {
                         return None;
                     }
                     let Slot::Waiting(op) = std::mem::replace(&mut e.state, Slot::Running) else {
@@ -319,9 +318,11 @@ impl Hub {
                 return;
             }
             drop(q);
-            for (io, r) in done {
-                self.handle_with(false, |c, now| c.replica.handle_io(now, io, r));
-            }
+            self.handle(|c, now| {
+                for (io, r) in done {
+                    c.replica.handle_io(now, io, r);
+                }
+            });
             q = lock(&self.queue);
         }
     }
@@ -351,7 +352,7 @@ impl Hub {
 
     /// Runs `f` on the core under the lock with the time now, carries out every
     /// effect it queued, and kicks the event loop if it must look again. Disk
-    /// operations it queued go to the disk thread.
+    /// operations it queued go to the disk threads.
     pub fn handle<R>(&self, f: impl FnOnce(&mut Core, Instant) -> R) -> R {
         self.handle_with(false, f)
     }
@@ -375,7 +376,6 @@ impl Hub {
                 q.ops.push_back(Entry {
                     io,
                     reach: Reach::of(&op),
-                    small: small(&op),
                     state: Slot::Waiting(op),
                 });
             }
@@ -570,7 +570,6 @@ mod tests {
             q.ops.push_back(Entry {
                 io: io as IoId,
                 reach: Reach::of(&op),
-                small: small(&op),
                 state: Slot::Waiting(op),
             });
         }

@@ -9,7 +9,7 @@
 //! take. The data path thus never waits for the event loop to be scheduled.
 
 use std::collections::VecDeque;
-use std::io::{IoSlice, Read, Write};
+use std::io::{IoSlice, Read};
 use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -324,10 +324,11 @@ fn write_queued(sock: &std::net::TcpStream, out: &(Mutex<Outbox>, Condvar)) {
             let from = std::mem::take(&mut o.sent);
             o.busy = true;
             drop(o);
-            let sent = write_from(sock, &frame, from);
+            // Blocking: all of it, or the connection is gone.
+            let sent = send_from(sock, &frame, from, 0).is_ok_and(|n| n == frame.len());
             o = lock.lock().expect("outbox lock");
             o.busy = false;
-            if sent.is_err() {
+            if !sent {
                 o.broken = true;
                 o.frames.clear();
                 let _ = sock.shutdown(std::net::Shutdown::Both);
@@ -342,18 +343,26 @@ fn write_queued(sock: &std::net::TcpStream, out: &(Mutex<Outbox>, Condvar)) {
     }
 }
 
-/// Writes `frame` from byte `from` on, blocking.
-fn write_from(mut sock: &std::net::TcpStream, frame: &Encoded, mut from: usize) -> std::io::Result<()> {
+/// Sends `frame` from byte `from` on, and returns how far it got: all of it, or,
+/// with `MSG_DONTWAIT` in `flags`, where the socket could take no more.
+fn send_from(
+    sock: &std::net::TcpStream,
+    frame: &Encoded,
+    mut from: usize,
+    flags: libc::c_int,
+) -> std::io::Result<usize> {
+    let sock = socket2::SockRef::from(sock);
     while from < frame.len() {
         let [a, b] = frame.slices(from);
-        match sock.write_vectored(&[IoSlice::new(a), IoSlice::new(b)]) {
+        match sock.send_vectored_with_flags(&[IoSlice::new(a), IoSlice::new(b)], flags | libc::MSG_NOSIGNAL) {
             Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
             Ok(n) => from += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    Ok(from)
 }
 
 impl Outlet {
@@ -369,30 +378,17 @@ impl Outlet {
             return;
         }
         if o.frames.is_empty() && !o.busy {
-            let sock = socket2::SockRef::from(&*self.sock);
-            let mut off = 0;
-            while off < frame.len() {
-                let [a, b] = frame.slices(off);
-                match sock.send_vectored_with_flags(
-                    &[IoSlice::new(a), IoSlice::new(b)],
-                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-                ) {
-                    Ok(n) => off += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                    Err(_) => {
-                        // The reader sees the end and reports it.
-                        o.broken = true;
-                        let _ = self.sock.shutdown(std::net::Shutdown::Both);
-                        return;
-                    }
+            match send_from(&self.sock, &frame, 0, libc::MSG_DONTWAIT) {
+                Ok(off) if off == frame.len() => return,
+                // The writer thread sends the rest, from here.
+                Ok(off) => o.sent = off,
+                Err(_) => {
+                    // The reader sees the end and reports it.
+                    o.broken = true;
+                    let _ = self.sock.shutdown(std::net::Shutdown::Both);
+                    return;
                 }
             }
-            if off == frame.len() {
-                return;
-            }
-            // The writer thread sends the rest, from here.
-            o.sent = off;
         }
         o.frames.push_back(frame);
         cv.notify_one();

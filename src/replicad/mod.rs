@@ -188,7 +188,7 @@ async fn inner(opts: Options) -> Result<(), Error> {
     let (link_tx, mut link_rx) = mpsc::unbounded_channel();
     let link = link::Link::new(&config, &r, replica.meta(), link_tx);
     let hub =
-        hub::Hub::start(replica, d, &name).map_err(|e| Error::Os(format!("cannot start the disk thread: {e}")))?;
+        hub::Hub::start(replica, d, &name).map_err(|e| Error::Os(format!("cannot start the disk threads: {e}")))?;
 
     let run_dir = crate::config::replica::run_dir(&config);
     std::fs::create_dir_all(&run_dir).map_err(|e| Error::Os(format!("cannot create {}: {e}", run_dir.display())))?;
