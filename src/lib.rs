@@ -13,6 +13,7 @@
 //! - [`reach`]: tie-break reachability.
 //! - [`split_brain`]: the split-brain log.
 //! - [`replica`]: the replicated disk's core: generations, decision table, metadata, frames.
+//! - [`outdate`]: the outdate relay between the replicas, over the heartbeat links (dopd's job).
 //! - [`node`]: all of the above composed; the daemon and the simulation drive it.
 //!
 //! With I/O:
@@ -40,6 +41,7 @@ pub mod logging;
 pub mod membership;
 pub mod model;
 pub mod node;
+pub mod outdate;
 pub mod policy;
 pub mod reach;
 pub mod replica;

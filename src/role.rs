@@ -222,6 +222,16 @@ impl Role {
         self.fence
     }
 
+    /// The outdate relay's peer did not confirm its replica is outdated: fence it
+    /// (once per absence, like the role's own fencing). Whether to run the device now.
+    pub fn fence_for_data(&mut self) -> bool {
+        if self.fencing && self.fence == FenceState::NotFenced {
+            self.fence = FenceState::InProgress;
+            return true;
+        }
+        false
+    }
+
     /// The last fence attempt, in words.
     pub fn fence_last(&self) -> Option<&str> {
         self.fence_last.as_deref()

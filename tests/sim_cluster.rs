@@ -243,6 +243,9 @@ impl World {
                         Persist::PeerFloor { generation, seq } => disk.floor = Some((generation, seq)),
                     }
                 }
+                Effect::OutdateLocal { .. } | Effect::OutdateAnswered { .. } => {
+                    unreachable!("the simulated pair's configuration has no [[replica]]")
+                }
                 Effect::Log(n) => {
                     if self.trace {
                         eprintln!("{} ms {}: {}: {}", self.now, self.hosts[h].name, n.level, n.text);

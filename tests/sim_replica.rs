@@ -302,12 +302,10 @@ impl World {
                         self.cmd(peer, Command::Outdate { requester: Some(gi) }, "outdate");
                         // Durable before the answer goes back, as the peer's shell does.
                         self.flush_io(peer);
+                        // As pairbeatd reads its replica's answer.
                         match self.outdate_answer.take() {
-                            Some(Ok(m)) if m.starts_with('3') => OutdateRc::Inconsistent,
-                            Some(Ok(_)) => OutdateRc::Outdated,
-                            Some(Err(m)) if m.starts_with('6') => OutdateRc::PeerPrimary,
-                            Some(Err(m)) if m.starts_with('8') => OutdateRc::PeerNewer,
-                            _ => OutdateRc::Failed,
+                            Some(Ok(m) | Err(m)) => OutdateRc::from_answer(&m).unwrap_or(OutdateRc::Failed),
+                            None => OutdateRc::Failed,
                         }
                     };
                     let now = self.at();

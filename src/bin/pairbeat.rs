@@ -377,7 +377,7 @@ fn replica(file: &std::path::Path, node: Option<&str>, command: ReplicaCommand) 
         ReplicaCommand::Primary { name, force, new_data } => ask(&name, R::Primary { force, new_data }),
         ReplicaCommand::Secondary { name } => ask(&name, R::Secondary),
         ReplicaCommand::DiscardMyData { name } => ask(&name, R::DiscardMyData),
-        ReplicaCommand::Outdate { name } => ask(&name, R::Outdate),
+        ReplicaCommand::Outdate { name } => ask(&name, R::Outdate { generations: None }),
         ReplicaCommand::ResumeIo { name } => ask(&name, R::ResumeIo),
         ReplicaCommand::Connect { name } => ask(&name, R::Connect),
         ReplicaCommand::Down { name } => {

@@ -24,6 +24,12 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Sends one request and returns the daemon's answer.
 pub fn request(socket: &Path, req: &Request) -> Result<Response, ClientError> {
+    request_within(socket, req, TIMEOUT)
+}
+
+/// `request`, waiting at most `limit` for the answer (an outdate ask waits for the
+/// peer, and perhaps for fencing it).
+pub fn request_within(socket: &Path, req: &Request, limit: Duration) -> Result<Response, ClientError> {
     let path = socket.display().to_string();
     let io = |source| ClientError::Io {
         path: path.clone(),
@@ -33,7 +39,7 @@ pub fn request(socket: &Path, req: &Request) -> Result<Response, ClientError> {
         path: path.clone(),
         source,
     })?;
-    stream.set_read_timeout(Some(TIMEOUT)).map_err(io)?;
+    stream.set_read_timeout(Some(limit)).map_err(io)?;
     stream.set_write_timeout(Some(TIMEOUT)).map_err(io)?;
     let mut line = serde_json::to_string(req).expect("requests always serialize");
     line.push('\n');

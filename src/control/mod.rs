@@ -37,6 +37,11 @@ pub enum Request {
     Resolve { keep: String },
     /// Mark the recorded split brains as seen: `pairbeat acknowledge`.
     Acknowledge,
+    /// From a Primary pairbeat-replicad that lost its peer: have the peer's replica
+    /// outdated over the heartbeat links (or the peer fenced). Answered once the
+    /// peer answered or the replica's `outdate_timeout` passed, with a message that
+    /// starts with DRBD's fence-peer code (`4: …`).
+    OutdatePeer { replica: String, generations: String },
 }
 
 /// The daemon's answer: `{"ok":true,"status":{…}}`, `{"ok":true,"message":"…"}` or

@@ -78,6 +78,13 @@ enum Report {
     Probe(crate::fence::probe::ProbeResult),
     Fence(crate::fence::device::FenceOutcome),
     DeviceCheck(crate::fence::device::FenceOutcome),
+    /// The local replica answered the peer's outdate ask.
+    Outdated {
+        replica: String,
+        ask: crate::outdate::AskId,
+        rc: crate::replica::state::OutdateRc,
+        detail: String,
+    },
 }
 
 /// The shell's state: the node, its sockets, and the channels its tasks answer on.
@@ -99,6 +106,8 @@ struct Shell {
     server: tokio::task::JoinHandle<()>,
     notify: systemd::Notifier,
     last_status: String,
+    /// The local replicas' outdate asks, answered when the relay has an answer.
+    outdates: std::collections::HashMap<u64, tokio::sync::oneshot::Sender<Response>>,
 }
 
 /// One unit of work for the loop, from whichever source was ready first.
@@ -185,6 +194,7 @@ impl Shell {
             server,
             notify: systemd::Notifier::from_env(),
             last_status: String::new(),
+            outdates: std::collections::HashMap::new(),
             config,
         };
         Ok(shell)
@@ -318,6 +328,12 @@ impl Shell {
                 // before the next effect (an agent start) is carried out.
                 Effect::Persist(p) => state_files::persist(&self.state_dir, p),
                 Effect::Log(n) => log::log!(n.level, "{}", n.text),
+                Effect::OutdateLocal { replica, ask, gi } => self.outdate_local(replica, ask, gi),
+                Effect::OutdateAnswered { id, rc, detail } => {
+                    if let Some(reply) = self.outdates.remove(&id) {
+                        let _ = reply.send(Response::done(format!("{}: {detail}", rc.code())));
+                    }
+                }
             }
         }
         let status = node::status::summary_line(&self.node);
@@ -359,6 +375,40 @@ impl Shell {
         });
     }
 
+    /// The peer's outdate ask, carried to the local replica: its daemon if it
+    /// answers, else its metadata at rest (under the lock a running daemon holds).
+    fn outdate_local(&self, replica: String, ask: crate::outdate::AskId, gi: String) {
+        let Some(r) = self.config.replicas.iter().find(|r| r.name == replica) else {
+            return;
+        };
+        let (socket, meta) = (crate::replicad::socket_path(&self.config, &replica), r.meta.clone());
+        let tx = self.reports_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            use crate::replica::state::OutdateRc;
+            use crate::replicad::control::{request_within, Request};
+            let req = Request::Outdate {
+                generations: Some(gi.clone()),
+            };
+            let text = match request_within(&socket, &req, LOCAL_OUTDATE) {
+                Ok(a) => a.message.or(a.error).unwrap_or_default(),
+                Err(running) => {
+                    let requester = gi.parse().ok();
+                    match crate::replicad::disk::outdate_at_rest(&meta, requester) {
+                        Ok(t) | Err(t) if OutdateRc::from_answer(&t).is_some() => t,
+                        Ok(t) | Err(t) => format!("1: {running}; {t}"),
+                    }
+                }
+            };
+            let rc = OutdateRc::from_answer(&text).unwrap_or(OutdateRc::Failed);
+            let _ = tx.blocking_send(Report::Outdated {
+                replica,
+                ask,
+                rc,
+                detail: text,
+            });
+        });
+    }
+
     fn check_device(&self) {
         let Some(f) = self.config.fence.clone() else { return };
         let (peer, tx) = (1 - self.config.local, self.reports_tx.clone());
@@ -377,6 +427,12 @@ impl Shell {
             Report::Probe((i, answered, at)) => self.node.handle_probe(now, wall, i, answered, at),
             Report::Fence(out) => self.node.handle_fence_result(now, wall, out.ok, &out.detail),
             Report::DeviceCheck(out) => self.node.handle_device_check(now, wall, out.ok, out.detail),
+            Report::Outdated {
+                replica,
+                ask,
+                rc,
+                detail,
+            } => self.node.handle_outdate_local(now, wall, &replica, ask, rc, detail),
         }
     }
 
@@ -392,6 +448,20 @@ impl Shell {
             Request::Online => Command::Online,
             Request::Takeover => Command::Takeover,
             Request::Cleanup { resource } => Command::Cleanup { resource },
+            Request::OutdatePeer { replica, generations } => {
+                match self
+                    .node
+                    .handle_outdate_peer(Instant::now(), wall_secs(), &replica, &generations)
+                {
+                    Ok(id) => {
+                        self.outdates.insert(id, c.reply);
+                    }
+                    Err(e) => {
+                        let _ = c.reply.send(Response::error(e));
+                    }
+                }
+                return;
+            }
         };
         let reply = match self.node.handle_command(Instant::now(), wall_secs(), command) {
             Ok(m) => Response::done(m),
@@ -409,6 +479,9 @@ impl Shell {
         s
     }
 }
+
+/// How long the local replica may take to persist Outdated for the peer.
+const LOCAL_OUTDATE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The first datagram any link socket has, with its link index.
 async fn recv_any(sockets: &[transport::LinkSocket], buf: &mut [u8]) -> (usize, usize) {

@@ -54,6 +54,8 @@ pub enum Output {
         link: usize,
         why: DropReason,
     },
+    /// An outdate ask or answer from the peer, authentic and seen for the first time.
+    Relay(crate::outdate::Relayed),
     /// Write the peer's generation and newest sequence number to the state dir, so
     /// packets recorded before then are refused even after we restart. Emitted when
     /// the peer restarts and every `PERSIST_EVERY` of its sequence numbers.
@@ -99,6 +101,9 @@ pub struct Counters {
     pub oversized: u64,
     /// Authentic, from a node that is not our peer.
     pub unknown_node: u64,
+    /// Outdate asks and answers (the replicas' `pb-outdate` relay).
+    #[serde(default)]
+    pub relayed: u64,
 }
 
 /// How many peer sequence numbers may pass between two `PersistPeer` outputs: the
@@ -130,6 +135,27 @@ pub struct Membership {
     peer_ran: Option<(u64, Instant)>,
     liveness: Liveness,
     counters: Counters,
+}
+
+/// An outdate ask or answer, if the message is one and well formed.
+fn relayed(msg: &Message, generation: u64) -> Option<crate::outdate::Relayed> {
+    use crate::outdate::Relayed;
+    let replica = msg.get("rsc")?.to_string();
+    let id = msg.get_hex("id")?;
+    match msg.get("t")? {
+        "pb-outdate" => Some(Relayed::Ask {
+            replica,
+            ask: (generation, id),
+            gi: msg.get("gi")?.to_string(),
+        }),
+        "pb-outdate-rc" => Some(Relayed::Answer {
+            replica,
+            id,
+            rc: crate::replica::state::OutdateRc::from_code(msg.get("rc")?.parse().ok()?),
+            detail: msg.get("detail").unwrap_or_default().to_string(),
+        }),
+        _ => None,
+    }
 }
 
 /// A request of type `t` addressed to us.
@@ -288,6 +314,7 @@ impl Membership {
             return out;
         };
         let before = self.tracker.highest();
+        let mut first_copy = true;
         let refreshes = match self.tracker.check(generation, seq) {
             Verdict::Replay => {
                 self.counters.replayed += 1;
@@ -302,6 +329,7 @@ impl Membership {
                 // link works. Any other duplicate (an old packet replayed on a link that
                 // missed it) refreshes nothing, so replays cannot keep a dead peer alive.
                 self.counters.duplicates += 1;
+                first_copy = false;
                 seq == self.tracker.highest()
                     && self
                         .highest_at
@@ -335,6 +363,12 @@ impl Membership {
         if fresh_request(&msg, "reqnodes", &self.me.node) {
             let asker = msg.get_bin("srcuuid").unwrap_or(&[]).to_vec();
             out.push(Output::Broadcast(self.repnodes(&asker, wall_secs)));
+        }
+        if first_copy && msg.get("dest") == Some(self.me.node.as_str()) {
+            if let Some(r) = relayed(&msg, generation) {
+                self.counters.relayed += 1;
+                out.push(Output::Relay(r));
+            }
         }
         if refreshes && seq == self.tracker.highest() && self.link_high[link] < (generation, seq) {
             if self.link_high.iter().all(|h| *h < (generation, seq)) {
@@ -377,6 +411,36 @@ impl Membership {
             m.add_str("pb_ran", &ran.unwrap_or_default());
         }
         self.seal_sequenced(m, wall_secs)
+    }
+
+    /// An outdate ask or answer for the peer (`t=pb-outdate`, `t=pb-outdate-rc`),
+    /// sequenced and signed like a keepalive. A Heartbeat peer ignores the type.
+    pub fn relay(&mut self, what: &crate::outdate::Out, wall_secs: u64) -> Option<Output> {
+        use crate::outdate::Out;
+        let mut m = Message::new();
+        m.add_str("dest", &self.peer);
+        match what {
+            Out::SendAsk { replica, id, gi } => {
+                m.add_str("t", "pb-outdate")
+                    .add_str("rsc", replica)
+                    .add_str("id", &format!("{id:x}"))
+                    .add_str("gi", gi);
+            }
+            Out::SendAnswer {
+                replica,
+                id,
+                rc,
+                detail,
+            } => {
+                m.add_str("t", "pb-outdate-rc")
+                    .add_str("rsc", replica)
+                    .add_str("id", &format!("{id:x}"))
+                    .add_str("rc", &rc.code().to_string())
+                    .add_str("detail", detail);
+            }
+            _ => return None,
+        }
+        Some(Output::Broadcast(self.seal_sequenced(m, wall_secs)))
     }
 
     /// Heartbeat's `repnodes`, fields in the order a Heartbeat node sends them.

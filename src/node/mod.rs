@@ -49,8 +49,10 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Config, OpName};
 use crate::membership::{DropReason, Event, Identity, LivenessEvent, Membership, Output, PeerLiveness};
-use crate::model::{Note, Persist, Timing};
+use crate::model::{FenceState, Note, Persist, Timing};
+use crate::outdate::{self, AskId, Relay};
 use crate::reach::Reach;
+use crate::replica::state::OutdateRc;
 use crate::resources::{self, Engine, Outcome, Request, RscState, Target};
 use crate::role::{PeerFacts, Role, RoleSettings, Saved};
 use crate::wire::auth::Auth;
@@ -69,6 +71,11 @@ pub enum Effect {
     Persist(Persist),
     /// A line for the log.
     Log(Note),
+    /// Outdate the local replica `replica` for the peer's ask; answer with
+    /// [`Node::handle_outdate_local`].
+    OutdateLocal { replica: String, ask: AskId, gi: String },
+    /// The local replica's ask [`Node::handle_outdate_peer`] `id` is answered.
+    OutdateAnswered { id: u64, rc: OutdateRc, detail: String },
 }
 
 /// What the state dir held at start, and who this node is on the wire.
@@ -136,6 +143,9 @@ pub struct Node {
     role: Role,
     engine: Engine,
     reach: Option<Reach>,
+    /// The replicas' outdate asks, both ways.
+    relay: Relay,
+    fencing: bool,
     effects: VecDeque<Effect>,
     /// The `now` of the last input, to notice a stall.
     last_input: Instant,
@@ -188,6 +198,15 @@ impl Node {
                 .tiebreak
                 .as_ref()
                 .map(|t| Reach::new(t.targets.len(), t.timeout, config.timing.deadtime)),
+            relay: Relay::new(
+                config
+                    .replicas
+                    .iter()
+                    .map(|r| (r.name.clone(), r.outdate_timeout))
+                    .collect(),
+                config.timing.keepalive,
+            ),
+            fencing: config.fence.is_some(),
             effects: VecDeque::new(),
             last_input: now,
             last_wall: 0,
@@ -289,6 +308,48 @@ impl Node {
         reply
     }
 
+    /// The local replica `replica` lost its peer while Primary and asks, showing
+    /// its generations `gi`, that the peer's replica be outdated. The answer comes
+    /// as [`Effect::OutdateAnswered`] with the returned id.
+    pub fn handle_outdate_peer(&mut self, now: Instant, wall: u64, replica: &str, gi: &str) -> Result<u64, String> {
+        self.input(now, wall);
+        let mut out = Vec::new();
+        let dead = self.membership.peer() == PeerLiveness::Dead;
+        let id = self.relay.ask(now, replica, gi, dead, &mut out);
+        if id.is_ok() {
+            self.log(Note::warn(format!(
+                "replica {replica} lost its peer: asking {} to outdate its copy{}",
+                self.names.peer,
+                if dead { " (it is dead on every link)" } else { "" }
+            )));
+        }
+        self.relay_outputs(out, wall);
+        self.turn(now, wall);
+        id
+    }
+
+    /// The local replica answered the peer's outdate ask `ask`.
+    pub fn handle_outdate_local(
+        &mut self,
+        now: Instant,
+        wall: u64,
+        replica: &str,
+        ask: AskId,
+        rc: OutdateRc,
+        detail: String,
+    ) {
+        self.input(now, wall);
+        self.log(Note::info(format!(
+            "replica {replica}: outdate asked by {}: {} ({detail})",
+            self.names.peer,
+            rc.words()
+        )));
+        let mut out = Vec::new();
+        self.relay.local_done(replica, ask, rc, detail, &mut out);
+        self.relay_outputs(out, wall);
+        self.turn(now, wall);
+    }
+
     /// New keys (authkeys reloaded); effective for the next packet.
     pub fn set_auth(&mut self, auth: Auth) {
         self.membership.set_auth(auth);
@@ -309,6 +370,7 @@ impl Node {
             self.engine.next_deadline(),
             self.reach.as_ref().and_then(|r| r.next_change(now)),
             self.role.next_deadline(),
+            self.relay.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -425,6 +487,56 @@ impl Node {
         if act.fence {
             self.effects.push_back(Effect::FencePeer);
         }
+        // The relay after the role: a fencing result or a dead peer settles its asks.
+        let mut out = Vec::new();
+        let dead = self.membership.peer() == PeerLiveness::Dead;
+        self.relay.poll(now, dead, self.fence_view(), &mut out);
+        self.relay_outputs(out, wall);
+    }
+
+    /// Fencing, as the relay sees it.
+    fn fence_view(&self) -> outdate::Fence {
+        if !self.fencing {
+            return outdate::Fence::None;
+        }
+        match self.role.fence_state() {
+            FenceState::NotFenced => outdate::Fence::Idle,
+            FenceState::InProgress => outdate::Fence::InProgress,
+            FenceState::Fenced => outdate::Fence::Fenced,
+            FenceState::Failed => outdate::Fence::Failed,
+        }
+    }
+
+    fn relay_outputs(&mut self, outs: Vec<outdate::Out>, wall: u64) {
+        for o in outs {
+            match o {
+                outdate::Out::SendAsk { .. } | outdate::Out::SendAnswer { .. } => {
+                    if let Some(crate::membership::Output::Broadcast(bytes)) = self.membership.relay(&o, wall) {
+                        self.effects.push_back(Effect::Transmit(bytes));
+                    }
+                }
+                outdate::Out::OutdateLocal { replica, ask, gi } => {
+                    self.effects.push_back(Effect::OutdateLocal { replica, ask, gi })
+                }
+                outdate::Out::FencePeer => {
+                    if self.role.fence_for_data() {
+                        self.log(Note::warn(format!(
+                            "{} did not confirm that its replica is outdated: fencing it",
+                            self.names.peer
+                        )));
+                        self.effects.push_back(Effect::FencePeer);
+                    }
+                }
+                outdate::Out::Answered { id, rc, detail } => {
+                    let n = format!("outdate ask {id}: {} ({detail})", rc.words());
+                    self.log(match rc {
+                        OutdateRc::Inconsistent | OutdateRc::Outdated | OutdateRc::Fenced => Note::info(n),
+                        _ => Note::warn(n),
+                    });
+                    self.effects.push_back(Effect::OutdateAnswered { id, rc, detail });
+                }
+            }
+        }
     }
 
     fn command(&mut self, now: Instant, wall: u64, command: Command) -> Reply {
@@ -501,6 +613,11 @@ impl Node {
                 Output::Event(e) => {
                     let n = self.membership_note(e);
                     self.effects.push_back(Effect::Log(n));
+                }
+                Output::Relay(r) => {
+                    let mut out = Vec::new();
+                    self.relay.on_message(r, self.fence_view(), &mut out);
+                    self.relay_outputs(out, self.last_wall);
                 }
             }
         }

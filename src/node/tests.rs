@@ -212,3 +212,106 @@ fn status_and_the_summary_line_come_from_the_node() {
     );
     assert_eq!(status::summary_line(&n), "group on a; peer b OFFLINE");
 }
+
+/// A pair's two nodes with a replica, for the outdate relay.
+fn replica_pair(t0: Instant) -> (tempfile::TempDir, Node, Node) {
+    let (dir, _) = config();
+    let path = dir.path().join("pairbeat.toml");
+    let text = std::fs::read_to_string(&path).unwrap()
+        + "[[replica]]\nname = \"r0\"\nbacking = \"/var/lib/r0.img\"\nsize = \"64MiB\"\naddress = { a = \"127.0.0.1\", b = \"127.0.0.2\" }\noutdate_timeout = \"2s\"\n";
+    let load = |me| crate::config::load_str(&path, text.clone(), me).unwrap_or_else(|d| panic!("{}", d.report(&path)));
+    let (ca, _) = load("a");
+    let (cb, _) = load("b");
+    let boot = |g| Boot {
+        generation: g,
+        ..Boot::default()
+    };
+    let mut a = Node::new(&ca, boot(1), t0);
+    let mut b = Node::new(&cb, boot(1), t0);
+    a.start(t0, 0);
+    b.start(t0, 0);
+    (dir, a, b)
+}
+
+/// Hands every packet `from` queued to `to`; returns the other effects.
+fn deliver(from: &mut Node, to: &mut Node, now: Instant) -> Vec<Effect> {
+    let mut rest = Vec::new();
+    for e in effects(from) {
+        match e {
+            Effect::Transmit(bytes) => to.handle_datagram(now, 0, 0, &bytes),
+            e => rest.push(e),
+        }
+    }
+    rest
+}
+
+const GI: &str = "00000000000000A5:0000000000000000:0000000000000000:0000000000000000";
+
+#[test]
+fn an_outdate_ask_crosses_the_heartbeat_links_and_its_answer_comes_back() {
+    let t0 = Instant::now();
+    let (_d, mut a, mut b) = replica_pair(t0);
+    deliver(&mut a, &mut b, t0);
+    deliver(&mut b, &mut a, t0);
+    let id = a.handle_outdate_peer(t0 + MS(10), 0, "r0", GI).unwrap();
+    deliver(&mut a, &mut b, t0 + MS(10));
+    let asked: Vec<_> = deliver(&mut b, &mut a, t0 + MS(10))
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::OutdateLocal { replica, ask, gi } => Some((replica, ask, gi)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(asked.len(), 1, "b runs the ask once: {asked:?}");
+    let (replica, ask, gi) = asked[0].clone();
+    assert_eq!((replica.as_str(), gi.as_str(), ask.1), ("r0", GI, id));
+    b.handle_outdate_local(t0 + MS(20), 0, "r0", ask, OutdateRc::Outdated, "4: Outdated".into());
+    deliver(&mut b, &mut a, t0 + MS(20));
+    let answered: Vec<_> = effects(&mut a)
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::OutdateAnswered { id, rc, .. } => Some((id, rc)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answered, vec![(id, OutdateRc::Outdated)]);
+    assert!(
+        b.membership().counters().relayed >= 1 && a.membership().counters().relayed >= 1,
+        "counted in `packets`"
+    );
+}
+
+#[test]
+fn an_outdate_ask_nobody_answers_ends_as_unreachable_after_outdate_timeout() {
+    let t0 = Instant::now();
+    let (_d, mut a, mut b) = replica_pair(t0);
+    deliver(&mut a, &mut b, t0);
+    deliver(&mut b, &mut a, t0);
+    let id = a.handle_outdate_peer(t0 + MS(10), 0, "r0", GI).unwrap();
+    effects(&mut a); // lost: b never hears the ask
+    let mut now = t0 + MS(10);
+    let mut sent = 0;
+    let mut answer = None;
+    while now < t0 + MS(2500) && answer.is_none() {
+        now = a.poll_timeout().max(now + MS(1));
+        // b keeps sending keepalives, so the peer stays up.
+        b.handle_timeout(now, 0);
+        deliver(&mut b, &mut a, now);
+        a.handle_timeout(now, 0);
+        for e in effects(&mut a) {
+            match e {
+                Effect::Transmit(_) => sent += 1,
+                Effect::OutdateAnswered { id: i, rc, .. } => answer = Some((i, rc, now)),
+                _ => {}
+            }
+        }
+    }
+    let (i, rc, at) = answer.expect("answered");
+    assert_eq!((i, rc), (id, OutdateRc::Unreachable));
+    assert!(at >= t0 + MS(2010), "not before outdate_timeout: {:?}", at - t0);
+    assert!(sent >= 15, "the ask is repeated with the keepalives: {sent} packets");
+    assert_eq!(
+        a.handle_outdate_peer(now, 0, "nope", GI).unwrap_err(),
+        "no [[replica]] named `nope` in this node's configuration"
+    );
+}

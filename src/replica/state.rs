@@ -189,6 +189,54 @@ pub enum OutdateRc {
     Failed,
 }
 
+impl OutdateRc {
+    /// DRBD's fence-peer exit code (pairbeat's own: 8 peer newer, 1 failed), as
+    /// `pb-outdate-rc` carries it on the wire.
+    pub fn code(self) -> u8 {
+        match self {
+            OutdateRc::Inconsistent => 3,
+            OutdateRc::Outdated => 4,
+            OutdateRc::Unreachable => 5,
+            OutdateRc::PeerPrimary => 6,
+            OutdateRc::Fenced => 7,
+            OutdateRc::PeerNewer => 8,
+            OutdateRc::Failed => 1,
+        }
+    }
+
+    /// Any code not listed is a failed handler, as DRBD reads it.
+    pub fn from_code(code: u8) -> Self {
+        match code {
+            3 => OutdateRc::Inconsistent,
+            4 => OutdateRc::Outdated,
+            5 => OutdateRc::Unreachable,
+            6 => OutdateRc::PeerPrimary,
+            7 => OutdateRc::Fenced,
+            8 => OutdateRc::PeerNewer,
+            _ => OutdateRc::Failed,
+        }
+    }
+
+    /// The code that starts an answer such as `4: Outdated` (what the replica's
+    /// outdate command and pairbeatd's relay answer with).
+    pub fn from_answer(text: &str) -> Option<Self> {
+        let (code, _) = text.split_once(':')?;
+        code.trim().parse().ok().map(Self::from_code)
+    }
+
+    pub fn words(self) -> &'static str {
+        match self {
+            OutdateRc::Inconsistent => "the peer's disk is Inconsistent",
+            OutdateRc::Outdated => "the peer persisted Outdated",
+            OutdateRc::Unreachable => "the peer could not be reached",
+            OutdateRc::PeerPrimary => "the peer is Primary",
+            OutdateRc::Fenced => "the peer was fenced",
+            OutdateRc::PeerNewer => "the peer refused: its data is newer",
+            OutdateRc::Failed => "the outdate request failed",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
     Send {
@@ -415,6 +463,55 @@ struct Resync {
     /// Target side, per extent: chunks applied and not yet acknowledged (they are
     /// acknowledged together once the extent is durable).
     unacked: BTreeMap<u64, Vec<(u64, u64)>>,
+}
+
+/// Only data the requester has too may be called outdated: if this side moved on
+/// past the requester's generations, the requester is the stale one.
+fn newer_than_requester(mine: Gi, disk: DiskState, theirs: Gi) -> bool {
+    let me = Side {
+        gi: mine,
+        disk,
+        primary: false,
+        crashed_primary: false,
+        discard_my_data: false,
+    };
+    let them = Side { gi: theirs, ..me };
+    matches!(
+        gi::compare(&me, &them, false).result,
+        Compare::Source { .. } | Compare::SplitBrain | Compare::SplitBrainOld | Compare::Unrelated
+    )
+}
+
+/// The peer's outdate ask, answered from the metadata of a replica whose daemon is
+/// not running (pairbeatd does it, holding the metadata file's lock): the same
+/// answers and the same refusal as a running replica's. `Ok(Some(meta))` is the
+/// metadata to write (the next slot), `Ok(None)` nothing to change.
+pub fn outdate_at_rest(meta: &Meta, requester: Option<Gi>) -> Result<(String, Option<Meta>), String> {
+    let f = meta.flags;
+    let disk = gi::disk_at_attach(
+        f.has(Flags::CONSISTENT),
+        f.has(Flags::WAS_UP_TO_DATE),
+        f.has(Flags::PEER_OUTDATED),
+        false,
+    );
+    if disk <= DiskState::Inconsistent {
+        return Ok(("3: Inconsistent (replica not running)".into(), None));
+    }
+    if let Some(theirs) = requester {
+        if newer_than_requester(meta.gi, disk, theirs) {
+            return Err(format!("8: refused: this node's data is newer ({})", meta.gi));
+        }
+    }
+    if !f.has(Flags::WAS_UP_TO_DATE) {
+        return Ok(("4: Outdated (already; replica not running)".into(), None));
+    }
+    let mut next = meta.clone();
+    next.flags.set(Flags::WAS_UP_TO_DATE, false);
+    next.seq += 1;
+    Ok((
+        "4: Outdated (replica not running: its metadata was changed)".into(),
+        Some(next),
+    ))
 }
 
 impl Replica {
@@ -903,7 +1000,8 @@ impl Replica {
                 false
             }
             (Fencing::ResourceAndStonith, OutdateRc::Unreachable | OutdateRc::Failed) => false,
-            (_, OutdateRc::Failed) => false,
+            // resource-only: DRBD does not even freeze; a handler that failed (no
+            // pairbeatd to relay the ask) leaves the peer as it is and I/O goes on.
             _ => true,
         };
         if self.conn.replicating() {
@@ -1897,21 +1995,7 @@ impl Replica {
             return self.done(cmd, Ok("3: Inconsistent".into()));
         }
         if let Some(theirs) = requester {
-            // Only data the requester has too may be called outdated: if this side
-            // moved on past the requester's generation, the requester is the stale one.
-            let me = Side {
-                gi: self.meta.gi,
-                disk: self.disk,
-                primary: false,
-                crashed_primary: false,
-                discard_my_data: false,
-            };
-            let them = Side { gi: theirs, ..me };
-            let c = gi::compare(&me, &them, false).result;
-            if matches!(
-                c,
-                Compare::Source { .. } | Compare::SplitBrain | Compare::SplitBrainOld | Compare::Unrelated
-            ) {
+            if newer_than_requester(self.meta.gi, self.disk, theirs) {
                 return self.done(
                     cmd,
                     Err(format!("8: refused: this node's data is newer ({})", self.meta.gi)),

@@ -19,7 +19,12 @@ pub enum Request {
         new_data: bool,
     },
     Secondary,
-    Outdate,
+    /// Persist Outdated. `generations`: the asking peer's tuple (pairbeatd's relay),
+    /// refused when this side's data is newer; none from the operator.
+    Outdate {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        generations: Option<String>,
+    },
     DiscardMyData,
     ResumeIo,
     Connect,
@@ -31,18 +36,21 @@ pub enum Request {
 }
 
 impl Request {
-    /// The core's command for it; `None` for a status query.
-    pub fn into_command(self) -> Option<Command> {
-        match self {
+    /// The core's command for it; `None` for a status query; an error for
+    /// generations that are not a tuple.
+    pub fn into_command(self) -> Result<Option<Command>, String> {
+        Ok(match self {
             Request::Status | Request::Down => None,
             Request::Primary { force, new_data } => Some(Command::Promote { force, new_data }),
             Request::Secondary => Some(Command::Demote),
-            Request::Outdate => Some(Command::Outdate { requester: None }),
+            Request::Outdate { generations } => Some(Command::Outdate {
+                requester: generations.map(|g| g.parse()).transpose()?,
+            }),
             Request::DiscardMyData => Some(Command::DiscardMyData),
             Request::ResumeIo => Some(Command::ResumeIo),
             Request::Connect => Some(Command::Connect),
             Request::ResyncRate { bytes_per_second } => Some(Command::SetResyncRate(bytes_per_second)),
-        }
+        })
     }
 }
 

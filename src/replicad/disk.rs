@@ -212,6 +212,41 @@ pub fn write_meta(f: &File, m: &Meta) -> std::io::Result<()> {
     f.sync_data()
 }
 
+/// The metadata file's lock, held for as long as the value lives: one
+/// pairbeat-replicad per replica, and pairbeatd never edits the metadata of a
+/// running one (its offline outdate takes the lock too). Taken before the
+/// metadata is read, so no edit can slip in between.
+pub fn lock_meta(path: &Path) -> Result<nix::fcntl::Flock<File>, String> {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
+        if e == nix::errno::Errno::EWOULDBLOCK {
+            format!(
+                "{} is locked: a pairbeat-replicad serves this replica already (or pairbeatd is outdating it)",
+                path.display()
+            )
+        } else {
+            format!("cannot lock {}: {e}", path.display())
+        }
+    })
+}
+
+/// The peer's outdate ask for a replica whose daemon does not run: answered from
+/// its metadata under the metadata's lock (`state::outdate_at_rest`), the change
+/// durable before the answer. A replica that is running (locked) is not touched.
+pub fn outdate_at_rest(path: &Path, requester: Option<crate::replica::gi::Gi>) -> Result<String, String> {
+    let lock = lock_meta(path)?;
+    let meta = read_meta(path)?;
+    let (answer, next) = crate::replica::state::outdate_at_rest(&meta, requester)?;
+    if let Some(m) = next {
+        write_meta(&lock, &m).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(answer)
+}
+
 /// Reads and decodes a metadata file.
 pub fn read_meta(path: &Path) -> Result<Meta, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -228,6 +263,51 @@ mod tests {
         std::fs::write(&img, data).unwrap();
         std::fs::write(&meta, [0u8; 16]).unwrap();
         Disk::open(&img, &meta, 4096, false).unwrap()
+    }
+
+    #[test]
+    fn an_outdate_at_rest_waits_for_no_daemon_and_never_writes_under_a_running_one() {
+        use crate::replica::gi::Gi;
+        use crate::replica::meta::Flags;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r0.meta");
+        let mut m = Meta::create([7; 16], 1 << 20, 4096, 1);
+        m.gi = Gi {
+            current: 0xA4,
+            bitmap: 0,
+            history: [0xA2, 0],
+        };
+        m.flags.set(Flags::CONSISTENT | Flags::WAS_UP_TO_DATE, true);
+        let f = std::fs::File::create(&path).unwrap();
+        f.set_len(m.file_size()).unwrap();
+        write_meta(&f, &m).unwrap();
+        // A requester whose data is older than ours is refused, and nothing changes.
+        let older = Gi { current: 0xA2, ..m.gi };
+        let e = outdate_at_rest(&path, Some(older)).unwrap_err();
+        assert!(e.starts_with("8: refused"), "{e}");
+        assert!(read_meta(&path).unwrap().flags.has(Flags::WAS_UP_TO_DATE));
+        // While a daemon holds the lock, the file is not touched.
+        let held = lock_meta(&path).unwrap();
+        let e = outdate_at_rest(&path, None).unwrap_err();
+        assert!(e.contains("is locked"), "{e}");
+        drop(held);
+        // The requester went on from our generation: we are outdated, durably.
+        let newer = Gi {
+            current: 0xB6,
+            bitmap: 0xA4,
+            history: [0xA2, 0],
+        };
+        let said = outdate_at_rest(&path, Some(newer)).unwrap();
+        assert!(said.starts_with("4: Outdated"), "{said}");
+        let after = read_meta(&path).unwrap();
+        assert!(!after.flags.has(Flags::WAS_UP_TO_DATE) && after.seq == m.seq + 1);
+        assert!(outdate_at_rest(&path, Some(newer)).unwrap().contains("already"));
+        // An Inconsistent disk says so (DRBD's 3) and is left alone.
+        let mut inc = after.clone();
+        inc.flags.set(Flags::CONSISTENT, false);
+        inc.seq += 1;
+        write_meta(&f, &inc).unwrap();
+        assert!(outdate_at_rest(&path, None).unwrap().starts_with("3: Inconsistent"));
     }
 
     fn divergent(dir: &Path) -> Vec<PathBuf> {

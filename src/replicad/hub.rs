@@ -233,6 +233,9 @@ pub struct Core {
     looking: bool,
     /// After the stop: block requests are refused.
     stopped: bool,
+    /// Where outdate asks go (pairbeatd's relay); without one, an ask is answered
+    /// "failed" at once.
+    pub outdater: Option<std::sync::mpsc::Sender<crate::replica::gi::Gi>>,
 }
 
 impl Hub {
@@ -256,6 +259,7 @@ impl Hub {
                 armed: None,
                 looking: false,
                 stopped: false,
+                outdater: None,
             }),
             kick: Notify::new(),
         });
@@ -528,9 +532,12 @@ impl Core {
                     // its reader then ends, no longer current.
                     self.outlet = None;
                 }
-                Effect::OutdatePeer { .. } => {
-                    log::warn!("outdate-peer: the relay through pairbeatd is not available yet; answering \"peer unreachable\"");
-                    self.replica.handle_outdate_rc(Instant::now(), OutdateRc::Unreachable);
+                Effect::OutdatePeer { gi } => {
+                    let sent = self.outdater.as_ref().is_some_and(|tx| tx.send(gi).is_ok());
+                    if !sent {
+                        log::error!("outdate-peer: no relay to pairbeatd; answering \"failed\"");
+                        self.replica.handle_outdate_rc(Instant::now(), OutdateRc::Failed);
+                    }
                 }
                 Effect::Done { cmd, result } => {
                     if self.promoting == Some(cmd) {

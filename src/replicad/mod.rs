@@ -22,9 +22,10 @@
 //! (`replica/NAME.failed`) is reported in the status until `secondary`
 //! acknowledges it.
 //!
-//! Not here yet: the outdate relay through pairbeatd (until then an outdate request is answered
-//! "peer unreachable", which keeps a Consistent disk from being promoted and lets
-//! `resource-only` resume as DRBD does).
+//! A Primary that loses its peer asks pairbeatd (its control socket,
+//! `outdate-peer`) to have the peer's replica outdated over the heartbeat links
+//! (`crate::outdate`); the answer decides whether I/O resumes. A pairbeatd that
+//! does not answer counts as a failed handler.
 
 pub mod control;
 pub mod create;
@@ -32,6 +33,7 @@ pub mod device;
 pub mod disk;
 mod hub;
 mod link;
+mod outdater;
 pub mod supervisor;
 
 use std::path::PathBuf;
@@ -165,6 +167,16 @@ async fn inner(opts: Options) -> Result<(), Error> {
             }
         )));
     };
+    // Before the metadata is read: nobody edits it from here on.
+    let _meta_lock = match disk::lock_meta(&r.meta) {
+        Ok(l) => l,
+        Err(e) if !r.meta.exists() => {
+            return Err(Error::Config(format!(
+                "{e}; create it with `pairbeat replica create {name}`"
+            )))
+        }
+        Err(e) => return Err(Error::Os(e)),
+    };
     let meta = disk::read_meta(&r.meta)
         .map_err(|e| Error::Config(format!("{e}; create it with `pairbeat replica create {name}`")))?;
     let expected = create::resource_of(&config, &r);
@@ -189,6 +201,9 @@ async fn inner(opts: Options) -> Result<(), Error> {
     let link = link::Link::new(&config, &r, replica.meta(), link_tx);
     let hub =
         hub::Hub::start(replica, d, &name).map_err(|e| Error::Os(format!("cannot start the disk threads: {e}")))?;
+
+    outdater::start(&hub, config.daemon.socket.clone(), name.clone(), r.outdate_timeout)
+        .map_err(|e| Error::Os(format!("cannot start the outdate thread: {e}")))?;
 
     let run_dir = crate::config::replica::run_dir(&config);
     std::fs::create_dir_all(&run_dir).map_err(|e| Error::Os(format!("cannot create {}: {e}", run_dir.display())))?;
@@ -290,14 +305,17 @@ async fn inner(opts: Options) -> Result<(), Error> {
                     }
                 }
                 match req.into_command() {
-                    Some(cmd) => hub.handle(|c, now| {
+                    Err(e) => {
+                        let _ = answer.send(Answer::error(format!("bad request: {e}")));
+                    }
+                    Ok(Some(cmd)) => hub.handle(|c, now| {
                         if matches!(cmd, Command::Promote { .. }) && !c.replica.is_primary() {
                             c.promoting = Some(id);
                         }
                         c.waiting.insert(id, answer);
                         c.replica.handle_command(now, id, cmd);
                     }),
-                    None => {
+                    Ok(None) => {
                         let failed = sh.failed.clone();
                         let st = hub.handle(|c, _| {
                             let mut st = status(&name, &c.replica);
