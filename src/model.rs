@@ -149,6 +149,10 @@ pub struct Advert {
     pub claim: bool,
     /// This node has seen the peer's current claim.
     pub claim_seen: bool,
+    /// The promotion gate: `None` without a replica in the group; else the lowest
+    /// promotion score of the group's replicas here, 0 when the data is not
+    /// eligible (see [`DataGate`]).
+    pub data: Option<u32>,
 }
 
 impl Advert {
@@ -167,6 +171,47 @@ impl Advert {
             resolve_sender_keeps: None,
             claim: false,
             claim_seen: false,
+            data: None,
+        }
+    }
+}
+
+/// What this node's replicated data allows: the promotion gate. Computed from the
+/// replicas the group runs (their promotion scores, linbit's scale).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DataGate {
+    /// No replica in the group: nothing to gate.
+    #[default]
+    Open,
+    /// Up to date: eligible, with the promotion score (10000 the peer's replica is
+    /// known — connected, or outdated —, 1000 it is not).
+    Score(u32),
+    /// Consistent (after a reboot, not connected since): eligible only once the
+    /// peer is fenced; a connection to the peer's replica settles it otherwise.
+    IfPeerFenced,
+    /// Outdated, Inconsistent, a split brain pending, a failed Primary, or a
+    /// replica daemon that does not answer: never eligible.
+    Closed,
+}
+
+impl DataGate {
+    /// As the advert carries it: none without a gate, 0 not eligible (as such).
+    pub fn advert(self) -> Option<u32> {
+        match self {
+            DataGate::Open => None,
+            DataGate::Score(n) => Some(n),
+            DataGate::IfPeerFenced | DataGate::Closed => Some(0),
+        }
+    }
+
+    /// The gate of several replicas: the weakest one decides.
+    pub fn and(self, other: DataGate) -> DataGate {
+        use DataGate::*;
+        match (self, other) {
+            (Closed, _) | (_, Closed) => Closed,
+            (IfPeerFenced, _) | (_, IfPeerFenced) => IfPeerFenced,
+            (Score(a), Score(b)) => Score(a.min(b)),
+            (Open, g) | (g, Open) => g,
         }
     }
 }

@@ -15,10 +15,16 @@
 //!   eligible; `takeover` asks an eligible peer to yield.
 //! - at start, before the peer was ever heard, nothing is started until initdead
 //!   declares the peer dead.
+//! - the promotion gate: with a replicated disk in the group, a node whose data is
+//!   not provably up to date (`DataGate`) never starts the group — also alone, and
+//!   also when the peer is dead; Consistent data only once the peer is fenced. Both
+//!   eligible and neither running: the higher promotion score wins before
+//!   `preferred_node`. A node that runs the group is not stopped by it (its
+//!   replica's monitor speaks for a failed Primary).
 
 use std::fmt;
 
-pub use crate::model::{Advert, FenceState, Holding, Mode, SplitBrainPolicy, Target, Verdict};
+pub use crate::model::{Advert, DataGate, FenceState, Holding, Mode, SplitBrainPolicy, Target, Verdict};
 
 /// What this node knows of the peer besides its liveness.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -61,6 +67,8 @@ pub struct Local {
     /// stands (the policy is not asked again), so a near-tie of run times measured
     /// a keepalive apart cannot flip it back and forth.
     pub latched: Option<Verdict>,
+    /// What the replicated data here allows.
+    pub data: DataGate,
 }
 
 impl Local {
@@ -76,6 +84,7 @@ impl Local {
             ran_ms: None,
             tolerance_ms: 1000,
             latched: None,
+            data: DataGate::Open,
         }
     }
 }
@@ -129,6 +138,10 @@ pub enum Reason {
     PeerAwaitsOperator,
     Claiming,
     PeerClaims,
+    DataNotUpToDate,
+    DataNeedsFencing,
+    BetterData,
+    PeerBetterData,
 }
 
 impl Reason {
@@ -172,6 +185,8 @@ impl Reason {
                 | Reason::SplitBrainStop
                 | Reason::AwaitingOperator
                 | Reason::PeerAwaitsOperator
+                | Reason::DataNotUpToDate
+                | Reason::DataNeedsFencing
         )
     }
 }
@@ -216,6 +231,10 @@ impl fmt::Display for Reason {
             Reason::Claiming => "about to start the group: waiting for the peer to acknowledge the claim",
             Reason::PeerClaims => "both nodes claimed the group at once: the preferred peer takes it",
             Reason::PeerAwaitsOperator => "the peer waits for the operator after a split brain: `pairbeat resolve --keep NODE`",
+            Reason::DataNotUpToDate => "the replicated data here is not provably up to date (Outdated, Inconsistent, a split brain pending, or its daemon does not answer): not starting the group here (see Replicated Disks)",
+            Reason::DataNeedsFencing => "the replicated data here is only Consistent (not connected since it started): it may run the group only once the peer's replica answers, or the peer is fenced; `pairbeat replica primary NAME --force` asserts it",
+            Reason::BetterData => "both nodes up, neither runs the group, this node's replicated data has the higher promotion score",
+            Reason::PeerBetterData => "both nodes up, neither runs the group, the peer's replicated data has the higher promotion score",
         };
         f.write_str(s)
     }
@@ -254,6 +273,17 @@ pub fn decide(local: &Local, peer: Peer) -> Decision {
         return d(Target::Passive, Reason::AwaitingOperator);
     }
     let preferred = local.preferred == local.me;
+    // The promotion gate: data that is not provably up to date never starts here.
+    // Consistent data starts only after the peer is fenced, which `peer_dead` does
+    // first; with the peer alive, its replica's answer is what settles it.
+    if !i_hold {
+        match (local.data, peer) {
+            (DataGate::Closed, _) => return d(Target::Passive, Reason::DataNotUpToDate),
+            (DataGate::IfPeerFenced, Peer::Dead(_)) if local.fencing => {}
+            (DataGate::IfPeerFenced, _) => return d(Target::Passive, Reason::DataNeedsFencing),
+            _ => {}
+        }
+    }
     let v = match peer {
         Peer::Unknown => {
             return d(
@@ -276,7 +306,12 @@ pub fn decide(local: &Local, peer: Peer) -> Decision {
     if p.awaiting_operator {
         return d(Target::Passive, Reason::PeerAwaitsOperator);
     }
-    let peer_eligible = p.mode == Mode::Online;
+    // A peer whose data is not eligible may not start the group (it may keep it).
+    let peer_eligible = p.mode == Mode::Online && (p.holding == Holding::Running || p.data != Some(0));
+    let data = match (mine.data, p.data) {
+        (Some(a), Some(b)) => a.cmp(&b),
+        _ => std::cmp::Ordering::Equal,
+    };
     let peer_holds = p.holding == Holding::Running;
     let peer_not_clear = p.holding != Holding::Stopped;
     // Unequal reachability moves the group to the better-connected node (ipfail).
@@ -337,6 +372,17 @@ pub fn decide(local: &Local, peer: Peer) -> Decision {
         (true, Reason::PeerYields)
     } else if p.takeover && !mine.takeover {
         (false, Reason::PeerTakesOver)
+    } else if data.is_ne() {
+        // Fresher data first: a node whose replica knows its peer beats one whose
+        // replica does not.
+        (
+            data.is_gt(),
+            if data.is_gt() {
+                Reason::BetterData
+            } else {
+                Reason::PeerBetterData
+            },
+        )
     } else if reach.is_ne() {
         (
             reach.is_gt(),
@@ -395,7 +441,8 @@ fn peer_dead(local: &Local, v: PeerView) -> Decision {
     let left_cleanly = v
         .advert
         .is_some_and(|a| a.holding == Holding::Stopped && a.mode == Mode::Leaving);
-    if local.fencing && !left_cleanly {
+    // Consistent data is eligible only through fencing, however the peer left.
+    if local.fencing && (!left_cleanly || local.data == DataGate::IfPeerFenced) {
         return match v.fence {
             FenceState::Fenced => d(Target::Active, Reason::PeerFenced, false),
             FenceState::Failed if i_hold => d(Target::Active, Reason::FenceFailedKeeps, true),
@@ -835,6 +882,99 @@ mod tests {
         assert_eq!(d.target, Target::Active);
     }
 
+    fn gated(me: usize, data: DataGate, holding: Holding) -> Local {
+        Local {
+            data,
+            ..local(
+                me,
+                false,
+                Advert {
+                    data: data.advert(),
+                    ..adv(holding, Online)
+                },
+            )
+        }
+    }
+
+    fn dead_fenced(fence: FenceState) -> Peer {
+        Peer::Dead(PeerView {
+            advert: Some(adv(Stopped, Online)),
+            fence,
+            ..PeerView::default()
+        })
+    }
+
+    #[test]
+    fn data_not_up_to_date_never_starts_the_group_not_even_alone() {
+        for data in [DataGate::Closed, DataGate::IfPeerFenced] {
+            let d = decide(&gated(0, data, Stopped), dead_fenced(FenceState::NotFenced));
+            assert_eq!(d.target, Target::Passive, "{data:?}: {d:?}");
+            assert!(!d.fence_peer);
+            let d = decide(&gated(0, data, Stopped), alive(adv(Stopped, Online)));
+            assert_eq!(d.target, Target::Passive, "{data:?} with the peer alive: {d:?}");
+            assert!(d.reason.needs_attention(), "status says why");
+        }
+        // A node that runs the group keeps it: its replica's monitor speaks for it.
+        let d = decide(&gated(0, DataGate::Closed, Running), alive(adv(Stopped, Online)));
+        assert_eq!(d.target, Target::Active);
+        // Up to date, alone: it takes over.
+        let d = decide(
+            &gated(0, DataGate::Score(1000), Stopped),
+            dead_fenced(FenceState::NotFenced),
+        );
+        assert_eq!((d.target, d.reason), (Target::Active, Reason::PeerDead));
+    }
+
+    #[test]
+    fn consistent_data_starts_only_once_the_peer_is_fenced() {
+        let fencing = |data| Local {
+            fencing: true,
+            ..gated(1, data, Stopped)
+        };
+        let d = decide(&fencing(DataGate::IfPeerFenced), dead_fenced(FenceState::NotFenced));
+        assert_eq!((d.target, d.fence_peer), (Target::Passive, true), "{d:?}");
+        let d = decide(&fencing(DataGate::IfPeerFenced), dead_fenced(FenceState::Fenced));
+        assert_eq!((d.target, d.reason), (Target::Active, Reason::PeerFenced));
+        // A peer that left cleanly is fenced all the same: nothing proves its data older.
+        let left = Peer::Dead(PeerView {
+            advert: Some(adv(Stopped, Mode::Leaving)),
+            ..PeerView::default()
+        });
+        let d = decide(&fencing(DataGate::IfPeerFenced), left);
+        assert_eq!((d.target, d.fence_peer), (Target::Passive, true), "{d:?}");
+        // With the peer alive, its replica settles it, not fencing.
+        let d = decide(&fencing(DataGate::IfPeerFenced), alive(adv(Stopped, Online)));
+        assert_eq!((d.target, d.reason), (Target::Passive, Reason::DataNeedsFencing));
+    }
+
+    #[test]
+    fn the_better_data_wins_before_the_preferred_node_and_ineligible_data_yields() {
+        let peer = |data: Option<u32>| {
+            alive(Advert {
+                data,
+                ..adv(Stopped, Online)
+            })
+        };
+        // Node 1 is not preferred, but its replica knows its peer (10000 > 1000).
+        let d = decide(&gated(1, DataGate::Score(10000), Stopped), peer(Some(1000)));
+        assert_eq!((d.target, d.reason), (Target::Active, Reason::BetterData));
+        let d = decide(&gated(0, DataGate::Score(1000), Stopped), peer(Some(10000)));
+        assert_eq!((d.target, d.reason), (Target::Passive, Reason::PeerBetterData));
+        // Equal: the preferred node, as before.
+        let d = decide(&gated(1, DataGate::Score(10000), Stopped), peer(Some(10000)));
+        assert_eq!((d.target, d.reason), (Target::Passive, Reason::PeerPreferredTakesIt));
+        // The preferred peer's data is not eligible: this node takes it.
+        let d = decide(&gated(1, DataGate::Score(1000), Stopped), peer(Some(0)));
+        assert_eq!((d.target, d.reason), (Target::Active, Reason::PeerNotEligible));
+        // A peer that runs the group keeps it, whatever its score says.
+        let holder = alive(Advert {
+            data: Some(0),
+            ..adv(Running, Online)
+        });
+        let d = decide(&gated(1, DataGate::Score(10000), Stopped), holder);
+        assert_eq!((d.target, d.reason), (Target::Passive, Reason::PeerHolds));
+    }
+
     #[test]
     fn adverts_round_trip_and_heartbeat_peers_have_none() {
         let a = Advert {
@@ -850,6 +990,7 @@ mod tests {
             resolve_sender_keeps: Some(false),
             claim: true,
             claim_seen: true,
+            data: Some(1000),
         };
         let fields = crate::wire::advert::fields(&a);
         let get = |k: &str| fields.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());

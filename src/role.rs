@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use crate::membership::PeerLiveness;
 use crate::model::Note;
 use crate::policy::{
-    self, Advert, Decision, FenceState, Holding, Local, Mode, Peer, PeerView, SplitBrainPolicy, Verdict,
+    self, Advert, DataGate, Decision, FenceState, Holding, Local, Mode, Peer, PeerView, SplitBrainPolicy, Verdict,
 };
 use crate::resources::{Engine, Target};
 use crate::split_brain::{self, Side};
@@ -136,6 +136,8 @@ pub struct Role {
     peer_liveness: PeerLiveness,
     peer_lost_at: Option<u64>,
     running_since: Option<Instant>,
+    /// What the replicated data here allows (the promotion gate).
+    data: DataGate,
 }
 
 impl Role {
@@ -180,6 +182,7 @@ impl Role {
             peer_liveness: PeerLiveness::Unknown,
             peer_lost_at: None,
             running_since: None,
+            data: DataGate::Open,
         }
     }
 
@@ -206,6 +209,15 @@ impl Role {
         }
         self.takeover = true;
         Ok(())
+    }
+
+    /// What the replicated data here allows now; whether that changed.
+    pub fn set_data(&mut self, gate: DataGate) -> bool {
+        std::mem::replace(&mut self.data, gate) != gate
+    }
+
+    pub fn data(&self) -> DataGate {
+        self.data
     }
 
     /// Tie-break targets reachable now.
@@ -449,6 +461,7 @@ impl Role {
                 .map(|t| now.saturating_duration_since(t).as_millis() as u64),
             tolerance_ms: self.tolerance_ms,
             latched: self.decision.as_ref().and_then(|d| d.heal),
+            data: self.data,
         };
         let mut d = policy::decide(&local, peer);
         if self.leaving {
@@ -532,6 +545,7 @@ impl Role {
             resolve_sender_keeps: self.resolve_sender_keeps,
             claim: false,
             claim_seen: false,
+            data: self.data.advert(),
         }
     }
 

@@ -202,6 +202,20 @@ pub struct Resource {
     pub ops: Vec<Op>,
 }
 
+impl Resource {
+    /// The replica this resource runs: `heartbeat:replicadisk NAME` or
+    /// `ocf:pairbeat:replica` with `replica=NAME`.
+    pub fn replica(&self) -> Option<&str> {
+        match &self.agent {
+            AgentSpec::Heartbeat { name } if name == "replicadisk" => self.args.first().map(String::as_str),
+            AgentSpec::Ocf { provider, kind } if provider == "pairbeat" && kind == "replica" => {
+                self.params.get("replica").map(String::as_str)
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Which agent runs a resource, by class.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentSpec {

@@ -399,6 +399,20 @@ fn protection_line(s: &Status) -> String {
         }
         None => line.push_str("; fencing: none"),
     }
+    if let Some(g) = &p.promotion_gate {
+        let score = |s: Option<u32>| s.map_or("none".to_string(), |n| n.to_string());
+        let _ = write!(
+            line,
+            "; promotion gate: {} (score {}, peer {})",
+            match g.state.as_str() {
+                "eligible" => "eligible",
+                "needs_fencing" => "Consistent, needs the peer fenced",
+                _ => "NOT ELIGIBLE",
+            },
+            score(g.score),
+            score(g.peer_score)
+        );
+    }
     line
 }
 

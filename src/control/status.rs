@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-pub use crate::replicad::control::ReplicaStatus;
+pub use crate::replica::report::ReplicaStatus;
 
 /// Version of this JSON layout.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -147,6 +147,21 @@ pub struct Protection {
     pub awaiting_operator: bool,
     pub tiebreak: Option<TiebreakStatus>,
     pub fencing: Option<FencingStatus>,
+    /// The promotion gate, when the group runs a replicated disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion_gate: Option<PromotionGate>,
+}
+
+/// May this node start the group, by its replicated data (`DataGate`)?
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromotionGate {
+    /// `eligible`, `needs_fencing` (Consistent: only once the peer is fenced) or
+    /// `not_eligible`.
+    pub state: String,
+    /// This node's promotion score (the lowest of the group's replicas).
+    pub score: Option<u32>,
+    /// What the peer last advertised (0: not eligible).
+    pub peer_score: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -360,11 +375,7 @@ impl Status {
                         fail_count: 0,
                         migration_threshold: r.migration_threshold,
                         last_failure: None,
-                        replica: match r.agent.to_string().as_str() {
-                            "heartbeat:replicadisk" => r.args.first().cloned(),
-                            "ocf:pairbeat:replica" => r.params.get("replica").cloned(),
-                            _ => None,
-                        },
+                        replica: r.replica().map(str::to_string),
                     })
                     .collect(),
                 blocked: false,
@@ -394,6 +405,7 @@ impl Status {
                     peer: FencePeer::NotFenced,
                     last: None,
                 }),
+                promotion_gate: None,
             },
             split_brains: Vec::new(),
             decision: None,

@@ -78,6 +78,8 @@ enum Report {
     Probe(crate::fence::probe::ProbeResult),
     Fence(crate::fence::device::FenceOutcome),
     DeviceCheck(crate::fence::device::FenceOutcome),
+    /// A round of the replicas' poll is in: the promotion gate may have moved.
+    Replicas,
     /// The local replica answered the peer's outdate ask.
     Outdated {
         replica: String,
@@ -95,7 +97,9 @@ struct Shell {
     /// `Status::initial` with the daemon's facts; the node fills in the rest.
     template: Status,
     /// What the replicas' daemons last said.
-    replicas: replicas::Views,
+    replicas: replicas::Poller,
+    /// The replicas the group runs (their names): the promotion gate.
+    group_replicas: Vec<String>,
     started: Instant,
     state_dir: PathBuf,
     sockets: Vec<transport::LinkSocket>,
@@ -178,12 +182,28 @@ impl Shell {
         let (cmd_tx, commands) = mpsc::channel::<control_server::Command>(16);
         let server = tokio::spawn(control_server::serve(listener, cmd_tx));
         let template = Status::initial(&config, daemon_info(&config));
-        let replicas = replicas::spawn(&config, template.replicas.clone());
+        let (round_tx, mut round_rx) = mpsc::channel::<()>(4);
+        let replicas = replicas::spawn(&config, template.replicas.clone(), round_tx);
+        let tx = reports_tx.clone();
+        tokio::spawn(async move {
+            while round_rx.recv().await.is_some() {
+                if tx.send(Report::Replicas).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let group_replicas: Vec<String> = config
+            .group
+            .resources
+            .iter()
+            .filter_map(|r| r.replica().map(str::to_string))
+            .collect();
         let shell = Shell {
             opts,
             node,
             template,
             replicas,
+            group_replicas,
             started: now,
             state_dir,
             sockets,
@@ -427,12 +447,24 @@ impl Shell {
             Report::Probe((i, answered, at)) => self.node.handle_probe(now, wall, i, answered, at),
             Report::Fence(out) => self.node.handle_fence_result(now, wall, out.ok, &out.detail),
             Report::DeviceCheck(out) => self.node.handle_device_check(now, wall, out.ok, out.detail),
+            Report::Replicas => {
+                let views = self.replicas.views.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let gate = replicas::gate(&views, &self.group_replicas);
+                self.node.handle_data_gate(now, wall, gate);
+            }
             Report::Outdated {
                 replica,
                 ask,
                 rc,
                 detail,
-            } => self.node.handle_outdate_local(now, wall, &replica, ask, rc, detail),
+            } => {
+                if rc == crate::replica::state::OutdateRc::Outdated && self.group_replicas.contains(&replica) {
+                    // Stale from now on: not after the next poll.
+                    self.node.handle_data_gate(now, wall, crate::model::DataGate::Closed);
+                    self.replicas.now.notify_one();
+                }
+                self.node.handle_outdate_local(now, wall, &replica, ask, rc, detail)
+            }
         }
     }
 
@@ -474,7 +506,7 @@ impl Shell {
     fn status(&self) -> Status {
         let mut s = node::status::project(&self.node, &self.template, Instant::now());
         s.daemon.uptime_ms = self.started.elapsed().as_millis() as u64;
-        let views = self.replicas.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let views = self.replicas.views.lock().unwrap_or_else(|p| p.into_inner()).clone();
         s.set_replicas(views);
         s
     }

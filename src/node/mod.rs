@@ -49,7 +49,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Config, OpName};
 use crate::membership::{DropReason, Event, Identity, LivenessEvent, Membership, Output, PeerLiveness};
-use crate::model::{FenceState, Note, Persist, Timing};
+use crate::model::{DataGate, FenceState, Note, Persist, Timing};
 use crate::outdate::{self, AskId, Relay};
 use crate::reach::Reach;
 use crate::replica::state::OutdateRc;
@@ -174,6 +174,11 @@ impl Node {
             generation: boot.generation,
             nodes: config.nodes.clone(),
         };
+        let mut role = Role::new(RoleSettings::from_config(config), boot.saved);
+        if config.group.resources.iter().any(|r| r.replica().is_some()) {
+            // The group runs a replica: closed until its daemon has said otherwise.
+            role.set_data(DataGate::Closed);
+        }
         let membership = Membership::new(
             me,
             config.peer_name().to_string(),
@@ -192,7 +197,7 @@ impl Node {
             },
             timing: config.timing,
             membership,
-            role: Role::new(RoleSettings::from_config(config), boot.saved),
+            role,
             engine: Engine::new(&config.group),
             reach: config
                 .tiebreak
@@ -326,6 +331,28 @@ impl Node {
         self.relay_outputs(out, wall);
         self.turn(now, wall);
         id
+    }
+
+    /// What the group's replicated data here allows now (the shell reads the
+    /// replicas' daemons); a change is logged and advertised at once.
+    pub fn handle_data_gate(&mut self, now: Instant, wall: u64, gate: DataGate) {
+        self.input(now, wall);
+        let was = self.role.data();
+        if self.role.set_data(gate) {
+            let words = |g: DataGate| match g {
+                DataGate::Open => "no replica".to_string(),
+                DataGate::Score(n) => format!("eligible (promotion score {n})"),
+                DataGate::IfPeerFenced => "Consistent: eligible only once the peer is fenced".to_string(),
+                DataGate::Closed => "NOT eligible".to_string(),
+            };
+            let n = format!("promotion gate: {} -> {}", words(was), words(gate));
+            self.log(if gate == DataGate::Closed {
+                Note::warn(n)
+            } else {
+                Note::info(n)
+            });
+        }
+        self.turn(now, wall);
     }
 
     /// The local replica answered the peer's outdate ask `ask`.

@@ -3,9 +3,11 @@
 //! drove by hand. The renderers (`crate::control::render`) only render what this
 //! builds, including the typed "Attention" items.
 
-use crate::control::status::{Attention, FailureStatus, FencePeer, LinkState, NodeState, ResourceState, Status};
+use crate::control::status::{
+    Attention, FailureStatus, FencePeer, LinkState, NodeState, PromotionGate, ResourceState, Status,
+};
 use crate::membership::{LinkLiveness, PeerLiveness};
-use crate::model::{Advert, FenceState, Holding, Mode};
+use crate::model::{Advert, DataGate, FenceState, Holding, Mode};
 use crate::policy::Decision;
 use crate::resources::{RscState, Target};
 
@@ -148,6 +150,19 @@ fn protection(node: &Node, s: &mut Status, now: std::time::Instant) {
             f.device_detail = Some(d.detail.clone());
         }
     }
+    p.promotion_gate = match role.data() {
+        DataGate::Open => None,
+        g => Some(PromotionGate {
+            state: match g {
+                DataGate::Score(_) => "eligible",
+                DataGate::IfPeerFenced => "needs_fencing",
+                _ => "not_eligible",
+            }
+            .to_string(),
+            score: g.advert(),
+            peer_score: node.membership().peer_advert().and_then(|a| a.data),
+        }),
+    };
     s.split_brains = role.split_brains();
     let decision = role.decision();
     s.decision = decision.map(|d| d.reason.to_string());

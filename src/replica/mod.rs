@@ -14,5 +14,6 @@ pub mod dirtymap;
 pub mod gi;
 pub mod hello;
 pub mod meta;
+pub mod report;
 pub mod state;
 pub mod wire;

@@ -1884,7 +1884,14 @@ impl Replica {
                 self.promote_waiting = Some(cmd);
                 self.effects.push_back(Effect::OutdatePeer { gi: self.meta.gi });
             }
-            DiskState::UpToDate => self.become_primary(now, cmd),
+            DiskState::UpToDate => {
+                if force && !self.conn.replicating() {
+                    // The operator vouches that the peer is not newer: it stays
+                    // so across a restart (UpToDate at attach, not Consistent).
+                    self.meta.flags.set(Flags::PEER_OUTDATED, true);
+                }
+                self.become_primary(now, cmd)
+            }
             DiskState::Consistent if !force => {
                 // Up to date only if the peer is proven outdated.
                 self.promote_waiting = Some(cmd);
@@ -1898,6 +1905,11 @@ impl Replica {
                 let fresh = self.fresh_uuid();
                 self.meta.gi.force_new_current(fresh, true);
                 let connected = self.conn.replicating();
+                // Disconnected, the operator vouches that the peer is not newer: it
+                // stays so across a restart (UpToDate at attach, not Consistent). A
+                // peer that did write meanwhile is found at the handshake (split
+                // brain), never overwritten.
+                self.meta.flags.set(Flags::PEER_OUTDATED, !connected);
                 self.become_primary(now, cmd);
                 if connected {
                     // The peer learns of the new generation at a new handshake.

@@ -14,6 +14,7 @@
 //! | `pb_sbhold` | `awaiting_operator`: a stop-both split brain waits for the operator |
 //! | `pb_resolve` | `resolve_sender_keeps`: sender / receiver keeps the group |
 //! | `pb_claim`, `pb_claimseen` | `claim`, `claim_seen`: the claim handshake |
+//! | `pb_data` | `data`: the promotion gate, the replicas' lowest score (0: not eligible; empty: no replica) |
 //! | `pb_ran` | how long the group has run on the sender, in ms (not in `Advert`) |
 
 use crate::model::{Advert, Holding, Mode, Verdict};
@@ -54,6 +55,7 @@ pub fn fields(advert: &Advert) -> Vec<(&'static str, String)> {
         ("pb_resolve", resolve.to_string()),
         ("pb_claim", if advert.claim { "1" } else { "0" }.to_string()),
         ("pb_claimseen", if advert.claim_seen { "1" } else { "0" }.to_string()),
+        ("pb_data", advert.data.map(|d| d.to_string()).unwrap_or_default()),
     ]
 }
 
@@ -91,6 +93,7 @@ pub fn parse(get: impl Fn(&str) -> Option<String>) -> Option<Advert> {
         },
         claim: get("pb_claim").as_deref() == Some("1"),
         claim_seen: get("pb_claimseen").as_deref() == Some("1"),
+        data: get("pb_data").and_then(|d| d.parse().ok()),
     })
 }
 
