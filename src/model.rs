@@ -215,6 +215,31 @@ impl DataGate {
         }
     }
 }
+/// A replica of the group found its data and the peer's diverged (a split brain
+/// at the data level): what its daemon says of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataSplitBrain {
+    pub replica: String,
+    /// Both sides' generations, DRBD's notation.
+    pub local_generations: String,
+    pub peer_generations: String,
+    /// The decision table's rule that found it.
+    pub rule: u8,
+    /// Bytes each side wrote alone.
+    pub local_bytes: u64,
+    pub peer_bytes: u64,
+}
+
+/// What a data-level split brain asks of this node's replica, once the policy chose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataAction {
+    /// The keeper: connect again, keeping this node's data.
+    Keep(String),
+    /// The loser: give up this node's data (its replica saves it aside first),
+    /// connect, and resync from the keeper.
+    Discard(String),
+}
+
 /// Where fencing the peer stands (reset when the peer is heard from again).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FenceState {

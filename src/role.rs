@@ -15,7 +15,7 @@
 use std::time::{Duration, Instant};
 
 use crate::membership::PeerLiveness;
-use crate::model::Note;
+use crate::model::{DataAction, DataSplitBrain, Note};
 use crate::policy::{
     self, Advert, DataGate, Decision, FenceState, Holding, Local, Mode, Peer, PeerView, SplitBrainPolicy, Verdict,
 };
@@ -138,6 +138,16 @@ pub struct Role {
     running_since: Option<Instant>,
     /// What the replicated data here allows (the promotion gate).
     data: DataGate,
+    /// The data split brains acted on: (replica, local generations, peer's).
+    data_acted: Vec<(String, String, String)>,
+}
+
+/// What a data split brain asks of the node this turn.
+#[derive(Default)]
+pub struct DataHeal {
+    pub actions: Vec<DataAction>,
+    pub persist: Vec<Persist>,
+    pub notes: Vec<Note>,
 }
 
 impl Role {
@@ -183,6 +193,7 @@ impl Role {
             peer_lost_at: None,
             running_since: None,
             data: DataGate::Open,
+            data_acted: Vec::new(),
         }
     }
 
@@ -549,6 +560,122 @@ impl Role {
         }
     }
 
+    /// The replicas' data split brains, by `[split_brain] policy`, with the same
+    /// inputs both nodes see, so that both choose the same keeper:
+    /// - one node runs the group and the other not: the one that runs it keeps its
+    ///   data (after a group-level split brain, the loser stopped first: the keeper
+    ///   never stops);
+    /// - both run it: nothing yet, the group's heal goes first;
+    /// - neither (both rebooted, or the replicas met after both stopped):
+    ///   keep-preferred the preferred node; keep-last-writer the higher ownership
+    ///   epoch (equal: the preferred node); keep-running-longest has no run time
+    ///   left to compare and falls back to keep-preferred, saying so; stop-both
+    ///   records it and waits for `pairbeat resolve --keep NODE`.
+    ///
+    /// The keeper's replica connects again keeping its data; the loser's gives its
+    /// data up (saved aside by its daemon first) and resyncs from the keeper. Each
+    /// split brain (replica and both generation tuples) is acted on once, and goes
+    /// into the split-brain log with both tuples, the rule and the bytes discarded.
+    pub fn data_split_brains(
+        &mut self,
+        pending: &[DataSplitBrain],
+        holding: Holding,
+        peer: Option<Advert>,
+        wall_secs: u64,
+    ) -> DataHeal {
+        let mut out = DataHeal::default();
+        let Some(p) = peer else { return out };
+        let peer_idx = 1 - self.me;
+        for sb in pending {
+            let key = (
+                sb.replica.clone(),
+                sb.local_generations.clone(),
+                sb.peer_generations.clone(),
+            );
+            if self.data_acted.contains(&key) {
+                continue;
+            }
+            let (i_hold, peer_holds) = (holding != Holding::Stopped, p.holding != Holding::Stopped);
+            let by_preference = self.preferred;
+            let keeper = match (i_hold, peer_holds) {
+                (true, true) => continue,
+                (true, false) => Some(self.me),
+                (false, true) => Some(peer_idx),
+                (false, false) => match self.policy {
+                    SplitBrainPolicy::KeepPreferred => Some(by_preference),
+                    SplitBrainPolicy::KeepRunningLongest => {
+                        out.notes.push(Note::warn(format!(
+                            "replica {}: neither node runs the group, so there is no run time to compare: keep-running-longest keeps the preferred node's data",
+                            sb.replica
+                        )));
+                        Some(by_preference)
+                    }
+                    SplitBrainPolicy::KeepLastWriter => Some(match self.epoch.cmp(&p.epoch) {
+                        std::cmp::Ordering::Greater => self.me,
+                        std::cmp::Ordering::Less => peer_idx,
+                        std::cmp::Ordering::Equal => by_preference,
+                    }),
+                    SplitBrainPolicy::StopBoth => {
+                        match self.log.data_keeper(&sb.replica, &sb.local_generations) {
+                            Some(Some(k)) => self.nodes.iter().position(|n| *n == k),
+                            Some(None) => continue, // waiting for the operator
+                            None => None,           // record it, then wait
+                        }
+                    }
+                },
+            };
+            let kept = keeper.map(|k| self.nodes[k].clone());
+            let discarded = keeper.map(|k| if k == self.me { sb.peer_bytes } else { sb.local_bytes });
+            // Recorded once (a resolve fills in the keeper of a stop-both record).
+            if self.log.data_keeper(&sb.replica, &sb.local_generations).is_none() {
+                let side = |node: &str, epoch| split_brain::Side {
+                    node: node.to_string(),
+                    epoch,
+                    ran_ms: None,
+                };
+                self.log.data(
+                    wall_secs,
+                    self.policy.name(),
+                    side(&self.nodes[self.me], self.epoch),
+                    side(&self.nodes[peer_idx], p.epoch),
+                    split_brain::DataRecord {
+                        replica: sb.replica.clone(),
+                        rule: sb.rule,
+                        local_generations: sb.local_generations.clone(),
+                        peer_generations: sb.peer_generations.clone(),
+                        local_bytes: sb.local_bytes,
+                        peer_bytes: sb.peer_bytes,
+                        kept: kept.clone(),
+                        discarded_bytes: discarded,
+                    },
+                );
+                out.persist.push(Persist::SplitBrainLog(self.log.to_json()));
+            }
+            let Some(k) = keeper else {
+                out.notes.push(Note::error(format!(
+                    "SPLIT BRAIN in replica {}: both nodes wrote while apart (rule {}); policy stop-both waits for `pairbeat resolve --keep NODE`",
+                    sb.replica, sb.rule
+                )));
+                continue;
+            };
+            self.data_acted.push(key);
+            if k == self.me {
+                out.notes.push(Note::warn(format!(
+                    "SPLIT BRAIN in replica {}: both nodes wrote while apart (rule {}); policy {} keeps this node's data; the peer's {} bytes are discarded after being saved aside",
+                    sb.replica, sb.rule, self.policy.name(), sb.peer_bytes
+                )));
+                out.actions.push(DataAction::Keep(sb.replica.clone()));
+            } else {
+                out.notes.push(Note::warn(format!(
+                    "SPLIT BRAIN in replica {}: both nodes wrote while apart (rule {}); policy {} keeps {}'s data; this node's {} bytes are saved aside, then discarded",
+                    sb.replica, sb.rule, self.policy.name(), self.nodes[k], sb.local_bytes
+                )));
+                out.actions.push(DataAction::Discard(sb.replica.clone()));
+            }
+        }
+        out
+    }
+
     /// Opens a split-brain record when both run the group and hear each other, and
     /// closes it when that ends.
     fn track_split_brain(&mut self, d: &Decision, local: &Local, view: PeerView, wall_secs: u64) {
@@ -596,5 +723,110 @@ impl Role {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn role(me: usize, policy: SplitBrainPolicy, epoch: u64) -> Role {
+        let settings = RoleSettings {
+            me,
+            nodes: ["alpha".into(), "bravo".into()],
+            preferred: 0,
+            auto_failback: false,
+            policy,
+            fencing: false,
+            fence_retry: Duration::from_secs(10),
+            tiebreak: false,
+            tolerance: Duration::from_millis(100),
+        };
+        Role::new(
+            settings,
+            Saved {
+                epoch,
+                ..Saved::default()
+            },
+        )
+    }
+
+    fn diverged() -> Vec<DataSplitBrain> {
+        vec![DataSplitBrain {
+            replica: "r0".into(),
+            local_generations: "A:0:0:0".into(),
+            peer_generations: "B:0:0:0".into(),
+            rule: 100,
+            local_bytes: 3 << 20,
+            peer_bytes: 1 << 20,
+        }]
+    }
+
+    fn peer(holding: Holding, epoch: u64) -> Option<Advert> {
+        Some(Advert {
+            epoch,
+            ..Advert::new(holding, Mode::Online)
+        })
+    }
+
+    #[test]
+    fn the_node_that_runs_the_group_keeps_its_data_and_acts_once() {
+        let mut r = role(1, SplitBrainPolicy::KeepPreferred, 2);
+        let heal = r.data_split_brains(&diverged(), Holding::Running, peer(Holding::Stopped, 1), 100);
+        assert_eq!(heal.actions, vec![DataAction::Keep("r0".into())]);
+        assert_eq!(heal.persist.len(), 1, "recorded");
+        let d = &r.log.records[0].data[0];
+        assert_eq!((d.kept.as_deref(), d.discarded_bytes), (Some("bravo"), Some(1 << 20)));
+        let again = r.data_split_brains(&diverged(), Holding::Running, peer(Holding::Stopped, 1), 101);
+        assert!(again.actions.is_empty() && again.persist.is_empty(), "once");
+        // While both run the group, the group's heal goes first.
+        let mut r = role(0, SplitBrainPolicy::KeepPreferred, 2);
+        let heal = r.data_split_brains(&diverged(), Holding::Running, peer(Holding::Running, 1), 100);
+        assert!(heal.actions.is_empty());
+        // Without the peer's advert (dead, or not a pairbeat node), nothing.
+        assert!(r
+            .data_split_brains(&diverged(), Holding::Stopped, None, 100)
+            .actions
+            .is_empty());
+    }
+
+    #[test]
+    fn with_neither_running_the_policy_picks_the_same_keeper_on_both_nodes() {
+        let cases = [
+            (SplitBrainPolicy::KeepPreferred, (5, 9), 0),
+            (SplitBrainPolicy::KeepRunningLongest, (5, 9), 0),
+            (SplitBrainPolicy::KeepLastWriter, (5, 9), 1),
+            (SplitBrainPolicy::KeepLastWriter, (9, 5), 0),
+            (SplitBrainPolicy::KeepLastWriter, (7, 7), 0),
+        ];
+        for (policy, (e0, e1), keeper) in cases {
+            let mut a = role(0, policy, e0);
+            let mut b = role(1, policy, e1);
+            let ha = a.data_split_brains(&diverged(), Holding::Stopped, peer(Holding::Stopped, e1), 100);
+            let hb = b.data_split_brains(&diverged(), Holding::Stopped, peer(Holding::Stopped, e0), 100);
+            let expect = |me: usize| {
+                if me == keeper {
+                    DataAction::Keep("r0".into())
+                } else {
+                    DataAction::Discard("r0".into())
+                }
+            };
+            assert_eq!(ha.actions, vec![expect(0)], "{policy:?} {e0}/{e1}");
+            assert_eq!(hb.actions, vec![expect(1)], "{policy:?} {e0}/{e1}");
+        }
+    }
+
+    #[test]
+    fn stop_both_waits_for_the_operator_then_acts_on_the_choice() {
+        let mut r = role(0, SplitBrainPolicy::StopBoth, 3);
+        let heal = r.data_split_brains(&diverged(), Holding::Stopped, peer(Holding::Stopped, 3), 100);
+        assert!(heal.actions.is_empty());
+        assert!(r.awaiting_operator(), "the group stays stopped on both until resolve");
+        assert!(heal.notes.iter().any(|n| n.text.contains("pairbeat resolve")));
+        let later = r.data_split_brains(&diverged(), Holding::Stopped, peer(Holding::Stopped, 3), 200);
+        assert!(later.actions.is_empty() && later.persist.is_empty(), "recorded once");
+        r.resolve("bravo", false).unwrap();
+        let heal = r.data_split_brains(&diverged(), Holding::Stopped, peer(Holding::Stopped, 3), 300);
+        assert_eq!(heal.actions, vec![DataAction::Discard("r0".into())]);
     }
 }

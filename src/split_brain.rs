@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 /// Records kept: older acknowledged ones are dropped first.
 pub const KEEP: usize = 50;
 
+/// A data split brain found this soon after the group's split brain ended belongs
+/// to it (the replicas meet once the links are back, a little after the nodes).
+pub const JOIN_SECS: u64 = 120;
+
 /// One node's side of a split brain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Side {
@@ -41,6 +45,44 @@ pub struct Record {
     /// stop-both: waiting for `pairbeat resolve --keep NODE`.
     pub awaiting_operator: bool,
     pub acknowledged: bool,
+    /// The replicas whose data diverged, and whose was given up.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data: Vec<DataRecord>,
+}
+
+/// A replica's data split brain: both generation tuples, the rule, the bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataRecord {
+    pub replica: String,
+    pub rule: u8,
+    /// Generations (DRBD's notation) and bytes written alone, by node.
+    pub local_generations: String,
+    pub peer_generations: String,
+    pub local_bytes: u64,
+    pub peer_bytes: u64,
+    /// The node whose data was kept; none while stop-both waits for the operator.
+    pub kept: Option<String>,
+    /// Bytes given up (saved aside first, `BACKING.divergent-TIME` on that node).
+    pub discarded_bytes: Option<u64>,
+}
+
+/// A replica's data split brain in words, for the record's outcome.
+fn describe(d: &DataRecord, local: &str, peer: &str, policy: &str) -> String {
+    match &d.kept {
+        Some(k) => {
+            let lost = if k == local { peer } else { local };
+            format!(
+                "replica {}: the data diverged (rule {}); {k}'s kept, {lost}'s {} bytes discarded after being saved aside (policy {policy})",
+                d.replica,
+                d.rule,
+                d.discarded_bytes.unwrap_or(0)
+            )
+        }
+        None => format!(
+            "replica {}: the data diverged (rule {}); waiting for `pairbeat resolve --keep {local}|{peer}` (policy {policy})",
+            d.replica, d.rule
+        ),
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +120,7 @@ impl Log {
             keeper: None,
             awaiting_operator: false,
             acknowledged: false,
+            data: Vec::new(),
         });
         while self.records.len() > KEEP {
             let drop = self.records.iter().position(|r| r.acknowledged).unwrap_or(0);
@@ -105,6 +148,54 @@ impl Log {
             ),
             None => "both stopped the group".to_string(),
         };
+        for d in &r.data {
+            r.outcome = format!("{}; {}", r.outcome, describe(d, &r.local.node, &r.peer.node, &r.policy));
+        }
+    }
+
+    /// A replica's data split brain. It joins the group's record when that one is
+    /// still open or ended within `JOIN_SECS` (both ran the group, then the
+    /// replicas met); else it is a record of its own (the nodes rebooted, or one
+    /// had stopped, and only the replicas found it). `keeper`: whose data stays;
+    /// none under stop-both, which waits for the operator.
+    pub fn data(&mut self, at: u64, policy: &str, local: Side, peer: Side, d: DataRecord) {
+        let joins = self
+            .records
+            .last()
+            .is_some_and(|r| r.ended_at.is_none_or(|e| at.saturating_sub(e) <= JOIN_SECS));
+        if !joins {
+            self.begin(at, None, policy, local.clone(), peer.clone());
+            let r = self.records.last_mut().expect("just begun");
+            r.ended_at = Some(at);
+            r.outcome = String::new();
+        }
+        let r = self.records.last_mut().expect("a record");
+        if d.kept.is_none() {
+            r.awaiting_operator = true;
+        }
+        let words = describe(&d, &local.node, &peer.node, policy);
+        r.outcome = if r.outcome.is_empty() {
+            words
+        } else {
+            format!("{}; {words}", r.outcome)
+        };
+        r.data.retain(|x| x.replica != d.replica);
+        r.data.push(d);
+    }
+
+    /// The node the operator (or the policy) chose for this replica's split brain
+    /// with these generations, if it is recorded.
+    pub fn data_keeper(&self, replica: &str, local_generations: &str) -> Option<Option<String>> {
+        self.records.iter().rev().find_map(|r| {
+            r.data
+                .iter()
+                .find(|d| d.replica == replica && d.local_generations == local_generations)
+                .map(|d| {
+                    d.kept
+                        .clone()
+                        .or_else(|| r.keeper.clone().filter(|_| !r.awaiting_operator))
+                })
+        })
     }
 
     /// A stop-both split brain still waits for the operator.
@@ -119,6 +210,15 @@ impl Log {
             r.awaiting_operator = false;
             r.keeper = Some(keep.to_string());
             r.outcome = format!("both stopped the group (policy stop-both); the operator chose {keep} to run it");
+            for d in r.data.iter_mut().filter(|d| d.kept.is_none()) {
+                d.kept = Some(keep.to_string());
+                d.discarded_bytes = Some(if keep == r.local.node {
+                    d.peer_bytes
+                } else {
+                    d.local_bytes
+                });
+                r.outcome = format!("{}; {}", r.outcome, describe(d, &r.local.node, &r.peer.node, &r.policy));
+            }
             any = true;
         }
         any
@@ -174,6 +274,69 @@ mod tests {
         assert!(log.unacknowledged().is_empty());
         let back = Log::from_json(&log.to_json()).unwrap();
         assert_eq!(back, log);
+    }
+
+    fn diverged(kept: Option<&str>) -> DataRecord {
+        DataRecord {
+            replica: "r0".into(),
+            rule: 100,
+            local_generations: "A:0:0:0".into(),
+            peer_generations: "B:0:0:0".into(),
+            local_bytes: 4 << 20,
+            peer_bytes: 1 << 20,
+            kept: kept.map(str::to_string),
+            discarded_bytes: kept.map(|_| 1 << 20),
+        }
+    }
+
+    #[test]
+    fn a_data_split_brain_joins_the_groups_record_or_stands_alone() {
+        let mut log = Log::default();
+        log.begin(100, Some(90), "keep-preferred", side("alpha"), side("bravo"));
+        log.end(101, Some("alpha"), false);
+        log.data(
+            130,
+            "keep-preferred",
+            side("alpha"),
+            side("bravo"),
+            diverged(Some("alpha")),
+        );
+        assert_eq!(log.records.len(), 1, "found soon after the group's: one record");
+        let r = &log.records[0];
+        assert!(r.outcome.contains("alpha kept the group"), "{}", r.outcome);
+        assert!(
+            r.outcome
+                .contains("replica r0: the data diverged (rule 100); alpha's kept, bravo's 1048576 bytes discarded"),
+            "{}",
+            r.outcome
+        );
+        assert_eq!(log.data_keeper("r0", "A:0:0:0"), Some(Some("alpha".into())));
+        // Much later (both rebooted): a record of its own, ended at once.
+        log.data(
+            1000,
+            "keep-preferred",
+            side("alpha"),
+            side("bravo"),
+            diverged(Some("alpha")),
+        );
+        assert_eq!(log.records.len(), 2);
+        assert_eq!(log.records[1].ended_at, Some(1000));
+        assert_eq!(Log::from_json(&log.to_json()).unwrap(), log);
+    }
+
+    #[test]
+    fn a_data_split_brain_under_stop_both_waits_for_resolve_and_records_the_choice() {
+        let mut log = Log::default();
+        log.data(500, "stop-both", side("alpha"), side("bravo"), diverged(None));
+        assert!(log.awaiting_operator());
+        assert_eq!(log.data_keeper("r0", "A:0:0:0"), Some(None), "waiting");
+        assert!(log.records[0].outcome.contains("waiting for `pairbeat resolve"));
+        assert!(log.resolve("bravo"));
+        let d = &log.records[0].data[0];
+        assert_eq!(d.kept.as_deref(), Some("bravo"));
+        assert_eq!(d.discarded_bytes, Some(4 << 20), "alpha's own bytes go");
+        assert_eq!(log.data_keeper("r0", "A:0:0:0"), Some(Some("bravo".into())));
+        assert_eq!(log.data_keeper("r0", "C:0:0:0"), None, "another split brain");
     }
 
     #[test]

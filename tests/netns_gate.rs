@@ -7,6 +7,13 @@
 //! data. Healed, bravo resyncs and the group stays where it is. bravo booted alone
 //! with stale data waits past initdead, with status saying why, until the
 //! operator forces its data (`pairbeat replica primary --force`).
+//!
+//! And data-level split brain by pairbeat's policies: both promoted in a total
+//! partition and both written; at the heal the policy picks the keeper as for the
+//! group (keep-preferred: alpha; keep-last-writer: bravo, the last to take over),
+//! the keeper's replica never stops being Primary, the loser stops its group, its
+//! writes are saved aside and it resyncs from the keeper; `split-brains.json`
+//! names both generation tuples, the rule and the bytes discarded.
 
 mod common;
 
@@ -42,13 +49,13 @@ fn ocf_root(net: &Net) -> PathBuf {
     root
 }
 
-fn setup(net: &mut Net, h: usize) -> Host {
+fn setup(net: &mut Net, h: usize, policy: &str) -> Host {
     let dir = net.path(node(h));
     std::fs::create_dir_all(&dir).unwrap();
     let conf = dir.join("pairbeat.toml");
     let bindir = Path::new(env!("CARGO_BIN_EXE_pairbeat")).parent().unwrap();
     let extra = format!(
-        "realtime = false\nocf_root = \"{ocf}\"\n\n[failover]\npreferred_node = \"alpha\"\nauto_failback = false\n\n[group]\nid = \"data\"\n\n[[group.resource]]\nid = \"disk\"\nagent = \"ocf:pairbeat:replica\"\npromotable = true\nparams = {{ replica = \"r0\", config = \"{conf}\", bindir = \"{bin}\", daemon = \"direct\" }}\nop = [{{ name = \"monitor\", interval = \"1s\", timeout = \"10s\" }}]\n\n[[replica]]\nname = \"r0\"\nbacking = \"{img}\"\nsize = \"8MiB\"\nextent = \"1MiB\"\nport = 7789\naddress.alpha = \"{a}\"\naddress.bravo = \"{b}\"\ntimeout = \"1s\"\nping_interval = \"200ms\"\noutdate_timeout = \"3s\"\n",
+        "realtime = false\nocf_root = \"{ocf}\"\n\n[split_brain]\npolicy = \"{policy}\"\n\n[failover]\npreferred_node = \"alpha\"\nauto_failback = false\n\n[group]\nid = \"data\"\n\n[[group.resource]]\nid = \"disk\"\nagent = \"ocf:pairbeat:replica\"\npromotable = true\nparams = {{ replica = \"r0\", config = \"{conf}\", bindir = \"{bin}\", daemon = \"direct\" }}\nop = [{{ name = \"monitor\", interval = \"1s\", timeout = \"10s\" }}]\n\n[[replica]]\nname = \"r0\"\nbacking = \"{img}\"\nsize = \"8MiB\"\nextent = \"1MiB\"\nport = 7789\naddress.alpha = \"{a}\"\naddress.bravo = \"{b}\"\ntimeout = \"1s\"\nping_interval = \"200ms\"\noutdate_timeout = \"3s\"\n",
         ocf = ocf_root(net).display(),
         conf = conf.display(),
         bin = bindir.display(),
@@ -115,10 +122,10 @@ fn until(net: &Net, what: &str, limit: Duration, f: impl FnMut() -> bool) {
     assert!(wait_for(limit, f).is_some(), "{what} within {limit:?}:\n{}", net.logs());
 }
 
-#[test]
-fn stale_data_never_takes_the_group_alone_or_after_a_partition_until_the_operator_forces_it() {
+/// Both hosts with the group running on alpha, the pair in sync.
+fn running_pair(policy: &str) -> (Net, [Host; 2]) {
     let mut net = Net::new(2);
-    let mut hosts = [setup(&mut net, 0), setup(&mut net, 1)];
+    let mut hosts = [setup(&mut net, 0, policy), setup(&mut net, 1, policy)];
     // A fresh pair in sync, both Secondary, before pairbeat runs it.
     for (h, host) in hosts.iter().enumerate() {
         start_replicad(&mut net, host, h);
@@ -148,6 +155,12 @@ fn stale_data_never_takes_the_group_alone_or_after_a_partition_until_the_operato
         Duration::from_secs(20),
         || owner(&hosts[0]).as_deref() == Some("alpha") && replica(&hosts[0]).is_some_and(|s| s.role == "Primary"),
     );
+    (net, hosts)
+}
+
+#[test]
+fn stale_data_never_takes_the_group_alone_or_after_a_partition_until_the_operator_forces_it() {
+    let (mut net, mut hosts) = running_pair("keep-preferred");
     let gate = pb(&hosts[1]).unwrap()["protection"]["promotion_gate"].clone();
     assert_eq!(gate["state"], "eligible", "{gate}");
     assert_eq!(gate["peer_score"], 10000, "alpha's score, as it advertises it: {gate}");
@@ -215,4 +228,124 @@ fn stale_data_never_takes_the_group_alone_or_after_a_partition_until_the_operato
     until(&net, "the group on bravo", Duration::from_secs(15), || {
         owner(&hosts[1]).as_deref() == Some("bravo")
     });
+}
+
+/// 4 KiB of random data into 1 MiB extent `e` of host h's device, synchronously.
+fn write_extent(net: &Net, h: usize, e: u64) {
+    let dev = net.path(node(h)).join("replica").join("r0.dev");
+    let out = net.exec(
+        h,
+        &format!(
+            "test -b {0} && dd if=/dev/urandom of={0} bs=4096 count=1 seek={1} oflag=direct,dsync conv=notrunc 2>&1",
+            dev.display(),
+            e * 256 + 3
+        ),
+    );
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        net.logs()
+    );
+}
+
+fn extent_sum(path: &Path, e: u64) -> Vec<u8> {
+    common::sh(&format!(
+        "dd if={} bs=1M skip={e} count=1 2>/dev/null | sha256sum",
+        path.display()
+    ))
+    .stdout
+}
+
+/// Both promoted and written in a total partition; healed, `policy` picks `keeper`.
+fn data_split_brain(policy: &str, keeper: usize) {
+    let (net, hosts) = running_pair(policy);
+    let kept_pid = replica(&hosts[0]).unwrap().pid;
+    // A total partition: bravo, up to date, takes over; alpha keeps the group.
+    assert!(net
+        .exec(0, "ip link set pb0 down && ip link set pb1 down")
+        .status
+        .success());
+    // Its device published: a write to the path before would create a plain file.
+    let bravo_dev = net.path("bravo").join("replica").join("r0.dev");
+    until(&net, "the group on bravo too", Duration::from_secs(20), || {
+        owner(&hosts[1]).as_deref() == Some("bravo")
+            && replica(&hosts[1]).is_some_and(|s| s.role == "Primary" && s.device.is_some())
+            && std::fs::read_link(&bravo_dev).is_ok()
+    });
+    write_extent(&net, 0, 2);
+    write_extent(&net, 1, 6);
+    let loser = 1 - keeper;
+    let losers_extent = [2, 6][loser];
+    let losers_image = net.path(node(loser)).join("r0.img");
+    let losers_write = extent_sum(&losers_image, losers_extent);
+    let keepers_pid = replica(&hosts[keeper]).unwrap().pid;
+    if keeper == 0 {
+        assert_eq!(keepers_pid, kept_pid, "{}", net.logs());
+    }
+
+    // The heal: the group's policy and the data's agree on one keeper.
+    assert!(net.exec(0, "ip link set pb0 up && ip link set pb1 up").status.success());
+    until(&net, "resolved and in sync", Duration::from_secs(30), || {
+        hosts.iter().all(|h| {
+            replica(h).is_some_and(|s| s.connection == "Connected" && s.disk == "UpToDate" && !s.split_brain_pending)
+        })
+    });
+    let k = replica(&hosts[keeper]).unwrap();
+    assert_eq!(
+        (k.role.as_str(), k.pid),
+        ("Primary", keepers_pid),
+        "the keeper's replica never stopped"
+    );
+    assert_eq!(owner(&hosts[keeper]).as_deref(), Some(node(keeper)));
+    assert_eq!(replica(&hosts[loser]).unwrap().role, "Secondary");
+    let sum = |h: &str| common::sh(&format!("sha256sum < {}", net.path(h).join("r0.img").display())).stdout;
+    assert_eq!(sum("alpha"), sum("bravo"), "the two images differ");
+    // The loser's write was saved aside before its data was given up.
+    let saved: Vec<PathBuf> = std::fs::read_dir(net.path(node(loser)))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().contains("r0.img.divergent-"))
+        .collect();
+    assert_eq!(saved.len(), 1, "{saved:?}\n{}", net.logs());
+    assert_eq!(extent_sum(&saved[0], losers_extent), losers_write);
+    // Both nodes' records name the tuples, the rule and the bytes discarded.
+    for h in 0..2 {
+        let text = std::fs::read_to_string(net.path(node(h)).join("state").join("split-brains.json")).unwrap();
+        let log: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let data = log["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r["data"].as_array().cloned().unwrap_or_default())
+            .find(|d| d["replica"] == "r0")
+            .unwrap_or_else(|| panic!("{}: no data record: {text}", node(h)));
+        assert_eq!(data["kept"], node(keeper), "{text}");
+        // Rule 90: both moved on from the same bitmap generation (DRBD 8.4's table).
+        assert_eq!(data["rule"], 90, "{text}");
+        assert_eq!(
+            data["discarded_bytes"],
+            1 << 20,
+            "{}: one extent: {text}\n{}",
+            node(h),
+            net.logs()
+        );
+        assert_ne!(data["local_generations"], data["peer_generations"], "{text}");
+    }
+}
+
+#[test]
+fn keep_preferred_keeps_the_preferred_nodes_data_and_the_loser_resyncs_from_it() {
+    data_split_brain("keep-preferred", 0);
+}
+
+#[test]
+fn keep_last_writer_keeps_the_data_of_the_node_that_took_the_group_last() {
+    data_split_brain("keep-last-writer", 1);
+}
+
+#[test]
+fn keep_running_longest_keeps_the_data_of_the_node_that_ran_the_group_longer() {
+    data_split_brain("keep-running-longest", 0);
 }

@@ -126,7 +126,7 @@ fn write_sync(net: &Net, e: u64) -> Duration {
     let out = net.exec(
         0,
         &format!(
-            "dd if=/dev/urandom of={} bs=4096 count=16 seek={} oflag=direct,dsync conv=notrunc 2>&1",
+            "test -b {0} && dd if=/dev/urandom of={0} bs=4096 count=16 seek={1} oflag=direct,dsync conv=notrunc 2>&1",
             device(net),
             e * 256 + 8
         ),

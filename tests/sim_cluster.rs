@@ -243,7 +243,7 @@ impl World {
                         Persist::PeerFloor { generation, seq } => disk.floor = Some((generation, seq)),
                     }
                 }
-                Effect::OutdateLocal { .. } | Effect::OutdateAnswered { .. } => {
+                Effect::OutdateLocal { .. } | Effect::OutdateAnswered { .. } | Effect::Replica(_) => {
                     unreachable!("the simulated pair's configuration has no [[replica]]")
                 }
                 Effect::Log(n) => {

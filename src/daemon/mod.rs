@@ -74,7 +74,8 @@ pub async fn run(opts: Options, config: Config) -> Result<(), Error> {
 
 /// What the agent, probe and fencing tasks report back to the loop.
 enum Report {
-    Agent(u64, RunResult),
+    /// An agent operation finished: its id, the resource's index, the result.
+    Agent(u64, usize, RunResult),
     Probe(crate::fence::probe::ProbeResult),
     Fence(crate::fence::device::FenceOutcome),
     DeviceCheck(crate::fence::device::FenceOutcome),
@@ -335,7 +336,7 @@ impl Shell {
                     let (paths, tx) = (self.paths.clone(), self.reports_tx.clone());
                     tokio::spawn(async move {
                         let result = agent::run(&paths, &r, req.action, req.timeout).await;
-                        let _ = tx.send(Report::Agent(req.id, result)).await;
+                        let _ = tx.send(Report::Agent(req.id, req.rsc, result)).await;
                     });
                 }
                 Effect::FencePeer => self.fence_peer(),
@@ -349,6 +350,7 @@ impl Shell {
                 Effect::Persist(p) => state_files::persist(&self.state_dir, p),
                 Effect::Log(n) => log::log!(n.level, "{}", n.text),
                 Effect::OutdateLocal { replica, ask, gi } => self.outdate_local(replica, ask, gi),
+                Effect::Replica(action) => self.replica_command(action),
                 Effect::OutdateAnswered { id, rc, detail } => {
                     if let Some(reply) = self.outdates.remove(&id) {
                         let _ = reply.send(Response::done(format!("{}: {detail}", rc.code())));
@@ -392,6 +394,31 @@ impl Shell {
         tokio::spawn(async move {
             let out = crate::fence::device::fence_node(f, peer).await;
             let _ = tx.send(Report::Fence(out)).await;
+        });
+    }
+
+    /// A data split brain decided: the keeper's replica connects again, the loser's
+    /// gives its data up (saved aside first) and resyncs. Then a poll, so status and
+    /// the gate follow at once.
+    fn replica_command(&self, action: crate::model::DataAction) {
+        use crate::model::DataAction;
+        use crate::replicad::control::{request_within, Request};
+        let (replica, requests) = match action {
+            DataAction::Keep(r) => (r, vec![Request::Connect]),
+            // Discarding connects by itself (a `connect` would withdraw the discard).
+            DataAction::Discard(r) => (r, vec![Request::DiscardMyData]),
+        };
+        let socket = crate::replicad::socket_path(&self.config, &replica);
+        let poll = std::sync::Arc::clone(&self.replicas.now);
+        tokio::task::spawn_blocking(move || {
+            for req in requests {
+                match request_within(&socket, &req, LOCAL_OUTDATE) {
+                    Ok(a) if a.ok => log::info!("replica {replica}: {req:?}: {}", a.message.unwrap_or_default()),
+                    Ok(a) => log::error!("replica {replica}: {req:?} refused: {}", a.error.unwrap_or_default()),
+                    Err(e) => log::error!("replica {replica}: {req:?} failed: {e}"),
+                }
+            }
+            poll.notify_one();
         });
     }
 
@@ -441,16 +468,29 @@ impl Shell {
     fn on_report(&mut self, r: Report) {
         let (now, wall) = (Instant::now(), wall_secs());
         match r {
-            Report::Agent(id, result) => self
-                .node
-                .handle_agent_result(now, wall, id, result.outcome, result.reason),
+            Report::Agent(id, rsc, result) => {
+                if self
+                    .config
+                    .group
+                    .resources
+                    .get(rsc)
+                    .is_some_and(|r| r.replica().is_some())
+                {
+                    // A replica was promoted, demoted, started or stopped: status and
+                    // the gate follow now, not at the next poll.
+                    self.replicas.now.notify_one();
+                }
+                self.node
+                    .handle_agent_result(now, wall, id, result.outcome, result.reason)
+            }
             Report::Probe((i, answered, at)) => self.node.handle_probe(now, wall, i, answered, at),
             Report::Fence(out) => self.node.handle_fence_result(now, wall, out.ok, &out.detail),
             Report::DeviceCheck(out) => self.node.handle_device_check(now, wall, out.ok, out.detail),
             Report::Replicas => {
                 let views = self.replicas.views.lock().unwrap_or_else(|p| p.into_inner()).clone();
                 let gate = replicas::gate(&views, &self.group_replicas);
-                self.node.handle_data_gate(now, wall, gate);
+                let split = replicas::split_brains(&views, &self.group_replicas);
+                self.node.handle_replicas(now, wall, gate, split);
             }
             Report::Outdated {
                 replica,

@@ -46,6 +46,27 @@ pub fn gate(views: &[ReplicaView], group: &[String]) -> DataGate {
     })
 }
 
+/// The group's replicas whose handshake found divergent data, waiting for the
+/// policy (pending, and stand-alone: not resyncing yet).
+pub fn split_brains(views: &[ReplicaView], group: &[String]) -> Vec<crate::model::DataSplitBrain> {
+    views
+        .iter()
+        .filter(|v| group.contains(&v.name))
+        .filter_map(|v| {
+            let s = v.status.as_ref()?;
+            let b = s.split_brain.as_ref().filter(|_| s.split_brain_pending)?;
+            (s.connection == "StandAlone").then(|| crate::model::DataSplitBrain {
+                replica: v.name.clone(),
+                local_generations: b.local_generations.clone(),
+                peer_generations: b.peer_generations.clone(),
+                rule: b.rule,
+                local_bytes: b.local_bytes,
+                peer_bytes: b.peer_bytes,
+            })
+        })
+        .collect()
+}
+
 /// The poll's handle: its views, and a way to ask for a round now.
 pub struct Poller {
     pub views: Views,
@@ -116,6 +137,7 @@ mod tests {
                 io_frozen: false,
                 failed: None,
                 split_brain_pending: false,
+                split_brain: None,
                 promotion_score,
                 last_handshake_rule: 0,
                 device: None,

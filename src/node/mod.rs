@@ -49,7 +49,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Config, OpName};
 use crate::membership::{DropReason, Event, Identity, LivenessEvent, Membership, Output, PeerLiveness};
-use crate::model::{DataGate, FenceState, Note, Persist, Timing};
+use crate::model::{DataAction, DataGate, DataSplitBrain, FenceState, Note, Persist, Timing};
 use crate::outdate::{self, AskId, Relay};
 use crate::reach::Reach;
 use crate::replica::state::OutdateRc;
@@ -76,6 +76,8 @@ pub enum Effect {
     OutdateLocal { replica: String, ask: AskId, gi: String },
     /// The local replica's ask [`Node::handle_outdate_peer`] `id` is answered.
     OutdateAnswered { id: u64, rc: OutdateRc, detail: String },
+    /// A data split brain is decided: tell the local replica (keep or discard).
+    Replica(DataAction),
 }
 
 /// What the state dir held at start, and who this node is on the wire.
@@ -145,6 +147,9 @@ pub struct Node {
     reach: Option<Reach>,
     /// The replicas' outdate asks, both ways.
     relay: Relay,
+    /// The group's replicas whose data diverged from the peer's, as their daemons
+    /// last said.
+    split_brains: Vec<DataSplitBrain>,
     fencing: bool,
     effects: VecDeque<Effect>,
     /// The `now` of the last input, to notice a stall.
@@ -212,6 +217,7 @@ impl Node {
                 config.timing.keepalive,
             ),
             fencing: config.fence.is_some(),
+            split_brains: Vec::new(),
             effects: VecDeque::new(),
             last_input: now,
             last_wall: 0,
@@ -331,6 +337,13 @@ impl Node {
         self.relay_outputs(out, wall);
         self.turn(now, wall);
         id
+    }
+
+    /// What the replicas' daemons said: the promotion gate, and the data split
+    /// brains they found (decided by the policy, see `Role::data_split_brains`).
+    pub fn handle_replicas(&mut self, now: Instant, wall: u64, gate: DataGate, split_brains: Vec<DataSplitBrain>) {
+        self.split_brains = split_brains;
+        self.handle_data_gate(now, wall, gate);
     }
 
     /// What the group's replicated data here allows now (the shell reads the
@@ -519,6 +532,18 @@ impl Node {
         let dead = self.membership.peer() == PeerLiveness::Dead;
         self.relay.poll(now, dead, self.fence_view(), &mut out);
         self.relay_outputs(out, wall);
+        if !self.split_brains.is_empty() {
+            let peer = self
+                .membership
+                .peer_advert()
+                .filter(|_| self.membership.peer() == PeerLiveness::Up);
+            let heal = self
+                .role
+                .data_split_brains(&self.split_brains, self.engine.holding(), peer, wall);
+            self.effects.extend(heal.notes.into_iter().map(Effect::Log));
+            self.effects.extend(heal.persist.into_iter().map(Effect::Persist));
+            self.effects.extend(heal.actions.into_iter().map(Effect::Replica));
+        }
     }
 
     /// Fencing, as the relay sees it.

@@ -160,7 +160,12 @@ fn protection(node: &Node, s: &mut Status, now: std::time::Instant) {
             }
             .to_string(),
             score: g.advert(),
-            peer_score: node.membership().peer_advert().and_then(|a| a.data),
+            // What a dead peer said last is no score of its now.
+            peer_score: node
+                .membership()
+                .peer_advert()
+                .filter(|_| node.membership().peer() == PeerLiveness::Up)
+                .and_then(|a| a.data),
         }),
     };
     s.split_brains = role.split_brains();

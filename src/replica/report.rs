@@ -7,6 +7,20 @@ use serde::{Deserialize, Serialize};
 
 use super::state;
 
+/// A split brain as the handshake found it: what the policy decides on, and what
+/// the split-brain record keeps.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SplitBrainReport {
+    /// DRBD's notation, current:bitmap:history:history.
+    pub local_generations: String,
+    pub peer_generations: String,
+    /// The decision table's rule that found it (100: both changed their data).
+    pub rule: u8,
+    /// Bytes in the extents each side wrote alone.
+    pub local_bytes: u64,
+    pub peer_bytes: u64,
+}
+
 /// `pairbeat replica status --output-as=json`, schema 1.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ReplicaStatus {
@@ -26,6 +40,10 @@ pub struct ReplicaStatus {
     pub io_frozen: bool,
     pub failed: Option<String>,
     pub split_brain_pending: bool,
+    /// The split brain the last handshake found (while this daemon runs): both
+    /// sides' generations, the rule and what each wrote alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_brain: Option<SplitBrainReport>,
     pub promotion_score: Option<u32>,
     pub last_handshake_rule: u32,
     /// The loop device a Primary serves.
@@ -63,6 +81,13 @@ impl ReplicaStatus {
             io_frozen: s.frozen,
             failed: s.failed.clone(),
             split_brain_pending: s.split_brain_pending,
+            split_brain: s.split_brain.map(|b| SplitBrainReport {
+                local_generations: b.mine.to_string(),
+                peer_generations: b.peer.to_string(),
+                rule: b.rule,
+                local_bytes: b.my_dirty * s.extent,
+                peer_bytes: b.peer_dirty * s.extent,
+            }),
             promotion_score: s.promotion_score,
             last_handshake_rule: s.last_rule,
             device: None,
@@ -133,6 +158,7 @@ mod tests {
             io_frozen: false,
             failed: None,
             split_brain_pending: false,
+            split_brain: None,
             promotion_score: Some(10000),
             last_handshake_rule: 50,
             device: None,

@@ -301,6 +301,8 @@ pub struct Status {
     /// Resync bytes sent / written since the process started.
     pub resync_sent: u64,
     pub resync_received: u64,
+    /// Dirty-map granularity, bytes (to tell dirty extents in bytes).
+    pub extent: u64,
 }
 
 /// What a disk operation was for.
@@ -631,6 +633,7 @@ impl Replica {
             resync_rate: self.s.resync_rate,
             resync_sent: self.resync_sent,
             resync_received: self.resync_received,
+            extent: u64::from(self.meta.extent),
         }
     }
 
@@ -1323,7 +1326,10 @@ impl Replica {
         }
         self.meta.last_rule = u32::from(rule);
         let mut hs = d.handshake;
-        if me.primary && them.primary {
+        // Two Primaries never connect (no dual-primary) — but data both wrote
+        // alone is a split brain all the same, recorded as such, so that the
+        // policy can end it once one of them has demoted.
+        if me.primary && them.primary && hs != Handshake::SplitBrain {
             hs = Handshake::Refused(gi::Refusal::TargetWhilePrimary);
         }
         // Equal generations do not prove equal data: leftover bits on either side

@@ -340,21 +340,14 @@ fn fuse_connection(mountpoint: &Path) -> Option<u32> {
     })
 }
 
+/// How often a loop device another process took between LOOP_CTL_GET_FREE and
+/// LOOP_CONFIGURE is given up for the next free one (losetup retries the same way).
+const LOOP_TRIES: usize = 16;
+
 /// Not on the event loop: LOOP_CONFIGURE fsyncs the file, through FUSE, and the
 /// loop must be free to answer that.
 fn attach_loop(file: &Path) -> Result<(PathBuf, File), String> {
     let ctl = File::open("/dev/loop-control").map_err(os("cannot open /dev/loop-control"))?;
-    // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a device number.
-    let n = unsafe { libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_GET_FREE) };
-    if n < 0 {
-        return Err(format!("no free loop device: {}", std::io::Error::last_os_error()));
-    }
-    let path = PathBuf::from(format!("/dev/loop{n}"));
-    let dev = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(os("cannot open the loop device"))?;
     let backing = OpenOptions::new()
         .read(true)
         .write(true)
@@ -362,31 +355,51 @@ fn attach_loop(file: &Path) -> Result<(PathBuf, File), String> {
         .open(file)
         .or_else(|_| OpenOptions::new().read(true).write(true).open(file))
         .map_err(os("cannot open the replica's FUSE file"))?;
-    for flags in [LO_FLAGS_AUTOCLEAR | LO_FLAGS_DIRECT_IO, LO_FLAGS_AUTOCLEAR] {
-        let mut cfg = LoopConfig {
-            fd: backing.as_raw_fd() as u32,
-            block_size: 4096,
-            // SAFETY: all-zero is a valid loop_info64.
-            info: unsafe { std::mem::zeroed() },
-            reserved: [0; 8],
-        };
-        cfg.info.lo_flags = flags;
-        let src = format!("{FILE_NAME_TAG}{}", file.display());
-        let bytes = src.as_bytes();
-        let k = bytes.len().min(63);
-        cfg.info.lo_file_name[..k].copy_from_slice(&bytes[..k]);
-        // SAFETY: LOOP_CONFIGURE reads a loop_config from the pointer.
-        let rc = unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_CONFIGURE, &cfg as *const LoopConfig) };
-        if rc == 0 {
-            return Ok((path, dev));
+    let mut last = String::new();
+    for _ in 0..LOOP_TRIES {
+        // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a device number.
+        let n = unsafe { libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_GET_FREE) };
+        if n < 0 {
+            return Err(format!("no free loop device: {}", std::io::Error::last_os_error()));
+        }
+        let path = PathBuf::from(format!("/dev/loop{n}"));
+        let dev = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(os("cannot open the loop device"))?;
+        let mut busy = false;
+        for flags in [LO_FLAGS_AUTOCLEAR | LO_FLAGS_DIRECT_IO, LO_FLAGS_AUTOCLEAR] {
+            let mut cfg = LoopConfig {
+                fd: backing.as_raw_fd() as u32,
+                block_size: 4096,
+                // SAFETY: all-zero is a valid loop_info64.
+                info: unsafe { std::mem::zeroed() },
+                reserved: [0; 8],
+            };
+            cfg.info.lo_flags = flags;
+            let src = format!("{FILE_NAME_TAG}{}", file.display());
+            let bytes = src.as_bytes();
+            let k = bytes.len().min(63);
+            cfg.info.lo_file_name[..k].copy_from_slice(&bytes[..k]);
+            // SAFETY: LOOP_CONFIGURE reads a loop_config from the pointer.
+            let rc = unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_CONFIGURE, &cfg as *const LoopConfig) };
+            if rc == 0 {
+                return Ok((path, dev));
+            }
+            let e = std::io::Error::last_os_error();
+            last = format!("cannot attach {} to {}: {e}", file.display(), path.display());
+            if e.raw_os_error() == Some(libc::EBUSY) {
+                // Taken meanwhile by another process: the next free one.
+                busy = true;
+                break;
+            }
+        }
+        if !busy {
+            break;
         }
     }
-    Err(format!(
-        "cannot attach {} to {}: {}",
-        file.display(),
-        path.display(),
-        std::io::Error::last_os_error()
-    ))
+    Err(last)
 }
 
 impl Device {

@@ -440,7 +440,9 @@ impl Hub {
             Err(e) => return log::warn!("replication link: cannot serve the connection: {e}"),
         };
         let fresh = self.handle(|c, now| {
-            if c.outlet.is_some() || c.stopped {
+            // StandAlone (a split brain waiting for the policy) takes no connection:
+            // the peer retries until this side is told to connect or to discard.
+            if c.outlet.is_some() || c.stopped || !c.replica.wants_connection() {
                 // Dropped, the outlet closes its connection.
                 return false;
             }
