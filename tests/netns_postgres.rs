@@ -1,0 +1,487 @@
+//! No acknowledged commit lost: PostgreSQL 15 on ext4 on the replicated disk, behind
+//! the VIP, run by pairbeatd on two network-namespace hosts (the group replica →
+//! Filesystem → IPaddr2 → PostgreSQL), `synchronous_commit = on`, data checksums on,
+//! the replicas in volatile-cache mode (a write not yet flushed is lost when its
+//! host crashes, as in a power cut). A client in a third namespace runs workers that
+//! each commit, one after the other, an insert and a counter update, recording each
+//! operation's outcome (ok, failed, unknown) before the next.
+//!
+//! Faults, in turn, `PG_CYCLES` of them (10 here; `make bench` runs 100 and prints
+//! each failover's outage): the primary host crashes (every process of it killed,
+//! VIP and mounts gone) and comes back; the secondary host crashes and comes back;
+//! the replication link alone is cut for a while. The verdict from a final read:
+//! 0 acknowledged commits lost, 0 rows of failed ones, 0 duplicates, every counter
+//! equal to its worker's rows; `pg_amcheck --all` clean; then, the group stopped,
+//! both backing files equal by checksum and `e2fsck -fn` clean.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{pairbeat_config_with, wait_for, Net};
+use pairbeat::replicad::control::{request, ReplicaStatus, Request};
+
+const TIMING: &str = "keepalive = \"100ms\"\ndeadtime = \"500ms\"\ninitdead = \"3s\"";
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+const WORKERS: usize = 4;
+
+fn node(h: usize) -> &'static str {
+    ["alpha", "bravo"][h]
+}
+
+struct Pair {
+    net: Net,
+    vip: String,
+    pairbeatd: [Option<u32>; 2],
+    runs: u32,
+}
+
+/// An OCF root with the real resource-agents, the test agents and pairbeat's replica agent.
+fn ocf_root(net: &Net) -> PathBuf {
+    let root = common::ocf_root(&net.path("."));
+    let ours = net.path("pairbeat-agents");
+    std::fs::create_dir_all(&ours).unwrap();
+    std::os::unix::fs::symlink(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("agents/replica"),
+        ours.join("replica"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&ours, root.join("resource.d/pairbeat")).unwrap();
+    root
+}
+
+impl Pair {
+    fn dir(&self, h: usize) -> PathBuf {
+        self.net.path(node(h))
+    }
+
+    fn conf(&self, h: usize) -> PathBuf {
+        self.dir(h).join("pairbeat.toml")
+    }
+
+    fn replica(&self, h: usize) -> Option<ReplicaStatus> {
+        request(&self.dir(h).join("replica").join("r0.sock"), &Request::Status)
+            .ok()?
+            .status
+    }
+
+    fn replica_cli(&self, h: usize, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_pairbeat"))
+            .args(["replica", "-c", self.conf(h).to_str().unwrap(), "--node", node(h)])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// The replica's daemon in volatile-cache mode, as the agent would start it.
+    fn start_replicad(&mut self, h: usize) {
+        let conf = self.conf(h).display().to_string();
+        let log = self.net.path(&format!("{}.replicad.{}.log", node(h), self.runs));
+        self.runs += 1;
+        let sh = format!(
+            "PAIRBEAT_REPLICA_VOLATILE=1 exec {} -c {conf} --node {} r0",
+            env!("CARGO_BIN_EXE_pairbeat-replicad"),
+            node(h)
+        );
+        self.net.spawn(h, Path::new("/bin/sh"), &["-c", &sh], &log);
+    }
+
+    fn start_pairbeatd(&mut self, h: usize) {
+        let conf = self.conf(h).display().to_string();
+        let log = self.net.path(&format!("{}.pairbeatd.{}.log", node(h), self.runs));
+        self.runs += 1;
+        self.pairbeatd[h] = Some(self.net.spawn(
+            h,
+            Path::new(env!("CARGO_BIN_EXE_pairbeatd")),
+            &["-c", &conf, "--node", node(h)],
+            &log,
+        ));
+    }
+
+    /// Every process of host h killed, its VIP and mounts gone: a power cut.
+    fn crash(&mut self, h: usize) {
+        if let Some(pid) = self.pairbeatd[h].take() {
+            self.net.kill9(pid);
+        }
+        let holder = self.net.holder_pid(h);
+        let out = std::process::Command::new("ip")
+            .args(["netns", "pids", &self.net.ns[h]])
+            .output()
+            .unwrap();
+        for pid in String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+            .filter(|p| *p as u32 != holder)
+        {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let dir = self.dir(h);
+        self.net.exec(
+            h,
+            &format!(
+                "ip addr del {}/24 dev pb0 2>/dev/null; umount -l {}/pg 2>/dev/null; true",
+                self.vip,
+                dir.display()
+            ),
+        );
+    }
+
+    fn restart(&mut self, h: usize) {
+        self.start_replicad(h);
+        self.start_pairbeatd(h);
+    }
+
+    /// `psql` from the client against the VIP; its output, or why not.
+    fn sql(&self, query: &str) -> Result<String, String> {
+        let out = self.net.exec(
+            2,
+            &format!(
+                "{PG_BIN}/psql -X -q -t -A -h {} -U postgres -c \"{query}\" 2>&1",
+                self.vip
+            ),
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() {
+            Ok(text)
+        } else {
+            Err(text)
+        }
+    }
+
+    /// Which node's server answers at the VIP.
+    fn serving(&self) -> Option<String> {
+        self.sql("SHOW cluster_name").ok().map(|s| s.trim().to_string())
+    }
+
+    #[track_caller]
+    fn until(&self, what: &str, limit: Duration, f: impl FnMut() -> bool) -> Duration {
+        wait_for(limit, f).unwrap_or_else(|| panic!("{what} within {limit:?}:\n{}", self.net.logs()))
+    }
+
+    fn in_sync(&self) -> bool {
+        (0..2).all(|h| {
+            self.replica(h).is_some_and(|s| {
+                s.connection == "Connected" && s.disk == "UpToDate" && s.peer_disk.as_deref() == Some("UpToDate")
+            })
+        })
+    }
+}
+
+fn setup() -> Pair {
+    let mut net = Net::lan(3);
+    net.veth(0, 1, 1);
+    let vip = format!("10.200.{}.100", net.id);
+    let ocf = ocf_root(&net);
+    // The postgres user must reach its data directory: traversal only.
+    let traverse = |p: &Path| {
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
+    };
+    traverse(net.dir.path());
+    for h in 0..2 {
+        let dir = net.path(node(h));
+        std::fs::create_dir_all(dir.join("pg")).unwrap();
+        traverse(&dir);
+        let conf = dir.join("pairbeat.toml");
+        let extra = format!(
+            r#"realtime = false
+ocf_root = "{ocf}"
+
+[failover]
+preferred_node = "alpha"
+auto_failback = false
+
+[group]
+id = "db"
+
+[[group.resource]]
+id = "replica"
+agent = "ocf:pairbeat:replica"
+promotable = true
+params = {{ replica = "r0", config = "{conf}", bindir = "{bin}", daemon = "direct" }}
+op = [{{ name = "monitor", interval = "2s", timeout = "10s" }}]
+
+[[group.resource]]
+id = "fs"
+agent = "ocf:heartbeat:Filesystem"
+params = {{ device = "{dir}/replica/r0.dev", directory = "{dir}/pg", fstype = "ext4" }}
+op = [{{ name = "monitor", interval = "5s", timeout = "20s" }}]
+
+[[group.resource]]
+id = "vip"
+agent = "ocf:heartbeat:IPaddr2"
+params = {{ ip = "{vip}", cidr_netmask = 24, nic = "pb0" }}
+op = [{{ name = "monitor", interval = "2s", timeout = "10s" }}]
+
+[[group.resource]]
+id = "postgres"
+agent = "ocf:pbtest:postgres"
+params = {{ pgdata = "{dir}/pg/data", logfile = "{dir}/postgres.log" }}
+op = [{{ name = "monitor", interval = "2s", timeout = "10s" }}]
+
+[[replica]]
+name = "r0"
+backing = "{dir}/r0.img"
+size = "128MiB"
+extent = "1MiB"
+address.alpha = "{a}"
+address.bravo = "{b}"
+timeout = "1s"
+ping_interval = "200ms"
+outdate_timeout = "3s"
+"#,
+            ocf = ocf.display(),
+            conf = conf.display(),
+            bin = Path::new(env!("CARGO_BIN_EXE_pairbeat")).parent().unwrap().display(),
+            dir = dir.display(),
+            a = net.addr(0, 1),
+            b = net.addr(1, 1),
+        );
+        let written = pairbeat_config_with(&net, h, &["ucast"], TIMING, &extra);
+        assert_eq!(written, conf);
+    }
+    let mut pair = Pair {
+        net,
+        vip,
+        pairbeatd: [None, None],
+        runs: 0,
+    };
+    for h in 0..2 {
+        let out = pair.replica_cli(h, &["create", "r0"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        pair.start_replicad(h);
+    }
+    pair.until("both Connected", Duration::from_secs(15), || {
+        (0..2).all(|h| pair.replica(h).is_some_and(|s| s.connection == "Connected"))
+    });
+    let out = pair.replica_cli(0, &["primary", "r0", "--new-data"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // ext4 and a database with data checksums, made once on alpha's device.
+    let dir = pair.dir(0);
+    let init = format!(
+        "set -e; mkfs.ext4 -q -F {d}/replica/r0.dev; mount {d}/replica/r0.dev {d}/pg; \
+         mkdir {d}/pg/data; chown postgres {d}/pg/data; \
+         runuser -u postgres -- {PG_BIN}/initdb -k -A trust -D {d}/pg/data >/dev/null; \
+         printf \"synchronous_commit = on\\nfsync = on\\nfull_page_writes = on\\nlisten_addresses = '*'\\n\" >> {d}/pg/data/postgresql.conf; \
+         echo 'host all all 0.0.0.0/0 trust' >> {d}/pg/data/pg_hba.conf; \
+         touch {d}/postgres.log; chown postgres {d}/postgres.log; \
+         runuser -u postgres -- {PG_BIN}/pg_ctl -D {d}/pg/data -w -l {d}/postgres.log -o \"-c unix_socket_directories='' -c listen_addresses=127.0.0.1\" start >/dev/null; \
+         {PG_BIN}/psql -X -q -h 127.0.0.1 -U postgres -c 'CREATE TABLE ops (worker int, seq int, PRIMARY KEY (worker, seq)); CREATE TABLE counters (worker int PRIMARY KEY, n bigint NOT NULL); INSERT INTO counters SELECT g, 0 FROM generate_series(0, {last}) g; CREATE EXTENSION amcheck;'; \
+         runuser -u postgres -- {PG_BIN}/pg_ctl -D {d}/pg/data -w -m fast stop >/dev/null; umount {d}/pg",
+        d = dir.display(),
+        last = WORKERS - 1
+    );
+    let out = pair.net.exec(0, &init);
+    assert!(
+        out.status.success(),
+        "database setup: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = pair.replica_cli(0, &["secondary", "r0"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    pair.until("in sync", Duration::from_secs(30), || pair.in_sync());
+    for h in 0..2 {
+        pair.start_pairbeatd(h);
+    }
+    pair.until("the database served at the VIP", Duration::from_secs(60), || {
+        pair.serving().as_deref() == Some("alpha")
+    });
+    pair
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Op {
+    worker: u32,
+    seq: u32,
+    outcome: String,
+    #[serde(default)]
+    node: Option<String>,
+}
+
+/// The fault of cycle `i`, and what it did (for the log and the outage figures).
+fn fault(pair: &mut Pair, i: usize) -> String {
+    let primary = match pair.serving().as_deref() {
+        Some("alpha") => 0,
+        Some("bravo") => 1,
+        other => panic!("nobody serves before cycle {i}: {other:?}\n{}", pair.net.logs()),
+    };
+    let secondary = 1 - primary;
+    match i % 3 {
+        0 => {
+            let t = Instant::now();
+            pair.crash(primary);
+            pair.until("the survivor serves", Duration::from_secs(60), || {
+                pair.serving().as_deref() == Some(node(secondary))
+            });
+            let outage = t.elapsed();
+            pair.restart(primary);
+            pair.until("resynced after the crash", Duration::from_secs(90), || pair.in_sync());
+            format!(
+                "crash of the primary {}: outage {} ms",
+                node(primary),
+                outage.as_millis()
+            )
+        }
+        1 => {
+            pair.crash(secondary);
+            std::thread::sleep(Duration::from_secs(2));
+            pair.restart(secondary);
+            pair.until("resynced after the secondary's crash", Duration::from_secs(90), || {
+                pair.in_sync()
+            });
+            format!("crash of the secondary {}", node(secondary))
+        }
+        _ => {
+            let peer = pair.net.addr(secondary, 1);
+            let rule = format!("iptables -I INPUT -p tcp -s {peer} -j DROP");
+            assert!(pair.net.exec(primary, &rule).status.success());
+            std::thread::sleep(Duration::from_secs(3));
+            let outdated = pair.replica(secondary).is_some_and(|s| s.disk == "Outdated");
+            assert!(pair
+                .net
+                .exec(primary, &format!("iptables -D INPUT -p tcp -s {peer} -j DROP"))
+                .status
+                .success());
+            pair.until("resynced after the cut", Duration::from_secs(90), || pair.in_sync());
+            format!(
+                "replication link cut for 3 s (the secondary {}: {})",
+                node(secondary),
+                if outdated { "Outdated" } else { "not yet Outdated" }
+            )
+        }
+    }
+}
+
+#[test]
+fn no_acknowledged_commit_is_lost_through_crashes_and_cuts() {
+    let mut pair = setup();
+    let cycles: usize = std::env::var("PG_CYCLES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(10);
+    let ops_file = pair.net.path("ops.jsonl");
+    let stop = pair.net.path("stop");
+    let workload = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/pg_workload.py");
+    let client = pair.net.spawn(
+        2,
+        Path::new("/usr/bin/python3"),
+        &[
+            workload.to_str().unwrap(),
+            &pair.vip,
+            ops_file.to_str().unwrap(),
+            stop.to_str().unwrap(),
+            &WORKERS.to_string(),
+        ],
+        &pair.net.path("workload.log"),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    for i in 0..cycles {
+        let what = fault(&mut pair, i);
+        eprintln!("cycle {}/{cycles}: {what}", i + 1);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    std::fs::write(&stop, "").unwrap();
+    assert!(
+        pair.net.wait_exit(client, Duration::from_secs(30)).is_some(),
+        "the workload did not stop"
+    );
+
+    // The verdict, from what the database holds now.
+    let ops: Vec<Op> = std::fs::read_to_string(&ops_file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let rows = pair
+        .sql("SELECT worker, seq FROM ops ORDER BY worker, seq")
+        .unwrap_or_else(|e| panic!("final read: {e}\n{}", pair.net.logs()));
+    let rows: Vec<(u32, u32)> = rows
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (w, s) = l.split_once('|').unwrap();
+            (w.parse().unwrap(), s.parse().unwrap())
+        })
+        .collect();
+    let present: BTreeSet<(u32, u32)> = rows.iter().copied().collect();
+    let ok: Vec<&Op> = ops.iter().filter(|o| o.outcome == "ok").collect();
+    let lost: Vec<(u32, u32)> = ok
+        .iter()
+        .map(|o| (o.worker, o.seq))
+        .filter(|k| !present.contains(k))
+        .collect();
+    let failed: BTreeSet<(u32, u32)> = ops
+        .iter()
+        .filter(|o| o.outcome == "failed")
+        .map(|o| (o.worker, o.seq))
+        .collect();
+    let unexpected: Vec<&(u32, u32)> = present.iter().filter(|k| failed.contains(k)).collect();
+    let duplicated = rows.len() - present.len();
+    let unknown = ops.iter().filter(|o| o.outcome == "unknown").count();
+    let mut per_node = BTreeMap::new();
+    for o in &ok {
+        *per_node.entry(o.node.clone().unwrap_or_default()).or_insert(0) += 1;
+    }
+    eprintln!(
+        "{} operations: {} acknowledged ({per_node:?}), {} failed, {unknown} unknown; {} rows; lost {}, unexpected {}, duplicated {duplicated}",
+        ops.len(),
+        ok.len(),
+        failed.len(),
+        rows.len(),
+        lost.len(),
+        unexpected.len()
+    );
+    assert!(ok.len() > 100, "too little work to judge: {} acknowledged", ok.len());
+    assert!(per_node.len() == 2, "both nodes served: {per_node:?}");
+    assert_eq!(lost, Vec::<(u32, u32)>::new(), "acknowledged commits lost");
+    assert!(unexpected.is_empty(), "failed operations present: {unexpected:?}");
+    assert_eq!(duplicated, 0);
+    let counters = pair.sql("SELECT worker, n FROM counters ORDER BY worker").unwrap();
+    for line in counters.lines().filter(|l| !l.is_empty()) {
+        let (w, n) = line.split_once('|').unwrap();
+        let w: u32 = w.parse().unwrap();
+        let n: usize = n.parse().unwrap();
+        let mine = rows.iter().filter(|r| r.0 == w).count();
+        assert_eq!(n, mine, "worker {w}'s counter against its rows");
+    }
+    let check = pair.net.exec(
+        2,
+        &format!(
+            "{PG_BIN}/pg_amcheck -h {} -U postgres --all --heapallindexed 2>&1",
+            pair.vip
+        ),
+    );
+    assert!(
+        check.status.success(),
+        "pg_amcheck: {}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+
+    // The group stopped on both: the two images equal, ext4 clean.
+    for h in 0..2 {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pairbeat"))
+            .args(["-s", pair.dir(h).join("pb.sock").to_str().unwrap(), "standby"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    pair.until("the group stopped and in sync", Duration::from_secs(60), || {
+        (0..2).all(|h| pair.replica(h).is_some_and(|s| s.role == "Secondary")) && pair.in_sync()
+    });
+    let sum = |h: usize| common::sh(&format!("sha256sum < {}", pair.dir(h).join("r0.img").display())).stdout;
+    assert_eq!(sum(0), sum(1), "the two backing files differ");
+    let fsck = std::process::Command::new("e2fsck")
+        .arg("-fn")
+        .arg(pair.dir(1).join("r0.img"))
+        .output()
+        .unwrap();
+    assert!(
+        fsck.status.success(),
+        "e2fsck: {}{}",
+        String::from_utf8_lossy(&fsck.stdout),
+        String::from_utf8_lossy(&fsck.stderr)
+    );
+}
