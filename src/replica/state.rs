@@ -399,6 +399,9 @@ struct Shake {
 pub struct Replica {
     s: Settings,
     meta: Meta,
+    /// A bit was cleared here as SyncSource since the last barrier: the next
+    /// metadata write, whatever asks for it, is preceded by one (see `persist`).
+    cleared_unsynced: bool,
     primary: bool,
     disk: DiskState,
     conn: Conn,
@@ -531,6 +534,7 @@ impl Replica {
             settings.fencing == Fencing::DontCare,
         );
         let mut r = Replica {
+            cleared_unsynced: false,
             durable: meta.dirty.clone(),
             meta_ios: VecDeque::new(),
             s: settings,
@@ -1682,6 +1686,7 @@ impl Replica {
                 let rewritten = self.written_at.get(&e).is_some_and(|&w| w > read_at) || self.busy(e);
                 if extent_done && !rewritten {
                     self.meta.dirty.clear(e);
+                    self.cleared_unsynced = true;
                     self.resync_progress(now);
                 }
             }
@@ -1703,9 +1708,7 @@ impl Replica {
         if self.resync.unpersisted >= 16 || due {
             self.resync.unpersisted = 0;
             self.resync.persisted_at = Some(now);
-            if self.conn == Conn::SyncSource {
-                self.disk_op(DiskOp::Sync, Io::Barrier);
-            }
+            // On the SyncSource, `persist` puts a barrier first.
             self.persist(vec![]);
         }
     }
@@ -2041,6 +2044,16 @@ impl Replica {
     }
 
     fn persist(&mut self, then: Vec<Then>) {
+        if std::mem::take(&mut self.cleared_unsynced) {
+            // A bit the SyncSource cleared says both sides hold the extent, but the
+            // copy it sent may have come from its own writes not flushed yet. Any
+            // metadata write that carries the cleared bit — resync progress, or a
+            // write marking another extent — waits for them to be durable: else a
+            // crash of the source leaves it older than the target in that extent,
+            // with nothing left to say so (what tests/netns_postgres.rs's crash of a
+            // primary during the peer's resync exercises).
+            self.disk_op(DiskOp::Sync, Io::Barrier);
+        }
         self.meta.seq += 1;
         let mut m = self.meta.clone();
         m.flags.set(Flags::CRASHED_PRIMARY, self.crashed_primary);

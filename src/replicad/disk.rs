@@ -24,7 +24,6 @@
 //! would: both namespace hosts of the lab share one page cache, where a kill alone
 //! would hide a missing flush.
 
-use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -44,7 +43,9 @@ pub struct Disk {
     /// Why writes are refused: a divergent copy that could not be made.
     poisoned: Mutex<Option<String>>,
     /// Volatile mode: writes not yet flushed, by offset.
-    volatile: Option<Mutex<BTreeMap<u64, Data>>>,
+    /// In the order they were written: overlapping writes that start at other
+    /// offsets must land (and read back) in that order.
+    volatile: Option<Mutex<Vec<(u64, Data)>>>,
 }
 
 impl Disk {
@@ -67,7 +68,7 @@ impl Disk {
             extent: u64::from(extent),
             meta: open(meta)?,
             poisoned: Mutex::new(None),
-            volatile: volatile.then(|| Mutex::new(BTreeMap::new())),
+            volatile: volatile.then(|| Mutex::new(Vec::new())),
         })
     }
 
@@ -99,7 +100,10 @@ impl Disk {
             DiskOp::Write { offset, data } => {
                 match &self.volatile {
                     Some(cache) => {
-                        lock(cache).insert(offset, data);
+                        let mut cache = lock(cache);
+                        // A write over the same range replaces the older one at once.
+                        cache.retain(|(o, d)| !(*o == offset && d.len() == data.len()));
+                        cache.push((offset, data));
                     }
                     None => self.backing.write_all_at(&data, offset)?,
                 }
@@ -181,9 +185,9 @@ fn aligned(offset: u64, len: u64) -> bool {
 }
 
 /// Later writes over earlier ones, onto what the file holds.
-fn overlay(cache: &BTreeMap<u64, Data>, offset: u64, buf: &mut [u8]) {
+fn overlay(cache: &[(u64, Data)], offset: u64, buf: &mut [u8]) {
     let end = offset + buf.len() as u64;
-    for (&o, data) in cache.iter() {
+    for &(o, ref data) in cache.iter() {
         let e = o + data.len() as u64;
         if e <= offset || o >= end {
             continue;
@@ -263,6 +267,52 @@ mod tests {
         std::fs::write(&img, data).unwrap();
         std::fs::write(&meta, [0u8; 16]).unwrap();
         Disk::open(&img, &meta, 4096, false).unwrap()
+    }
+
+    #[test]
+    fn the_volatile_cache_keeps_overlapping_writes_in_the_order_they_came() {
+        let dir = tempfile::tempdir().unwrap();
+        let (img, meta) = (dir.path().join("r0.img"), dir.path().join("r0.meta"));
+        std::fs::write(&img, vec![0u8; 1 << 20]).unwrap();
+        std::fs::write(&meta, [0u8; 16]).unwrap();
+        let d = Disk::open(&img, &meta, 4096, true).unwrap();
+        // A small write, then a larger one over it that starts before it (an
+        // application write, then a resync block of its extent): the larger wins.
+        d.run(DiskOp::Write {
+            offset: 8192,
+            data: Data::from(vec![0x11u8; 4096]),
+        })
+        .unwrap();
+        d.run(DiskOp::Write {
+            offset: 0,
+            data: Data::from(vec![0x22u8; 65536]),
+        })
+        .unwrap();
+        let read = d
+            .run(DiskOp::Read {
+                offset: 8192,
+                len: 4096,
+            })
+            .unwrap()
+            .unwrap();
+        assert!(read.iter().all(|&b| b == 0x22), "read back before the flush");
+        d.run(DiskOp::Sync).unwrap();
+        let file = std::fs::read(&img).unwrap();
+        assert!(file[..65536].iter().all(|&b| b == 0x22), "on the file after the flush");
+        // And the other way round: the later small write wins inside the large one.
+        d.run(DiskOp::Write {
+            offset: 0,
+            data: Data::from(vec![0x33u8; 65536]),
+        })
+        .unwrap();
+        d.run(DiskOp::Write {
+            offset: 8192,
+            data: Data::from(vec![0x44u8; 4096]),
+        })
+        .unwrap();
+        d.run(DiskOp::Sync).unwrap();
+        let file = std::fs::read(&img).unwrap();
+        assert!(file[8192..12288].iter().all(|&b| b == 0x44) && file[0] == 0x33 && file[12288] == 0x33);
     }
 
     #[test]
