@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{pairbeat_config_with, wait_for, Net};
-use pairbeat::replicad::control::{request, ReplicaStatus, Request};
+use pairbeat::replicad::control::ReplicaStatus;
 
 const TIMING: &str = "keepalive = \"100ms\"\ndeadtime = \"1s\"\ninitdead = \"3s\"";
 
@@ -106,7 +106,7 @@ fn start_pairbeatd(net: &mut Net, host: &mut Host, h: usize, run: u32) {
 }
 
 fn replica(host: &Host) -> Option<ReplicaStatus> {
-    request(&host.replica_sock, &Request::Status).ok()?.status
+    common::replica_status(&host.replica_sock)
 }
 
 fn pb(host: &Host) -> Option<serde_json::Value> {

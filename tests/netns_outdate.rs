@@ -13,8 +13,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{pairbeat_config_with, wait_for, Net};
-use pairbeat::replicad::control::{request, ReplicaStatus, Request};
+use common::{assert_images_equal, pairbeat_config_with, wait_for, Net};
+use pairbeat::replicad::control::ReplicaStatus;
 
 const TIMING: &str = "keepalive = \"100ms\"\ndeadtime = \"1s\"\ninitdead = \"3s\"";
 
@@ -80,7 +80,7 @@ fn start_pairbeatd(net: &mut Net, host: &mut Host, h: usize) {
 }
 
 fn status(host: &Host) -> Option<ReplicaStatus> {
-    request(&host.sock, &Request::Status).ok()?.status
+    common::replica_status(&host.sock)
 }
 
 #[track_caller]
@@ -138,15 +138,6 @@ fn write_sync(net: &Net, e: u64) -> Duration {
         net.logs()
     );
     t.elapsed()
-}
-
-#[track_caller]
-fn assert_images_equal(net: &Net) {
-    let sum = |h: &str| {
-        let out = common::sh(&format!("sha256sum < {}", net.path(h).join("r0.img").display()));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    assert_eq!(sum("alpha"), sum("bravo"), "the two images differ");
 }
 
 #[test]

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{pairbeat_config_with, wait_for, Net};
-use pairbeat::replicad::control::{request, ReplicaStatus, Request};
+use pairbeat::replicad::control::ReplicaStatus;
 
 const TIMING: &str = "keepalive = \"100ms\"\ndeadtime = \"500ms\"\ninitdead = \"3s\"";
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
@@ -63,9 +63,7 @@ impl Pair {
     }
 
     fn replica(&self, h: usize) -> Option<ReplicaStatus> {
-        request(&self.dir(h).join("replica").join("r0.sock"), &Request::Status)
-            .ok()?
-            .status
+        common::replica_status(&self.dir(h).join("replica").join("r0.sock"))
     }
 
     fn replica_cli(&self, h: usize, args: &[&str]) -> std::process::Output {

@@ -19,7 +19,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{pairbeat_config, wait_for, Net};
+use common::{assert_images_equal, pairbeat_config, wait_for, Net};
 use pairbeat::replicad::control::{request, ReplicaStatus, Request};
 
 const TIMING: &str = "keepalive = \"100ms\"\ndeadtime = \"500ms\"\ninitdead = \"3s\"";
@@ -486,15 +486,6 @@ fn write_extent(net: &Net, dev: &str, e: u64) {
         ),
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
-}
-
-#[track_caller]
-fn assert_images_equal(net: &Net) {
-    let sum = |h: &str| {
-        let out = common::sh(&format!("sha256sum < {}", net.path(h).join("r0.img").display()));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    assert_eq!(sum("alpha"), sum("bravo"), "the two images differ");
 }
 
 #[test]

@@ -439,3 +439,20 @@ pub fn golden(path: &Path, actual: &str) {
         path.display()
     );
 }
+
+/// What a pairbeat-replicad answers on its control socket, if it answers.
+pub fn replica_status(socket: &Path) -> Option<pairbeat::replicad::control::ReplicaStatus> {
+    pairbeat::replicad::control::request(socket, &pairbeat::replicad::control::Request::Status)
+        .ok()?
+        .status
+}
+
+/// The two hosts' replica images (`alpha/r0.img`, `bravo/r0.img`) hold the same bytes.
+#[track_caller]
+pub fn assert_images_equal(net: &Net) {
+    let sum = |h: &str| {
+        let out = sh(&format!("sha256sum < {}", net.path(h).join("r0.img").display()));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(sum("alpha"), sum("bravo"), "the two images differ");
+}
