@@ -160,6 +160,19 @@ impl Pair {
         wait_for(limit, f).unwrap_or_else(|| panic!("{what} within {limit:?}:\n{}", self.net.logs()))
     }
 
+    /// Waits until both replicas say they are in sync; a failure shows what each said.
+    #[track_caller]
+    fn until_in_sync(&self, what: &str, limit: Duration) {
+        if wait_for(limit, || self.in_sync()).is_none() {
+            panic!(
+                "{what} within {limit:?}: alpha says {:?}, bravo says {:?}\n{}",
+                self.replica(0).map(|s| s.line()),
+                self.replica(1).map(|s| s.line()),
+                self.net.logs()
+            );
+        }
+    }
+
     fn in_sync(&self) -> bool {
         (0..2).all(|h| {
             self.replica(h).is_some_and(|s| {
@@ -281,7 +294,7 @@ outdate_timeout = "3s"
     );
     let out = pair.replica_cli(0, &["secondary", "r0"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    pair.until("in sync", Duration::from_secs(30), || pair.in_sync());
+    pair.until_in_sync("in sync", Duration::from_secs(30));
     for h in 0..2 {
         pair.start_pairbeatd(h);
     }
@@ -327,7 +340,7 @@ fn fault(pair: &mut Pair, i: usize) -> String {
             });
             let outage = t.elapsed();
             pair.restart(primary);
-            pair.until("resynced after the crash", Duration::from_secs(90), || pair.in_sync());
+            pair.until_in_sync("resynced after the crash", Duration::from_secs(90));
             format!(
                 "crash of the primary {}: outage {} ms",
                 node(primary),
@@ -338,9 +351,7 @@ fn fault(pair: &mut Pair, i: usize) -> String {
             pair.crash(secondary);
             std::thread::sleep(Duration::from_secs(2));
             pair.restart(secondary);
-            pair.until("resynced after the secondary's crash", Duration::from_secs(90), || {
-                pair.in_sync()
-            });
+            pair.until_in_sync("resynced after the secondary's crash", Duration::from_secs(90));
             format!("crash of the secondary {}", node(secondary))
         }
         2 => {
@@ -354,7 +365,7 @@ fn fault(pair: &mut Pair, i: usize) -> String {
                 .exec(primary, &format!("iptables -D INPUT -p tcp -s {peer} -j DROP"))
                 .status
                 .success());
-            pair.until("resynced after the cut", Duration::from_secs(90), || pair.in_sync());
+            pair.until_in_sync("resynced after the cut", Duration::from_secs(90));
             format!(
                 "replication link cut for 3 s (the secondary {}: {})",
                 node(secondary),
@@ -409,11 +420,7 @@ fn fault(pair: &mut Pair, i: usize) -> String {
                 let out = pair.replica_cli(h, &["resync-rate", "r0", "0"]);
                 assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
             }
-            pair.until(
-                "resynced after the crash during resync",
-                Duration::from_secs(90),
-                || pair.in_sync(),
-            );
+            pair.until_in_sync("resynced after the crash during resync", Duration::from_secs(90));
             format!(
                 "crash of the primary {} during the secondary's resync: no takeover of Inconsistent data; outage {} ms (until the primary was back)",
                 node(primary),
