@@ -245,6 +245,11 @@ impl Role {
         self.fence
     }
 
+    /// A fencing device is configured.
+    pub fn fencing(&self) -> bool {
+        self.fencing
+    }
+
     /// The outdate relay's peer did not confirm its replica is outdated: fence it
     /// (once per absence, like the role's own fencing). Whether to run the device now.
     pub fn fence_for_data(&mut self) -> bool {

@@ -186,6 +186,16 @@ pub struct Group {
     pub resources: Vec<Resource>,
 }
 
+impl Group {
+    /// The replicas the group runs (their names): what its promotion gate reads.
+    pub fn replicas(&self) -> Vec<String> {
+        self.resources
+            .iter()
+            .filter_map(|r| r.replica().map(str::to_string))
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resource {
     pub id: String,

@@ -193,12 +193,7 @@ impl Shell {
                 }
             }
         });
-        let group_replicas: Vec<String> = config
-            .group
-            .resources
-            .iter()
-            .filter_map(|r| r.replica().map(str::to_string))
-            .collect();
+        let group_replicas = config.group.replicas();
         let shell = Shell {
             opts,
             node,
@@ -412,7 +407,7 @@ impl Shell {
         let poll = std::sync::Arc::clone(&self.replicas.now);
         tokio::task::spawn_blocking(move || {
             for req in requests {
-                match request_within(&socket, &req, LOCAL_OUTDATE) {
+                match request_within(&socket, &req, LOCAL_REPLICA) {
                     Ok(a) if a.ok => log::info!("replica {replica}: {req:?}: {}", a.message.unwrap_or_default()),
                     Ok(a) => log::error!("replica {replica}: {req:?} refused: {}", a.error.unwrap_or_default()),
                     Err(e) => log::error!("replica {replica}: {req:?} failed: {e}"),
@@ -436,7 +431,7 @@ impl Shell {
             let req = Request::Outdate {
                 generations: Some(gi.clone()),
             };
-            let text = match request_within(&socket, &req, LOCAL_OUTDATE) {
+            let text = match request_within(&socket, &req, LOCAL_REPLICA) {
                 Ok(a) => a.message.or(a.error).unwrap_or_default(),
                 Err(running) => {
                     let requester = gi.parse().ok();
@@ -498,11 +493,8 @@ impl Shell {
                 rc,
                 detail,
             } => {
-                if rc == crate::replica::state::OutdateRc::Outdated && self.group_replicas.contains(&replica) {
-                    // Stale from now on: not after the next poll.
-                    self.node.handle_data_gate(now, wall, crate::model::DataGate::Closed);
-                    self.replicas.now.notify_one();
-                }
+                // The node closes the gate itself; status follows at the next round.
+                self.replicas.now.notify_one();
                 self.node.handle_outdate_local(now, wall, &replica, ask, rc, detail)
             }
         }
@@ -552,8 +544,9 @@ impl Shell {
     }
 }
 
-/// How long the local replica may take to persist Outdated for the peer.
-const LOCAL_OUTDATE: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long the local replica may take to answer what pairbeatd asks of it for
+/// the pair (persist Outdated, connect, discard its data).
+const LOCAL_REPLICA: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The first datagram any link socket has, with its link index.
 async fn recv_any(sockets: &[transport::LinkSocket], buf: &mut [u8]) -> (usize, usize) {

@@ -415,7 +415,7 @@ impl Membership {
 
     /// An outdate ask or answer for the peer (`t=pb-outdate`, `t=pb-outdate-rc`),
     /// sequenced and signed like a keepalive. A Heartbeat peer ignores the type.
-    pub fn relay(&mut self, what: &crate::outdate::Out, wall_secs: u64) -> Option<Output> {
+    pub fn relay(&mut self, what: &crate::outdate::Out, wall_secs: u64) -> Option<Vec<u8>> {
         use crate::outdate::Out;
         let mut m = Message::new();
         m.add_str("dest", &self.peer);
@@ -440,7 +440,7 @@ impl Membership {
             }
             _ => return None,
         }
-        Some(Output::Broadcast(self.seal_sequenced(m, wall_secs)))
+        Some(self.seal_sequenced(m, wall_secs))
     }
 
     /// Heartbeat's `repnodes`, fields in the order a Heartbeat node sends them.

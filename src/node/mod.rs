@@ -150,7 +150,8 @@ pub struct Node {
     /// The group's replicas whose data diverged from the peer's, as their daemons
     /// last said.
     split_brains: Vec<DataSplitBrain>,
-    fencing: bool,
+    /// The replicas the group runs: an outdate of one of them closes the gate.
+    group_replicas: Vec<String>,
     effects: VecDeque<Effect>,
     /// The `now` of the last input, to notice a stall.
     last_input: Instant,
@@ -180,7 +181,8 @@ impl Node {
             nodes: config.nodes.clone(),
         };
         let mut role = Role::new(RoleSettings::from_config(config), boot.saved);
-        if config.group.resources.iter().any(|r| r.replica().is_some()) {
+        let group_replicas = config.group.replicas();
+        if !group_replicas.is_empty() {
             // The group runs a replica: closed until its daemon has said otherwise.
             role.set_data(DataGate::Closed);
         }
@@ -216,8 +218,8 @@ impl Node {
                     .collect(),
                 config.timing.keepalive,
             ),
-            fencing: config.fence.is_some(),
             split_brains: Vec::new(),
+            group_replicas,
             effects: VecDeque::new(),
             last_input: now,
             last_wall: 0,
@@ -342,14 +344,15 @@ impl Node {
     /// What the replicas' daemons said: the promotion gate, and the data split
     /// brains they found (decided by the policy, see `Role::data_split_brains`).
     pub fn handle_replicas(&mut self, now: Instant, wall: u64, gate: DataGate, split_brains: Vec<DataSplitBrain>) {
+        self.input(now, wall);
         self.split_brains = split_brains;
-        self.handle_data_gate(now, wall, gate);
+        self.set_gate(gate);
+        self.turn(now, wall);
     }
 
-    /// What the group's replicated data here allows now (the shell reads the
-    /// replicas' daemons); a change is logged and advertised at once.
-    pub fn handle_data_gate(&mut self, now: Instant, wall: u64, gate: DataGate) {
-        self.input(now, wall);
+    /// What the group's replicated data here allows now; a change is logged, and
+    /// advertised by the turn that follows.
+    fn set_gate(&mut self, gate: DataGate) {
         let was = self.role.data();
         if self.role.set_data(gate) {
             let words = |g: DataGate| match g {
@@ -365,7 +368,6 @@ impl Node {
                 Note::info(n)
             });
         }
-        self.turn(now, wall);
     }
 
     /// The local replica answered the peer's outdate ask `ask`.
@@ -384,6 +386,10 @@ impl Node {
             self.names.peer,
             rc.words()
         )));
+        if rc == OutdateRc::Outdated && self.group_replicas.iter().any(|r| r == replica) {
+            // Stale from now on, not from the shell's next reading of the replica.
+            self.set_gate(DataGate::Closed);
+        }
         let mut out = Vec::new();
         self.relay.local_done(replica, ask, rc, detail, &mut out);
         self.relay_outputs(out, wall);
@@ -548,7 +554,7 @@ impl Node {
 
     /// Fencing, as the relay sees it.
     fn fence_view(&self) -> outdate::Fence {
-        if !self.fencing {
+        if !self.role.fencing() {
             return outdate::Fence::None;
         }
         match self.role.fence_state() {
@@ -563,7 +569,7 @@ impl Node {
         for o in outs {
             match o {
                 outdate::Out::SendAsk { .. } | outdate::Out::SendAnswer { .. } => {
-                    if let Some(crate::membership::Output::Broadcast(bytes)) = self.membership.relay(&o, wall) {
+                    if let Some(bytes) = self.membership.relay(&o, wall) {
                         self.effects.push_back(Effect::Transmit(bytes));
                     }
                 }
