@@ -14,6 +14,7 @@
 //! - [`split_brain`]: the split-brain log.
 //! - [`replica`]: the replicated disk's core: generations, decision table, metadata, frames.
 //! - [`outdate`]: the outdate relay between the replicas, over the heartbeat links (dopd's job).
+//! - [`attributes`]: node attributes agents set (promotion scores), and the gate they make.
 //! - [`node`]: all of the above composed; the daemon and the simulation drive it.
 //!
 //! With I/O:
@@ -27,14 +28,18 @@
 //! - [`replicad`]: the shell around one replica (pairbeat-replicad): disk thread,
 //!   replication link, control socket.
 //! - [`logging`]: the log backend chosen by `[daemon] log`.
+//! - [`crm`]: Pacemaker's `crm_attribute` / `crm_master` / `attrd_updater` / `crm_node`
+//!   as agents call them under pairbeat (the `pairbeat` executable run by those names).
 //!
 //! `scripts/module-graph` (part of `make lint`) fails if the top-level modules ever
 //! form a cycle.
 
 pub mod agent;
+pub mod attributes;
 pub mod child;
 pub mod config;
 pub mod control;
+pub mod crm;
 pub mod daemon;
 pub mod fence;
 pub mod logging;

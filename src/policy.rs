@@ -231,7 +231,7 @@ impl fmt::Display for Reason {
             Reason::Claiming => "about to start the group: waiting for the peer to acknowledge the claim",
             Reason::PeerClaims => "both nodes claimed the group at once: the preferred peer takes it",
             Reason::PeerAwaitsOperator => "the peer waits for the operator after a split brain: `pairbeat resolve --keep NODE`",
-            Reason::DataNotUpToDate => "the replicated data here is not provably up to date (Outdated, Inconsistent, a split brain pending, or its daemon does not answer): not starting the group here (see Replicated Disks)",
+            Reason::DataNotUpToDate => "the replicated data here is not provably up to date (Outdated, Inconsistent, a split brain pending, its daemon does not answer, or a promotable agent such as ocf:linbit:drbd withdrew its promotion score): not starting the group here (see Replicated Disks and Node Attributes)",
             Reason::DataNeedsFencing => "the replicated data here is only Consistent (not connected since it started): it may run the group only once the peer's replica answers, or the peer is fenced; `pairbeat replica primary NAME --force` asserts it",
             Reason::BetterData => "both nodes up, neither runs the group, this node's replicated data has the higher promotion score",
             Reason::PeerBetterData => "both nodes up, neither runs the group, the peer's replicated data has the higher promotion score",

@@ -23,6 +23,8 @@ fn paths(dir: &Path) -> Paths {
     // git does not keep modes reliably everywhere; make sure the script runs.
     std::fs::set_permissions(src.join("scripted"), std::fs::Permissions::from_mode(0o755)).unwrap();
     Paths {
+        tools: None,
+        socket: None,
         ocf_root: root,
         init_d: dir.join("init.d"),
         heartbeat_resource_d: dir.join("resource.d"),

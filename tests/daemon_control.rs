@@ -601,3 +601,65 @@ address.bravo = "127.0.0.2"
         "{text}"
     );
 }
+
+#[test]
+fn agents_set_node_attributes_through_pairbeats_crm_tools() {
+    let mut lab = Lab::new();
+    lab.start();
+    // pairbeatd made Pacemaker's tools for its agents: symlinks to this pairbeat.
+    let tools = lab.path("state/agent-tools");
+    for t in ["crm_attribute", "crm_master", "attrd_updater", "crm_node"] {
+        let target = std::fs::read_link(tools.join(t)).unwrap();
+        assert_eq!(target, Path::new(env!("CARGO_BIN_EXE_pairbeat")), "{t}");
+    }
+    let tool = |name: &str, args: &[&str], instance: Option<&str>| {
+        let mut c = Command::new(tools.join(name));
+        c.args(args)
+            .env_clear()
+            .env("PAIRBEAT_SOCKET", lab.socket())
+            .env("PAIRBEAT_NODE", "alpha");
+        if let Some(i) = instance {
+            c.env("OCF_RESOURCE_INSTANCE", i);
+        }
+        c.output().unwrap()
+    };
+    let text = |o: &Output| format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+
+    // As ocf:linbit:drbd calls crm_master: set, read back, delete, read again.
+    let set = tool("crm_master", &["-Q", "-l", "reboot", "-v", "10000"], Some("www"));
+    assert!(set.status.success(), "{}", text(&set));
+    let got = tool("crm_master", &["-q", "-l", "reboot", "-G"], Some("www"));
+    assert_eq!(String::from_utf8_lossy(&got.stdout), "10000\n", "{}", text(&got));
+    let s = lab.status_json().unwrap();
+    assert_eq!(s["attributes"], serde_json::json!([{"name": "master-www", "value": "10000"}]));
+    assert_eq!(s["group"]["resources"][1]["promotion_score"], 10000);
+    let a = lab.pairbeat(&["status", "-A"]);
+    assert!(String::from_utf8_lossy(&a.stdout).contains("master-www"), "{}", text(&a));
+    let del = tool("crm_master", &["-l", "reboot", "-D"], Some("www"));
+    assert!(del.status.success(), "{}", text(&del));
+    let gone = tool("crm_master", &["-q", "-G"], Some("www"));
+    assert_eq!(gone.status.code(), Some(105), "not set: Pacemaker's CRM_EX_NOSUCH: {}", text(&gone));
+
+    // Other attributes, and crm_node.
+    let up = tool("attrd_updater", &["-n", "pingd", "-U", "300"], None);
+    assert!(up.status.success(), "{}", text(&up));
+    let q = tool("crm_attribute", &["-n", "pingd", "-G"], None);
+    assert_eq!(String::from_utf8_lossy(&q.stdout), "scope=status  name=pingd value=300\n");
+    let n = tool("crm_node", &["-n"], None);
+    assert_eq!(String::from_utf8_lossy(&n.stdout), "alpha\n");
+
+    // Refusals, each with its reason, and the daemon unharmed.
+    let bad = tool("crm_master", &["-v", "lots"], Some("www"));
+    assert_eq!(bad.status.code(), Some(64), "{}", text(&bad));
+    assert!(text(&bad).contains("`lots` is not a score"), "{}", text(&bad));
+    let peer = tool("crm_attribute", &["-N", "bravo", "-n", "x", "-v", "1"], None);
+    assert_eq!(peer.status.code(), Some(64));
+    assert!(text(&peer).contains("this node's attributes only"), "{}", text(&peer));
+    let usage = tool("crm_attribute", &["--cib-file=/tmp/x", "-n", "x"], None);
+    assert_eq!(usage.status.code(), Some(64));
+    assert!(text(&usage).contains("pairbeat is not Pacemaker"), "{}", text(&usage));
+    let no_rsc = tool("crm_master", &["-v", "5"], None);
+    assert_eq!(no_rsc.status.code(), Some(64));
+    assert!(text(&no_rsc).contains("OCF_RESOURCE_INSTANCE"), "{}", text(&no_rsc));
+    assert_eq!(lab.status_json().unwrap()["attributes"][0]["name"], "pingd");
+}

@@ -35,6 +35,11 @@ pub struct Paths {
     /// OCF_RESKEY_CRM_meta_on_node): pairbeat's own agents find their daemons by
     /// them, also on a host whose hostname is not its node name.
     pub node: Option<(String, PathBuf)>,
+    /// Pacemaker's attribute tools as pairbeat provides them (`crm_master`,
+    /// `crm_attribute`, …): given as HA_SBIN_DIR and first in PATH.
+    pub tools: Option<PathBuf>,
+    /// pairbeatd's control socket, as PAIRBEAT_SOCKET (where those tools ask).
+    pub socket: Option<PathBuf>,
 }
 
 impl Default for Paths {
@@ -44,6 +49,8 @@ impl Default for Paths {
             init_d: PathBuf::from("/etc/init.d"),
             heartbeat_resource_d: PathBuf::from("/etc/ha.d/resource.d"),
             node: None,
+            tools: None,
+            socket: None,
         }
     }
 }
@@ -113,7 +120,14 @@ fn command(
 ) -> ChildSpec {
     let mut cmd = ChildSpec::new(exe, timeout);
     cmd.kill_grace = KILL_GRACE;
-    cmd.env("PATH", PATH).env("LANG", "C");
+    match &paths.tools {
+        Some(t) => cmd.env("PATH", format!("{}:{PATH}", t.display())).env("HA_SBIN_DIR", t),
+        None => cmd.env("PATH", PATH),
+    };
+    cmd.env("LANG", "C");
+    if let Some(s) = &paths.socket {
+        cmd.env("PAIRBEAT_SOCKET", s);
+    }
     if let Some((name, config)) = &paths.node {
         cmd.env("PAIRBEAT_NODE", name).env("PAIRBEAT_CONFIG", config);
         if matches!(rsc.agent, AgentSpec::Ocf { .. }) {
@@ -132,6 +146,22 @@ fn command(
                 .env("OCF_RESKEY_CRM_meta_interval", interval.as_millis().to_string())
                 .env("OCF_RESKEY_CRM_meta_timeout", timeout.as_millis().to_string())
                 .env("OCF_CHECK_LEVEL", depth.to_string());
+            if rsc.promotable {
+                // What Pacemaker tells a promotable clone's instances: one instance per
+                // node on two nodes, one of them promoted. pairbeat sends no clone
+                // notifications (see README, "Real DRBD").
+                for (k, v) in [
+                    ("clone_max", "2"),
+                    ("clone_node_max", "1"),
+                    ("master_max", "1"),
+                    ("master_node_max", "1"),
+                    ("promoted_max", "1"),
+                    ("promoted_node_max", "1"),
+                    ("notify", "false"),
+                ] {
+                    cmd.env(format!("OCF_RESKEY_CRM_meta_{k}"), v);
+                }
+            }
             for (k, v) in &rsc.params {
                 cmd.env(format!("OCF_RESKEY_{k}"), v);
             }

@@ -165,6 +165,18 @@ enum Format {
 const EXIT_NO_DAEMON: u8 = 69;
 
 fn main() -> ExitCode {
+    // Run as crm_attribute, crm_master, attrd_updater or crm_node (the symlinks
+    // pairbeatd gives agents): Pacemaker's tools, answered by pairbeatd.
+    let mut args = std::env::args();
+    let argv0 = args.next().unwrap_or_default();
+    let tool = std::path::Path::new(&argv0)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if pairbeat::crm::TOOLS.contains(&tool.as_str()) {
+        let code = pairbeat::crm::main(&tool, &args.collect::<Vec<_>>());
+        return ExitCode::from(code as u8);
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Replica { config, node, command } => replica(&config, node.as_deref(), command),

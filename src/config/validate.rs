@@ -874,6 +874,7 @@ fn resource(cx: &mut Ctx, raw: RawResource, span: Range<usize>) -> Option<Resour
     let promotable = raw.promotable.as_ref().map(|p| *p.get_ref()).unwrap_or(false);
     if let Some(agent) = &agent {
         ok &= agent_class_fits(cx, agent, &raw, !params.is_empty(), !args.is_empty(), promotable, &span);
+        ok &= linbit_drbd_fits(cx, agent, &raw, &params, promotable, &span);
     }
     let migration_threshold = migration_threshold(cx, &raw, &mut ok);
     let failure_timeout = failure_timeout(cx, &raw, &mut ok);
@@ -1021,6 +1022,53 @@ fn agent_class_fits(
             raw.promotable.as_ref().map(|p| p.span()).unwrap_or(span.clone()),
             "only OCF agents can be promotable",
             "promote and demote are OCF actions; remove promotable",
+        );
+        ok = false;
+    }
+    ok
+}
+
+/// DRBD's own OCF agent (`ocf:linbit:drbd`, from drbd-utils) expects a promotable
+/// clone with clone notifications; pairbeat runs it promotable and sends none, so
+/// the agent must be told to do without (it otherwise fails every start with
+/// OCF_ERR_CONFIGURED). False (reported) when the resource cannot work.
+fn linbit_drbd_fits(
+    cx: &mut Ctx,
+    agent: &AgentSpec,
+    raw: &RawResource,
+    params: &BTreeMap<String, String>,
+    promotable: bool,
+    span: &Range<usize>,
+) -> bool {
+    if !matches!(agent, AgentSpec::Ocf { provider, kind } if provider == "linbit" && kind == "drbd") {
+        return true;
+    }
+    let at = raw.params.as_ref().map(|p| p.span()).unwrap_or(span.clone());
+    let mut ok = true;
+    if !promotable {
+        cx.error(
+            raw.agent.as_ref().map(|a| a.span()).unwrap_or(span.clone()),
+            "ocf:linbit:drbd runs only as a promotable resource",
+            "add promotable = true (the node that runs the group promotes it to Primary)",
+        );
+        ok = false;
+    }
+    if !params.contains_key("drbd_resource") {
+        cx.error(
+            at.clone(),
+            "ocf:linbit:drbd needs the DRBD resource it runs",
+            "add params = { drbd_resource = \"r0\" } (a resource of /etc/drbd.conf)",
+        );
+        ok = false;
+    }
+    if !params
+        .get("ignore_missing_notifications")
+        .is_some_and(|v| matches!(v.as_str(), "true" | "yes" | "1" | "on"))
+    {
+        cx.error(
+            at,
+            "ocf:linbit:drbd refuses to start without clone notifications, which pairbeat does not send",
+            "add ignore_missing_notifications = \"true\" to its params (pairbeat starts, promotes, demotes and monitors it and reads its promotion score; it sends no notify actions: see README, Real DRBD)",
         );
         ok = false;
     }

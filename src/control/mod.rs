@@ -42,6 +42,17 @@ pub enum Request {
     /// peer answered or the replica's `outdate_timeout` passed, with a message that
     /// starts with DRBD's fence-peer code (`4: …`).
     OutdatePeer { replica: String, generations: String },
+    /// From an agent, through pairbeat's `crm_attribute` / `crm_master` /
+    /// `attrd_updater`: set (`value`), delete, or read (neither) a node attribute of
+    /// this node. A read answers with the value as `message`, or no message when the
+    /// attribute is not set.
+    Attribute {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        value: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        delete: bool,
+    },
 }
 
 /// The daemon's answer: `{"ok":true,"status":{…}}`, `{"ok":true,"message":"…"}` or

@@ -256,6 +256,9 @@ fn local_attributes(s: &Status) -> Vec<String> {
             attrs.push(attr(&format!("tiebreak-{}", target.target), state));
         }
     }
+    for a in &s.attributes {
+        attrs.push(attr(&a.name, &a.value));
+    }
     attrs
 }
 

@@ -48,6 +48,17 @@ pub struct Status {
     /// answered pairbeatd.
     #[serde(default)]
     pub replicas: Vec<ReplicaView>,
+    /// This node's attributes, as its agents set them with crm_attribute,
+    /// crm_master or attrd_updater (promotion scores are `master-RESOURCE`).
+    #[serde(default)]
+    pub attributes: Vec<NodeAttribute>,
+}
+
+/// One node attribute an agent set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeAttribute {
+    pub name: String,
+    pub value: String,
 }
 
 /// One replicated disk, as pairbeatd last heard of it.
@@ -295,6 +306,10 @@ pub struct ResourceStatus {
     /// `ocf:pairbeat:replica` with `replica = NAME`), if it runs one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica: Option<String>,
+    /// The promotion score its agent last set on this node (crm_master), if any:
+    /// its part of the promotion gate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion_score: Option<i64>,
 }
 
 /// A failed operation, in words.
@@ -376,6 +391,7 @@ impl Status {
                         migration_threshold: r.migration_threshold,
                         last_failure: None,
                         replica: r.replica().map(str::to_string),
+                        promotion_score: None,
                     })
                     .collect(),
                 blocked: false,
@@ -420,6 +436,22 @@ impl Status {
                     unreachable: None,
                 })
                 .collect(),
+            attributes: Vec::new(),
+        }
+    }
+
+    /// Fills in the attributes this node's agents set, and each resource's score.
+    pub fn set_attributes(&mut self, attrs: &crate::attributes::Attributes) {
+        self.attributes = attrs
+            .all()
+            .iter()
+            .map(|(name, value)| NodeAttribute {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect();
+        for r in &mut self.group.resources {
+            r.promotion_score = attrs.score(&r.id);
         }
     }
 

@@ -113,6 +113,8 @@ struct Shell {
     last_status: String,
     /// The local replicas' outdate asks, answered when the relay has an answer.
     outdates: std::collections::HashMap<u64, tokio::sync::oneshot::Sender<Response>>,
+    /// What agents set through pairbeat's crm_attribute and friends.
+    attributes: crate::attributes::Attributes,
 }
 
 /// One unit of work for the loop, from whichever source was ready first.
@@ -160,6 +162,8 @@ impl Shell {
         let mut node = Node::new(&config, boot, now);
         let paths = Paths {
             ocf_root: config.daemon.ocf_root.clone(),
+            tools: agent_tools(&state_dir),
+            socket: Some(std::path::absolute(&socket_path).unwrap_or_else(|_| socket_path.clone())),
             node: Some((
                 config.local_name().to_string(),
                 std::fs::canonicalize(&config.path).unwrap_or_else(|_| config.path.clone()),
@@ -211,6 +215,7 @@ impl Shell {
             notify: systemd::Notifier::from_env(),
             last_status: String::new(),
             outdates: std::collections::HashMap::new(),
+            attributes: Default::default(),
             config,
         };
         Ok(shell)
@@ -481,12 +486,7 @@ impl Shell {
             Report::Probe((i, answered, at)) => self.node.handle_probe(now, wall, i, answered, at),
             Report::Fence(out) => self.node.handle_fence_result(now, wall, out.ok, &out.detail),
             Report::DeviceCheck(out) => self.node.handle_device_check(now, wall, out.ok, out.detail),
-            Report::Replicas => {
-                let views = self.replicas.views.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                let gate = replicas::gate(&views, &self.group_replicas);
-                let split = replicas::split_brains(&views, &self.group_replicas);
-                self.node.handle_replicas(now, wall, gate, split);
-            }
+            Report::Replicas => self.refresh_gate(now, wall),
             Report::Outdated {
                 replica,
                 ask,
@@ -496,6 +496,48 @@ impl Shell {
                 // The node closes the gate itself; status follows at the next round.
                 self.replicas.now.notify_one();
                 self.node.handle_outdate_local(now, wall, &replica, ask, rc, detail)
+            }
+        }
+    }
+
+    /// The promotion gate from what the replicas' daemons last said and the scores
+    /// the group's promotable agents set: the weakest decides.
+    fn refresh_gate(&mut self, now: Instant, wall: u64) {
+        let views = self.replicas.views.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let gate = replicas::gate(&views, &self.group_replicas).and(self.attributes.gate(&self.config.group));
+        let split = replicas::split_brains(&views, &self.group_replicas);
+        self.node.handle_replicas(now, wall, gate, split);
+    }
+
+    /// An agent's crm_attribute / crm_master / attrd_updater call.
+    fn attribute(&mut self, name: &str, value: Option<String>, delete: bool) -> Response {
+        let changed = match (value, delete) {
+            (Some(_), true) => return Response::error("give a value or delete, not both"),
+            (None, false) => {
+                return Response {
+                    message: self.attributes.get(name).map(str::to_string),
+                    ..Response::done("")
+                }
+            }
+            (Some(v), false) => self.attributes.set(name, &v),
+            (None, true) => self.attributes.delete(name),
+        };
+        match changed {
+            Err(e) => Response::error(e),
+            Ok(changed) => {
+                if changed {
+                    log::info!(
+                        "attribute {name} {}",
+                        match self.attributes.get(name) {
+                            Some(v) => format!("= {v}"),
+                            None => "deleted".to_string(),
+                        }
+                    );
+                }
+                if name.starts_with("master-") {
+                    self.refresh_gate(Instant::now(), wall_secs());
+                }
+                Response::done(if changed { "changed" } else { "unchanged" })
             }
         }
     }
@@ -512,6 +554,10 @@ impl Shell {
             Request::Online => Command::Online,
             Request::Takeover => Command::Takeover,
             Request::Cleanup { resource } => Command::Cleanup { resource },
+            Request::Attribute { name, value, delete } => {
+                let _ = c.reply.send(self.attribute(&name, value, delete));
+                return;
+            }
             Request::OutdatePeer { replica, generations } => {
                 match self
                     .node
@@ -540,7 +586,45 @@ impl Shell {
         s.daemon.uptime_ms = self.started.elapsed().as_millis() as u64;
         let views = self.replicas.views.lock().unwrap_or_else(|p| p.into_inner()).clone();
         s.set_replicas(views);
+        s.set_attributes(&self.attributes);
         s
+    }
+}
+
+/// The directory agents get as HA_SBIN_DIR and first in PATH: Pacemaker's
+/// attribute tools ([`crate::crm::TOOLS`]) as symlinks to the `pairbeat`
+/// executable installed beside this pairbeatd. Without it, agents that set
+/// promotion scores fail to, which the log says once here.
+fn agent_tools(state_dir: &std::path::Path) -> Option<PathBuf> {
+    let cli = std::env::current_exe().ok()?.with_file_name("pairbeat");
+    if !cli.is_file() {
+        log::warn!(
+            "{} is not there: agents that call crm_master or crm_attribute (ocf:linbit:drbd) cannot set their promotion scores",
+            cli.display()
+        );
+        return None;
+    }
+    let dir = state_dir.join("agent-tools");
+    let made = (|| -> std::io::Result<()> {
+        std::fs::create_dir_all(&dir)?;
+        for tool in crate::crm::TOOLS {
+            let link = dir.join(tool);
+            if std::fs::read_link(&link).ok().as_deref() != Some(cli.as_path()) {
+                let _ = std::fs::remove_file(&link);
+                std::os::unix::fs::symlink(&cli, &link)?;
+            }
+        }
+        Ok(())
+    })();
+    match made {
+        Ok(()) => Some(dir),
+        Err(e) => {
+            log::warn!(
+                "cannot make {} ({e}): agents that call crm_master or crm_attribute cannot set their promotion scores",
+                dir.display()
+            );
+            None
+        }
     }
 }
 
