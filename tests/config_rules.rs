@@ -715,16 +715,31 @@ fn unreadable_config_names_the_file_and_the_default() {
 #[test]
 fn linbit_drbd_must_be_promotable_name_its_resource_and_do_without_notifications() {
     let vip = "id = \"vip\"\nagent = \"ocf:heartbeat:IPaddr2\"\nparams = { ip = \"10.0.0.100\" }";
-    let e = errors(vip, "id = \"drbd0\"\nagent = \"ocf:linbit:drbd\"\nparams = { drbd_resource = \"r0\" }");
-    assert!(e.contains("pairbeat.toml:26:9: error: ocf:linbit:drbd runs only as a promotable resource"), "{e}");
-    assert!(e.contains("pairbeat.toml:27:10: error: ocf:linbit:drbd refuses"), "at its params: {e}");
+    let e = errors(
+        vip,
+        "id = \"drbd0\"\nagent = \"ocf:linbit:drbd\"\nparams = { drbd_resource = \"r0\" }",
+    );
+    assert!(
+        e.contains("pairbeat.toml:26:9: error: ocf:linbit:drbd runs only as a promotable resource"),
+        "{e}"
+    );
+    assert!(
+        e.contains("pairbeat.toml:27:10: error: ocf:linbit:drbd refuses"),
+        "at its params: {e}"
+    );
     assert!(e.contains("add promotable = true"), "{e}");
-    assert!(e.contains("without clone notifications") && e.contains("ignore_missing_notifications = \"true\""), "{e}");
+    assert!(
+        e.contains("without clone notifications") && e.contains("ignore_missing_notifications = \"true\""),
+        "{e}"
+    );
     let e = errors(
         vip,
         "id = \"drbd0\"\nagent = \"ocf:linbit:drbd\"\npromotable = true\nparams = { ignore_missing_notifications = \"true\" }",
     );
-    assert!(e.contains("needs the DRBD resource it runs") && e.contains("drbd_resource = \"r0\""), "{e}");
+    assert!(
+        e.contains("needs the DRBD resource it runs") && e.contains("drbd_resource = \"r0\""),
+        "{e}"
+    );
     assert!(!e.contains("without clone notifications"), "only what is wrong: {e}");
     let good = BASE.replacen(
         vip,

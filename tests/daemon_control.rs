@@ -623,7 +623,13 @@ fn agents_set_node_attributes_through_pairbeats_crm_tools() {
         }
         c.output().unwrap()
     };
-    let text = |o: &Output| format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let text = |o: &Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
 
     // As ocf:linbit:drbd calls crm_master: set, read back, delete, read again.
     let set = tool("crm_master", &["-Q", "-l", "reboot", "-v", "10000"], Some("www"));
@@ -631,20 +637,35 @@ fn agents_set_node_attributes_through_pairbeats_crm_tools() {
     let got = tool("crm_master", &["-q", "-l", "reboot", "-G"], Some("www"));
     assert_eq!(String::from_utf8_lossy(&got.stdout), "10000\n", "{}", text(&got));
     let s = lab.status_json().unwrap();
-    assert_eq!(s["attributes"], serde_json::json!([{"name": "master-www", "value": "10000"}]));
+    assert_eq!(
+        s["attributes"],
+        serde_json::json!([{"name": "master-www", "value": "10000"}])
+    );
     assert_eq!(s["group"]["resources"][1]["promotion_score"], 10000);
     let a = lab.pairbeat(&["status", "-A"]);
-    assert!(String::from_utf8_lossy(&a.stdout).contains("master-www"), "{}", text(&a));
+    assert!(
+        String::from_utf8_lossy(&a.stdout).contains("master-www"),
+        "{}",
+        text(&a)
+    );
     let del = tool("crm_master", &["-l", "reboot", "-D"], Some("www"));
     assert!(del.status.success(), "{}", text(&del));
     let gone = tool("crm_master", &["-q", "-G"], Some("www"));
-    assert_eq!(gone.status.code(), Some(105), "not set: Pacemaker's CRM_EX_NOSUCH: {}", text(&gone));
+    assert_eq!(
+        gone.status.code(),
+        Some(105),
+        "not set: Pacemaker's CRM_EX_NOSUCH: {}",
+        text(&gone)
+    );
 
     // Other attributes, and crm_node.
     let up = tool("attrd_updater", &["-n", "pingd", "-U", "300"], None);
     assert!(up.status.success(), "{}", text(&up));
     let q = tool("crm_attribute", &["-n", "pingd", "-G"], None);
-    assert_eq!(String::from_utf8_lossy(&q.stdout), "scope=status  name=pingd value=300\n");
+    assert_eq!(
+        String::from_utf8_lossy(&q.stdout),
+        "scope=status  name=pingd value=300\n"
+    );
     let n = tool("crm_node", &["-n"], None);
     assert_eq!(String::from_utf8_lossy(&n.stdout), "alpha\n");
 
