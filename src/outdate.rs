@@ -77,6 +77,8 @@ struct Ask {
     next_send: Instant,
     /// Past the deadline, waiting for the fencing device.
     fencing: bool,
+    /// Fences done before this ask: only a later one settles it.
+    fences_before: Option<u64>,
 }
 
 /// One of the peer's asks, run here or answered already.
@@ -140,6 +142,7 @@ impl Relay {
             deadline: now + timeout,
             next_send: now + self.resend,
             fencing: false,
+            fences_before: None,
         });
         if !peer_dead {
             out.push(Out::SendAsk {
@@ -228,24 +231,33 @@ impl Relay {
     }
 
     /// Time passed, or the peer's liveness or the fencing changed: repeats, the
-    /// deadline, the fencing device's result.
-    pub fn poll(&mut self, now: Instant, peer_dead: bool, fence: Fence, out: &mut Vec<Out>) {
+    /// deadline, the fencing device's result. `fences` counts the fences of the peer
+    /// that succeeded: an ask is settled "fenced" only by one done after it was
+    /// asked — a fence from earlier in the peer's absence says nothing of what the
+    /// peer did since (found by the cluster simulation: the peer had rebooted and
+    /// its replica connected again while its heartbeats were lost; answered from the
+    /// old fence, the Primary went on alone and the peer later promoted without its
+    /// writes).
+    pub fn poll(&mut self, now: Instant, peer_dead: bool, fence: Fence, fences: u64, out: &mut Vec<Out>) {
         let mut i = 0;
         while i < self.asks.len() {
             let a = &mut self.asks[i];
+            let before = *a.fences_before.get_or_insert(fences);
+            let fresh = fences > before;
             let expired = peer_dead || now >= a.deadline;
             let settled = match fence {
                 Fence::None if expired => Some((OutdateRc::Unreachable, "no answer from the peer".to_string())),
                 Fence::None => None,
-                Fence::Fenced if expired || a.fencing => Some((OutdateRc::Fenced, "the peer was fenced".to_string())),
+                Fence::Fenced if fresh => Some((OutdateRc::Fenced, "the peer was fenced".to_string())),
                 Fence::Failed if a.fencing || peer_dead => {
                     Some((OutdateRc::Failed, "fencing the peer failed".to_string()))
                 }
                 _ if expired && !a.fencing => {
                     a.fencing = true;
-                    // Dead, the role fences the peer anyway (it must before any
-                    // takeover); alive but silent, the relay asks for it.
-                    if !peer_dead && fence == Fence::Idle {
+                    // Dead and not yet fenced, the role fences the peer anyway (it
+                    // must before any takeover); alive but silent, or fenced before
+                    // this ask, the relay asks for a fence of its own.
+                    if fence == Fence::Fenced || (!peer_dead && fence == Fence::Idle) {
                         out.push(Out::FencePeer);
                     }
                     None
@@ -315,9 +327,9 @@ mod tests {
         let id = r.ask(t0, "r0", GI, false, &mut out).unwrap();
         assert!(matches!(&out[..], [Out::SendAsk { id: i, .. }] if *i == id));
         out.clear();
-        r.poll(t0 + Duration::from_millis(50), false, Fence::None, &mut out);
+        r.poll(t0 + Duration::from_millis(50), false, Fence::None, 0, &mut out);
         assert!(out.is_empty(), "{out:?}");
-        r.poll(t0 + Duration::from_millis(100), false, Fence::None, &mut out);
+        r.poll(t0 + Duration::from_millis(100), false, Fence::None, 0, &mut out);
         assert!(matches!(&out[..], [Out::SendAsk { .. }]), "{out:?}");
         out.clear();
         let answer = Relayed::Answer {
@@ -342,14 +354,14 @@ mod tests {
         let mut out = Vec::new();
         let id = r.ask(t0, "r0", GI, false, &mut out).unwrap();
         out.clear();
-        r.poll(t0 + Duration::from_millis(4900), false, Fence::None, &mut out);
+        r.poll(t0 + Duration::from_millis(4900), false, Fence::None, 0, &mut out);
         assert!(answered(&out).is_empty());
-        r.poll(t0 + Duration::from_secs(5), false, Fence::None, &mut out);
+        r.poll(t0 + Duration::from_secs(5), false, Fence::None, 0, &mut out);
         assert_eq!(answered(&out), vec![(id, OutdateRc::Unreachable)]);
         let mut out = Vec::new();
         let id = r.ask(t0, "r0", GI, true, &mut out).unwrap();
         assert!(out.is_empty(), "nothing is sent to a dead peer: {out:?}");
-        r.poll(t0, true, Fence::None, &mut out);
+        r.poll(t0, true, Fence::None, 0, &mut out);
         assert_eq!(answered(&out), vec![(id, OutdateRc::Unreachable)]);
     }
 
@@ -360,22 +372,22 @@ mod tests {
         let mut out = Vec::new();
         let id = r.ask(t0, "r0", GI, false, &mut out).unwrap();
         out.clear();
-        r.poll(t0 + Duration::from_secs(5), false, Fence::Idle, &mut out);
+        r.poll(t0 + Duration::from_secs(5), false, Fence::Idle, 0, &mut out);
         assert_eq!(out, vec![Out::FencePeer]);
         out.clear();
-        r.poll(t0 + Duration::from_secs(6), false, Fence::InProgress, &mut out);
+        r.poll(t0 + Duration::from_secs(6), false, Fence::InProgress, 0, &mut out);
         assert!(
             out.is_empty(),
             "no repeats and no answer while the device works: {out:?}"
         );
-        r.poll(t0 + Duration::from_secs(7), false, Fence::Fenced, &mut out);
+        r.poll(t0 + Duration::from_secs(7), false, Fence::Fenced, 1, &mut out);
         assert_eq!(answered(&out), vec![(id, OutdateRc::Fenced)]);
         // A dead peer is fenced by the role: the relay waits for the result.
         let mut out = Vec::new();
         let id = r.ask(t0, "r0", GI, true, &mut out).unwrap();
-        r.poll(t0, true, Fence::InProgress, &mut out);
+        r.poll(t0, true, Fence::InProgress, 1, &mut out);
         assert!(out.is_empty(), "{out:?}");
-        r.poll(t0, true, Fence::Failed, &mut out);
+        r.poll(t0, true, Fence::Failed, 1, &mut out);
         assert_eq!(answered(&out), vec![(id, OutdateRc::Failed)]);
         // The peer answers that it could not: the device settles it.
         let mut out = Vec::new();
@@ -389,6 +401,25 @@ mod tests {
         out.clear();
         r.on_message(failed, Fence::Idle, &mut out);
         assert_eq!(out, vec![Out::FencePeer]);
+    }
+
+    /// Found by the cluster simulation: the peer was fenced earlier in its
+    /// absence, rebooted, its replica connected again while its heartbeats stayed
+    /// lost; a new ask answered from the old fence let the Primary go on alone. Only
+    /// a fence done after the ask settles it; an old one asks for a fresh one.
+    #[test]
+    fn a_fence_from_before_the_ask_does_not_answer_it() {
+        let t0 = Instant::now();
+        let mut r = relay();
+        let mut out = Vec::new();
+        let id = r.ask(t0, "r0", GI, true, &mut out).unwrap();
+        r.poll(t0, true, Fence::Fenced, 1, &mut out);
+        assert_eq!(out, vec![Out::FencePeer], "a fresh fence, not the old one's answer");
+        out.clear();
+        r.poll(t0 + Duration::from_millis(10), true, Fence::InProgress, 1, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        r.poll(t0 + Duration::from_millis(20), true, Fence::Fenced, 2, &mut out);
+        assert_eq!(answered(&out), vec![(id, OutdateRc::Fenced)]);
     }
 
     #[test]

@@ -69,6 +69,11 @@ pub struct Local {
     pub latched: Option<Verdict>,
     /// What the replicated data here allows.
     pub data: DataGate,
+    /// The group's promotable resources are promoted here (true with none): a node
+    /// that runs the group on promoted data is not stopped by its gate; one whose
+    /// data was demoted (it was handing the group over) is not promoted again
+    /// while the gate is closed.
+    pub promoted: bool,
 }
 
 impl Local {
@@ -85,6 +90,7 @@ impl Local {
             tolerance_ms: 1000,
             latched: None,
             data: DataGate::Open,
+            promoted: true,
         }
     }
 }
@@ -276,7 +282,10 @@ pub fn decide(local: &Local, peer: Peer) -> Decision {
     // The promotion gate: data that is not provably up to date never starts here.
     // Consistent data starts only after the peer is fenced, which `peer_dead` does
     // first; with the peer alive, its replica's answer is what settles it.
-    if !i_hold {
+    // (Found by the cluster simulation: a node yielding the group after a split
+    // brain had demoted its replica when the heal ended early; holding the rest, it
+    // took the group back and promoted data whose split brain was pending.)
+    if !(i_hold && local.promoted) {
         match (local.data, peer) {
             (DataGate::Closed, _) => return d(Target::Passive, Reason::DataNotUpToDate),
             (DataGate::IfPeerFenced, Peer::Dead(_)) if local.fencing => {}

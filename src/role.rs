@@ -126,6 +126,9 @@ pub struct Role {
     fence_retry_at: Option<Instant>,
     /// The last fence attempt, in words, for status.
     fence_last: Option<String>,
+    /// Fences of the peer that succeeded, ever: an outdate ask is settled only by
+    /// one done after it was asked.
+    fences_done: u64,
     /// The keeper's side of the heal handshake.
     heal: Heal,
     log: split_brain::Log,
@@ -140,7 +143,20 @@ pub struct Role {
     data: DataGate,
     /// The data split brains acted on: (replica, local generations, peer's).
     data_acted: Vec<(String, String, String)>,
+    /// The data split brains this node gave its data up in (told its replica to
+    /// discard): while one is still pending, this node does not run the group.
+    data_discarded: Vec<(String, String, String)>,
+    /// One of those is still pending (as of the last look at the replicas).
+    discarding: bool,
+    /// Who runs the group, as this node sees it (its own holding, the peer's
+    /// advertised one), and since when: a data keeper is chosen only on a view
+    /// that has held for `DATA_VIEW_STABLE`.
+    data_view: Option<(Holding, Holding, Instant)>,
 }
+
+/// How long the view of who runs the group must hold before a data split brain's
+/// keeper is chosen on it: a few keepalives, so that both nodes see the same.
+pub const DATA_VIEW_STABLE: Duration = Duration::from_millis(500);
 
 /// What a data split brain asks of the node this turn.
 #[derive(Default)]
@@ -185,6 +201,7 @@ impl Role {
             fence: FenceState::NotFenced,
             fence_retry_at: None,
             fence_last: None,
+            fences_done: 0,
             heal: Heal::Idle,
             log,
             keeper: None,
@@ -194,6 +211,9 @@ impl Role {
             running_since: None,
             data: DataGate::Open,
             data_acted: Vec::new(),
+            data_discarded: Vec::new(),
+            discarding: false,
+            data_view: None,
         }
     }
 
@@ -250,14 +270,23 @@ impl Role {
         self.fencing
     }
 
-    /// The outdate relay's peer did not confirm its replica is outdated: fence it
-    /// (once per absence, like the role's own fencing). Whether to run the device now.
+    /// The outdate relay's peer did not confirm its replica is outdated: fence it.
+    /// Also when it was fenced already in this absence: that fence says nothing of
+    /// what the peer did since (it may have rebooted, its replica connected again,
+    /// with its heartbeats still lost), and the data asks now. Whether to run the
+    /// device now (not while it already runs).
     pub fn fence_for_data(&mut self) -> bool {
-        if self.fencing && self.fence == FenceState::NotFenced {
+        if self.fencing && self.fence != FenceState::InProgress {
             self.fence = FenceState::InProgress;
+            self.fence_retry_at = None;
             return true;
         }
         false
+    }
+
+    /// Fences of the peer that succeeded so far.
+    pub fn fences_done(&self) -> u64 {
+        self.fences_done
     }
 
     /// The last fence attempt, in words.
@@ -313,6 +342,7 @@ impl Role {
         if ok {
             self.notes.push(Note::warn(format!("fenced {peer} ({detail})")));
             self.fence = FenceState::Fenced;
+            self.fences_done += 1;
             self.fence_last = Some(format!("{peer} fenced ({detail})"));
         } else {
             self.notes.push(Note::error(format!(
@@ -478,11 +508,19 @@ impl Role {
             tolerance_ms: self.tolerance_ms,
             latched: self.decision.as_ref().and_then(|d| d.heal),
             data: self.data,
+            promoted: engine.promotables_promoted(),
         };
         let mut d = policy::decide(&local, peer);
         if self.leaving {
             // Shutting down: everything stops, promotables included.
             d.target = Target::Stopped;
+        } else if self.discarding && d.target == Target::Active {
+            // This node's data is being given up for the peer's (a data split
+            // brain it lost): it may not run the group on it, even where the peer
+            // cannot (found by the cluster simulation: after `resolve --keep b`, a
+            // node whose stop had hung ran the group on the data it was to discard).
+            d.target = Target::Passive;
+            d.reason = policy::Reason::DataNotUpToDate;
         }
         self.track_split_brain(&d, &local, view, wall_secs);
         if d.fence_peer && self.fence == FenceState::NotFenced {
@@ -570,7 +608,8 @@ impl Role {
     /// - one node runs the group and the other not: the one that runs it keeps its
     ///   data (after a group-level split brain, the loser stopped first: the keeper
     ///   never stops);
-    /// - both run it: nothing yet, the group's heal goes first;
+    /// - both run it, or a group-level heal is under way on either side: nothing
+    ///   yet, the group's heal goes first (to its end: under stop-both both stop);
     /// - neither (both rebooted, or the replicas met after both stopped):
     ///   keep-preferred the preferred node; keep-last-writer the higher ownership
     ///   epoch (equal: the preferred node); keep-running-longest has no run time
@@ -586,10 +625,37 @@ impl Role {
         pending: &[DataSplitBrain],
         holding: Holding,
         peer: Option<Advert>,
+        now: Instant,
         wall_secs: u64,
     ) -> DataHeal {
         let mut out = DataHeal::default();
-        let Some(p) = peer else { return out };
+        let key_of = |sb: &DataSplitBrain| {
+            (
+                sb.replica.clone(),
+                sb.local_generations.clone(),
+                sb.peer_generations.clone(),
+            )
+        };
+        self.discarding = pending.iter().any(|sb| self.data_discarded.contains(&key_of(sb)));
+        let Some(p) = peer else {
+            self.data_view = None;
+            return out;
+        };
+        // The view both nodes decide on must have settled: a holding that changed
+        // a moment ago may not have reached the peer's view yet (found by the
+        // cluster simulation: one node saw the other start the group, the other
+        // saw it still stopped, and both kept their data).
+        let view = (holding, p.holding);
+        let stable = match self.data_view {
+            Some((h, ph, since)) if (h, ph) == view => now.saturating_duration_since(since) >= DATA_VIEW_STABLE,
+            _ => {
+                self.data_view = Some((view.0, view.1, now));
+                false
+            }
+        };
+        if !stable {
+            return out;
+        }
         let peer_idx = 1 - self.me;
         for sb in pending {
             let key = (
@@ -600,39 +666,74 @@ impl Role {
             if self.data_acted.contains(&key) {
                 continue;
             }
+            // A group-level heal goes first, to its end: while a node yields or
+            // stops, who holds the group is changing, and under stop-both each
+            // node, seeing the other still stopping, would take it for the keeper
+            // and both discard. (The keeper, `Keep`, goes on running: it keeps.)
+            let leaving = |v: Option<Verdict>| matches!(v, Some(Verdict::Yield | Verdict::Stop));
+            if leaving(p.heal) || leaving(self.decision.as_ref().and_then(|d| d.heal)) {
+                continue;
+            }
+            // Leftovers (resources unprobed, as after a daemon restart, or failed)
+            // may or may not run: wait until the probes say (found by the cluster
+            // simulation: a restarted daemon, still probing, was taken for a node
+            // that does not run the group; the peer kept its data, and so, once its
+            // probes found the group running, did it).
+            if holding == Holding::Leftovers || p.holding == Holding::Leftovers {
+                continue;
+            }
             let (i_hold, peer_holds) = (holding != Holding::Stopped, p.holding != Holding::Stopped);
             let by_preference = self.preferred;
-            let keeper = match (i_hold, peer_holds) {
-                (true, true) => continue,
-                (true, false) => Some(self.me),
-                (false, true) => Some(peer_idx),
-                (false, false) => match self.policy {
-                    SplitBrainPolicy::KeepPreferred => Some(by_preference),
-                    SplitBrainPolicy::KeepRunningLongest => {
-                        out.notes.push(Note::warn(format!(
-                            "replica {}: neither node runs the group, so there is no run time to compare: keep-running-longest keeps the preferred node's data",
-                            sb.replica
-                        )));
-                        Some(by_preference)
-                    }
-                    SplitBrainPolicy::KeepLastWriter => Some(match self.epoch.cmp(&p.epoch) {
-                        std::cmp::Ordering::Greater => self.me,
-                        std::cmp::Ordering::Less => peer_idx,
-                        std::cmp::Ordering::Equal => by_preference,
-                    }),
-                    SplitBrainPolicy::StopBoth => {
-                        match self.log.data_keeper(&sb.replica, &sb.local_generations) {
-                            Some(Some(k)) => self.nodes.iter().position(|n| *n == k),
-                            Some(None) => continue, // waiting for the operator
-                            None => None,           // record it, then wait
+            // A stop-both split brain of the group that waits for the operator (on
+            // either side) holds the data's too: the operator's choice keeps, not
+            // who seems to run the group in the turn the wait began (found by the
+            // cluster simulation: a node that had just stopped still counted as
+            // running, kept its data, and its peer later kept its own on resolve).
+            let waiting = self.log.awaiting_operator() || p.awaiting_operator;
+            let logged = self
+                .log
+                .data_keeper(&sb.replica, &sb.local_generations, &sb.peer_generations);
+            // A choice already recorded (the operator's, or this node's earlier)
+            // stands, whoever seems to run the group now: both nodes read the same.
+            let keeper = if let Some(Some(k)) = &logged {
+                self.nodes.iter().position(|n| n == k)
+            } else if waiting || (self.policy == SplitBrainPolicy::StopBoth && !i_hold && !peer_holds) {
+                match logged {
+                    Some(_) => continue, // waiting for the operator
+                    None => None,        // record it, then wait
+                }
+            } else {
+                match (i_hold, peer_holds) {
+                    (true, true) => continue,
+                    (true, false) => Some(self.me),
+                    (false, true) => Some(peer_idx),
+                    (false, false) => match self.policy {
+                        SplitBrainPolicy::KeepPreferred => Some(by_preference),
+                        SplitBrainPolicy::KeepRunningLongest => {
+                            out.notes.push(Note::warn(format!(
+                                "replica {}: neither node runs the group, so there is no run time to compare: keep-running-longest keeps the preferred node's data",
+                                sb.replica
+                            )));
+                            Some(by_preference)
                         }
-                    }
-                },
+                        SplitBrainPolicy::KeepLastWriter => Some(match self.epoch.cmp(&p.epoch) {
+                            std::cmp::Ordering::Greater => self.me,
+                            std::cmp::Ordering::Less => peer_idx,
+                            std::cmp::Ordering::Equal => by_preference,
+                        }),
+                        // Taken above (the operator's choice); kept for the match.
+                        SplitBrainPolicy::StopBoth => None,
+                    },
+                }
             };
             let kept = keeper.map(|k| self.nodes[k].clone());
             let discarded = keeper.map(|k| if k == self.me { sb.peer_bytes } else { sb.local_bytes });
             // Recorded once (a resolve fills in the keeper of a stop-both record).
-            if self.log.data_keeper(&sb.replica, &sb.local_generations).is_none() {
+            if self
+                .log
+                .data_keeper(&sb.replica, &sb.local_generations, &sb.peer_generations)
+                .is_none()
+            {
                 let side = |node: &str, epoch| split_brain::Side {
                     node: node.to_string(),
                     epoch,
@@ -676,6 +777,8 @@ impl Role {
                     sb.replica, sb.rule, self.policy.name(), self.nodes[k], sb.local_bytes
                 )));
                 out.actions.push(DataAction::Discard(sb.replica.clone()));
+                self.data_discarded.push(key_of(sb));
+                self.discarding = true;
             }
         }
         out
@@ -774,25 +877,31 @@ mod tests {
         })
     }
 
+    /// The data split brains on a view of who runs the group that has held for
+    /// `DATA_VIEW_STABLE` (asked once, then again that much later).
+    fn settled(r: &mut Role, holding: Holding, peer: Option<Advert>, wall: u64) -> DataHeal {
+        let t0 = Instant::now();
+        let first = r.data_split_brains(&diverged(), holding, peer, t0, wall);
+        assert!(first.actions.is_empty(), "decided on a view that had not held");
+        r.data_split_brains(&diverged(), holding, peer, t0 + DATA_VIEW_STABLE, wall)
+    }
+
     #[test]
     fn the_node_that_runs_the_group_keeps_its_data_and_acts_once() {
         let mut r = role(1, SplitBrainPolicy::KeepPreferred, 2);
-        let heal = r.data_split_brains(&diverged(), Holding::Running, peer(Holding::Stopped, 1), 100);
+        let heal = settled(&mut r, Holding::Running, peer(Holding::Stopped, 1), 100);
         assert_eq!(heal.actions, vec![DataAction::Keep("r0".into())]);
         assert_eq!(heal.persist.len(), 1, "recorded");
         let d = &r.log.records[0].data[0];
         assert_eq!((d.kept.as_deref(), d.discarded_bytes), (Some("bravo"), Some(1 << 20)));
-        let again = r.data_split_brains(&diverged(), Holding::Running, peer(Holding::Stopped, 1), 101);
+        let again = settled(&mut r, Holding::Running, peer(Holding::Stopped, 1), 101);
         assert!(again.actions.is_empty() && again.persist.is_empty(), "once");
         // While both run the group, the group's heal goes first.
         let mut r = role(0, SplitBrainPolicy::KeepPreferred, 2);
-        let heal = r.data_split_brains(&diverged(), Holding::Running, peer(Holding::Running, 1), 100);
+        let heal = settled(&mut r, Holding::Running, peer(Holding::Running, 1), 100);
         assert!(heal.actions.is_empty());
         // Without the peer's advert (dead, or not a pairbeat node), nothing.
-        assert!(r
-            .data_split_brains(&diverged(), Holding::Stopped, None, 100)
-            .actions
-            .is_empty());
+        assert!(settled(&mut r, Holding::Stopped, None, 100).actions.is_empty());
     }
 
     #[test]
@@ -807,8 +916,8 @@ mod tests {
         for (policy, (e0, e1), keeper) in cases {
             let mut a = role(0, policy, e0);
             let mut b = role(1, policy, e1);
-            let ha = a.data_split_brains(&diverged(), Holding::Stopped, peer(Holding::Stopped, e1), 100);
-            let hb = b.data_split_brains(&diverged(), Holding::Stopped, peer(Holding::Stopped, e0), 100);
+            let ha = settled(&mut a, Holding::Stopped, peer(Holding::Stopped, e1), 100);
+            let hb = settled(&mut b, Holding::Stopped, peer(Holding::Stopped, e0), 100);
             let expect = |me: usize| {
                 if me == keeper {
                     DataAction::Keep("r0".into())
@@ -824,14 +933,37 @@ mod tests {
     #[test]
     fn stop_both_waits_for_the_operator_then_acts_on_the_choice() {
         let mut r = role(0, SplitBrainPolicy::StopBoth, 3);
-        let heal = r.data_split_brains(&diverged(), Holding::Stopped, peer(Holding::Stopped, 3), 100);
+        let heal = settled(&mut r, Holding::Stopped, peer(Holding::Stopped, 3), 100);
         assert!(heal.actions.is_empty());
         assert!(r.awaiting_operator(), "the group stays stopped on both until resolve");
         assert!(heal.notes.iter().any(|n| n.text.contains("pairbeat resolve")));
-        let later = r.data_split_brains(&diverged(), Holding::Stopped, peer(Holding::Stopped, 3), 200);
+        let later = settled(&mut r, Holding::Stopped, peer(Holding::Stopped, 3), 200);
         assert!(later.actions.is_empty() && later.persist.is_empty(), "recorded once");
         r.resolve("bravo", false).unwrap();
-        let heal = r.data_split_brains(&diverged(), Holding::Stopped, peer(Holding::Stopped, 3), 300);
+        let heal = settled(&mut r, Holding::Stopped, peer(Holding::Stopped, 3), 300);
         assert_eq!(heal.actions, vec![DataAction::Discard("r0".into())]);
+    }
+
+    /// Found by the cluster simulation (seed 1397): under stop-both both nodes stop
+    /// the group after a group-level split brain; the one that stopped first still
+    /// saw the other's advert say "running, healing" and took it for the data's
+    /// keeper — and so did the other: both discarded. A heal under way on either
+    /// side now waits.
+    #[test]
+    fn no_data_keeper_is_chosen_while_a_group_heal_is_under_way() {
+        for policy in SplitBrainPolicy::ALL {
+            let mut r = role(0, policy, 3);
+            let stopping = Some(Advert {
+                heal: Some(Verdict::Stop),
+                epoch: 3,
+                ..Advert::new(Holding::Running, Mode::Online)
+            });
+            let heal = settled(&mut r, Holding::Stopped, stopping, 100);
+            assert!(
+                heal.actions.is_empty() && heal.persist.is_empty(),
+                "{policy:?}: {:?}",
+                heal.actions
+            );
+        }
     }
 }

@@ -184,12 +184,24 @@ impl Log {
     }
 
     /// The node the operator (or the policy) chose for this replica's split brain
-    /// with these generations, if it is recorded.
-    pub fn data_keeper(&self, replica: &str, local_generations: &str) -> Option<Option<String>> {
+    /// with these generations (both sides': this node's alone may be the same in
+    /// two split brains, when it did not write between them — found by the
+    /// cluster simulation, where the old choice then stood for the new one on one
+    /// side only and both kept), if it is recorded.
+    pub fn data_keeper(
+        &self,
+        replica: &str,
+        local_generations: &str,
+        peer_generations: &str,
+    ) -> Option<Option<String>> {
         self.records.iter().rev().find_map(|r| {
             r.data
                 .iter()
-                .find(|d| d.replica == replica && d.local_generations == local_generations)
+                .find(|d| {
+                    d.replica == replica
+                        && d.local_generations == local_generations
+                        && d.peer_generations == peer_generations
+                })
                 .map(|d| {
                     d.kept
                         .clone()
@@ -310,7 +322,7 @@ mod tests {
             "{}",
             r.outcome
         );
-        assert_eq!(log.data_keeper("r0", "A:0:0:0"), Some(Some("alpha".into())));
+        assert_eq!(log.data_keeper("r0", "A:0:0:0", "B:0:0:0"), Some(Some("alpha".into())));
         // Much later (both rebooted): a record of its own, ended at once.
         log.data(
             1000,
@@ -329,14 +341,19 @@ mod tests {
         let mut log = Log::default();
         log.data(500, "stop-both", side("alpha"), side("bravo"), diverged(None));
         assert!(log.awaiting_operator());
-        assert_eq!(log.data_keeper("r0", "A:0:0:0"), Some(None), "waiting");
+        assert_eq!(log.data_keeper("r0", "A:0:0:0", "B:0:0:0"), Some(None), "waiting");
         assert!(log.records[0].outcome.contains("waiting for `pairbeat resolve"));
         assert!(log.resolve("bravo"));
         let d = &log.records[0].data[0];
         assert_eq!(d.kept.as_deref(), Some("bravo"));
         assert_eq!(d.discarded_bytes, Some(4 << 20), "alpha's own bytes go");
-        assert_eq!(log.data_keeper("r0", "A:0:0:0"), Some(Some("bravo".into())));
-        assert_eq!(log.data_keeper("r0", "C:0:0:0"), None, "another split brain");
+        assert_eq!(log.data_keeper("r0", "A:0:0:0", "B:0:0:0"), Some(Some("bravo".into())));
+        assert_eq!(log.data_keeper("r0", "C:0:0:0", "B:0:0:0"), None, "another split brain");
+        assert_eq!(
+            log.data_keeper("r0", "A:0:0:0", "D:0:0:0"),
+            None,
+            "another split brain: the peer wrote again, this node did not"
+        );
     }
 
     #[test]

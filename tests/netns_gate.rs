@@ -10,7 +10,9 @@
 //!
 //! And data-level split brain by pairbeat's policies: both promoted in a total
 //! partition and both written; at the heal the policy picks the keeper as for the
-//! group (keep-preferred: alpha; keep-last-writer: bravo, the last to take over),
+//! group (keep-preferred: alpha; keep-last-writer: bravo, the last to take over;
+//! stop-both: both stop, both copies held, nothing discarded until the operator's
+//! `pairbeat resolve --keep bravo`),
 //! the keeper's replica never stops being Primary, the loser stops its group, its
 //! writes are saved aside and it resyncs from the keeper; `split-brains.json`
 //! names both generation tuples, the rule and the bytes discarded.
@@ -257,7 +259,8 @@ fn extent_sum(path: &Path, e: u64) -> Vec<u8> {
     .stdout
 }
 
-/// Both promoted and written in a total partition; healed, `policy` picks `keeper`.
+/// Both promoted and written in a total partition; healed, `policy` picks `keeper`
+/// (under stop-both the operator does, with `pairbeat resolve --keep`).
 fn data_split_brain(policy: &str, keeper: usize) {
     let (net, hosts) = running_pair(policy);
     let kept_pid = replica(&hosts[0]).unwrap().pid;
@@ -286,18 +289,53 @@ fn data_split_brain(policy: &str, keeper: usize) {
 
     // The heal: the group's policy and the data's agree on one keeper.
     assert!(net.exec(0, "ip link set pb0 up && ip link set pb1 up").status.success());
+    if policy == "stop-both" {
+        // Both stop the group; the data's split brain waits with it for the
+        // operator, neither side discarding anything meanwhile.
+        until(
+            &net,
+            "both stopped, waiting for the operator",
+            Duration::from_secs(30),
+            || {
+                hosts.iter().all(|h| {
+                    pb(h).is_some_and(|s| s["group"]["owner"].is_null() && s["protection"]["awaiting_operator"] == true)
+                        && replica(h).is_some_and(|r| r.role == "Secondary" && r.split_brain_pending)
+                })
+            },
+        );
+        std::thread::sleep(Duration::from_secs(2));
+        for h in &hosts {
+            let r = replica(h).unwrap();
+            assert!(
+                r.split_brain_pending && r.connection == "StandAlone",
+                "nothing discarded before resolve: {r:?}"
+            );
+        }
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pairbeat"))
+            .args(["resolve", "--keep", node(keeper), "-s", hosts[0].sock.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "resolve: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     until(&net, "resolved and in sync", Duration::from_secs(30), || {
         hosts.iter().all(|h| {
             replica(h).is_some_and(|s| s.connection == "Connected" && s.disk == "UpToDate" && !s.split_brain_pending)
         })
     });
+    until(&net, "the keeper runs the group", Duration::from_secs(30), || {
+        owner(&hosts[keeper]).as_deref() == Some(node(keeper))
+            && replica(&hosts[keeper]).is_some_and(|r| r.role == "Primary")
+    });
     let k = replica(&hosts[keeper]).unwrap();
     assert_eq!(
         (k.role.as_str(), k.pid),
         ("Primary", keepers_pid),
-        "the keeper's replica never stopped"
+        "the keeper's replica daemon never restarted (under stop-both it was demoted until resolve)"
     );
-    assert_eq!(owner(&hosts[keeper]).as_deref(), Some(node(keeper)));
     assert_eq!(replica(&hosts[loser]).unwrap().role, "Secondary");
     let sum = |h: &str| common::sh(&format!("sha256sum < {}", net.path(h).join("r0.img").display())).stdout;
     assert_eq!(sum("alpha"), sum("bravo"), "the two images differ");
@@ -348,4 +386,9 @@ fn keep_last_writer_keeps_the_data_of_the_node_that_took_the_group_last() {
 #[test]
 fn keep_running_longest_keeps_the_data_of_the_node_that_ran_the_group_longer() {
     data_split_brain("keep-running-longest", 0);
+}
+
+#[test]
+fn stop_both_holds_both_copies_until_the_operator_resolves_then_keeps_the_choice() {
+    data_split_brain("stop-both", 1);
 }

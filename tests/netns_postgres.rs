@@ -10,7 +10,9 @@
 //! each failover's outage): the primary host crashes (every process of it killed,
 //! VIP and mounts gone) and comes back; the secondary host crashes and comes back;
 //! the replication link alone is cut for a while; the primary crashes while the
-//! secondary resyncs from it (the secondary, Inconsistent, must not take over). The verdict from a final read:
+//! secondary resyncs from it (the secondary, Inconsistent, must not take over); the
+//! secondary's replica worker hangs for 6 s (SIGSTOP: the primary's ask to outdate
+//! it goes unanswered, resource-only goes on after outdate_timeout). The verdict from a final read:
 //! 0 acknowledged commits lost, 0 rows of failed ones, 0 duplicates, every counter
 //! equal to its worker's rows; `pg_amcheck --all` clean; then, the group stopped,
 //! both backing files equal by checksum and `e2fsck -fn` clean.
@@ -325,12 +327,12 @@ fn fault(pair: &mut Pair, i: usize) -> String {
         other => panic!("nobody serves before cycle {i}: {other:?}\n{}", pair.net.logs()),
     };
     let secondary = 1 - primary;
-    // PG_FAULTS=0,3 runs only those kinds (in turn); all four by default.
+    // PG_FAULTS=0,3 runs only those kinds (in turn); all five by default.
     let kinds: Vec<usize> = std::env::var("PG_FAULTS")
         .ok()
         .map(|k| k.split(',').filter_map(|x| x.trim().parse().ok()).collect())
         .filter(|k: &Vec<usize>| !k.is_empty())
-        .unwrap_or_else(|| vec![0, 1, 2, 3]);
+        .unwrap_or_else(|| vec![0, 1, 2, 3, 4]);
     match kinds[i % kinds.len()] {
         0 => {
             let t = Instant::now();
@@ -370,6 +372,31 @@ fn fault(pair: &mut Pair, i: usize) -> String {
                 "replication link cut for 3 s (the secondary {}: {})",
                 node(secondary),
                 if outdated { "Outdated" } else { "not yet Outdated" }
+            )
+        }
+        4 => {
+            // The secondary's replica worker hangs (SIGSTOP): the replication link
+            // times out, the primary's ask to outdate it is not answered, and
+            // resource-only goes on after outdate_timeout; nobody takes over.
+            let pid = pair.replica(secondary).expect("the secondary's replica answers").pid;
+            let t = Instant::now();
+            pair.net.signal(pid, nix::sys::signal::Signal::SIGSTOP);
+            std::thread::sleep(Duration::from_secs(6));
+            let served = pair.serving();
+            pair.net.signal(pid, nix::sys::signal::Signal::SIGCONT);
+            assert_eq!(
+                served.as_deref(),
+                Some(node(primary)),
+                "the primary serves through its peer's hung replica:\n{}",
+                pair.net.logs()
+            );
+            let frozen = pair.replica(primary).is_some_and(|s| s.io_frozen);
+            pair.until_in_sync("resynced after the hung replica", Duration::from_secs(90));
+            format!(
+                "the secondary {}'s replica hung for 6 s (the primary's I/O {} at the end): resynced {} ms after the hang began",
+                node(secondary),
+                if frozen { "still frozen" } else { "going on" },
+                t.elapsed().as_millis()
             )
         }
         _ => {

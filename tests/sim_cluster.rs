@@ -27,6 +27,31 @@
 //! - once faults end (and the operator resolved a stop-both split brain and cleaned
 //!   up a blocked group), exactly one node runs the whole group, and both agree.
 //!
+//! Half the schedules run the group on a replicated disk (`ocf:pairbeat:replica`
+//! as its first, promotable resource): each host's replica is a model with DRBD's
+//! semantics at the level pairbeatd sees it — generations, disk states
+//! (UpToDate, Consistent after a reboot, Outdated, Inconsistent while a resync
+//! runs), a replication link of its own (cut alone, or with the heartbeat links),
+//! a Primary that freezes on losing its peer and asks pairbeatd to have the peer
+//! outdated (the node's relay over the heartbeat links answers), promotion alone
+//! only after that answer, Consistent data never promoted, divergent data found
+//! at connect as a split brain that waits for the node's keep/discard — and
+//! pairbeatd's poll of it (every 2 s, and at once after an agent operation on it),
+//! which is the promotion gate the node decides on. A Primary writes every
+//! `WRITE_EVERY` ms while its I/O is not frozen; each write it acknowledges is
+//! recorded by generation. Checked besides:
+//! - the node never asks to promote data its gate (as last polled) calls not
+//!   eligible;
+//! - with fencing `resource-and-stonith` (and a fencing device, unweakened by a
+//!   fault the harness says fencing cannot cover): no acknowledged write is ever
+//!   lost — every Primary's data holds every acknowledged generation when it is
+//!   promoted, a split brain never discards one, and at the end the Primary holds
+//!   them all (with `resource-only` the losses are counted, not failed: an
+//!   unreachable peer is assumed outdated, as DRBD does);
+//! - a split brain's keeper never discards, both never keep forever;
+//! - at the end the replicas are connected, both UpToDate on the same generation,
+//!   no split brain pending.
+//!
 //! `SIM_CLUSTER_SCHEDULES=N` runs N schedules (default 400, from seed
 //! `SIM_CLUSTER_FIRST`, default 1); `SIM_CLUSTER_SEED=S` replays one, and
 //! `SIM_TRACE=1` prints every log line and state change. `scripts/sim-long` runs
@@ -41,9 +66,10 @@ use common::sim::{Packet, SimNet};
 use common::Rng;
 use pairbeat::config::{self, Config};
 use pairbeat::membership::PeerLiveness;
-use pairbeat::model::{Holding, Persist};
+use pairbeat::model::{DataAction, DataGate, DataSplitBrain, Holding, Persist};
 use pairbeat::node::{Boot, Command, Effect, Node};
 use pairbeat::policy::{SplitBrainPolicy, Verdict};
+use pairbeat::replica::state::OutdateRc;
 use pairbeat::resources::{Action, Outcome, Request, Target};
 use pairbeat::role::Saved;
 use pairbeat::split_brain::Log;
@@ -58,6 +84,10 @@ const RESOURCES: usize = 2;
 /// Datagrams a paused node's socket buffer holds; later ones are dropped, as the
 /// kernel drops what does not fit (so a long pause leaves only old keepalives).
 const SOCKET_BUFFER: usize = 64;
+/// A Primary with I/O that is not frozen acknowledges a write this often.
+const WRITE_EVERY: u64 = 20;
+/// pairbeatd asks each replica for its status this often (daemon/replicas.rs).
+const POLL: u64 = 2000;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Protect {
@@ -67,7 +97,14 @@ enum Protect {
     Both,
 }
 
-fn config_text(protect: Protect, policy: SplitBrainPolicy, fence_delay_a: u64) -> String {
+/// The replicated disk's `fencing`, when the group runs one.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Replica {
+    ResourceOnly,
+    ResourceAndStonith,
+}
+
+fn config_text(protect: Protect, policy: SplitBrainPolicy, fence_delay_a: u64, replica: Option<Replica>) -> String {
     let mut t = format!(
         r#"[cluster]
 name = "sim"
@@ -106,8 +143,23 @@ policy = "{}"
             "[fence]\nagent = \"/bin/true\"\ntimeout = \"5s\"\nretry = \"1s\"\n[fence.node.a]\nparams = {{ plug = \"a\" }}\ndelay = \"{fence_delay_a}ms\"\n[fence.node.b]\nparams = {{ plug = \"b\" }}\n"
         );
     }
+    if let Some(r) = replica {
+        let fencing = match r {
+            Replica::ResourceOnly => "resource-only",
+            Replica::ResourceAndStonith => "resource-and-stonith",
+        };
+        t += &format!(
+            "[[replica]]\nname = \"r0\"\nbacking = \"/nonexistent/sim-r0.img\"\nsize = \"8MiB\"\naddress = {{ a = \"127.0.2.1\", b = \"127.0.2.2\" }}\nfencing = \"{fencing}\"\ntimeout = \"1s\"\nping_interval = \"200ms\"\noutdate_timeout = \"1s\"\n"
+        );
+    }
     t += "[group]\nid = \"g\"\n";
     for i in 0..RESOURCES {
+        if i == 0 && replica.is_some() {
+            t += &format!(
+                "[[group.resource]]\nid = \"r0\"\nagent = \"ocf:pairbeat:replica\"\npromotable = true\nparams = {{ replica = \"r0\" }}\nop = [{{ name = \"monitor\", interval = \"1s\", timeout = \"1s\" }}, {{ name = \"stop\", timeout = \"{STOP_TIMEOUT}ms\", on_fail = \"block\" }}]\n"
+            );
+            continue;
+        }
         t += &format!(
             "[[group.resource]]\nid = \"r{i}\"\nagent = \"ocf:heartbeat:Dummy\"\nop = [{{ name = \"monitor\", interval = \"1s\", timeout = \"1s\" }}, {{ name = \"stop\", timeout = \"{STOP_TIMEOUT}ms\", on_fail = \"block\" }}]\n"
         );
@@ -123,6 +175,121 @@ struct Disk {
     epoch: u64,
     log: String,
     standby: bool,
+}
+
+/// A replica's disk state, as DRBD names them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum DiskState {
+    UpToDate,
+    /// After a reboot, not connected since.
+    Consistent,
+    Outdated,
+    /// A resync into it is not finished.
+    Inconsistent,
+}
+
+/// One host's replica (its pairbeat-replicad and backing file): survives its
+/// pairbeatd, not its host.
+#[derive(Clone, Debug)]
+struct Data {
+    /// Generations, oldest first; the last is the current one.
+    history: Vec<u64>,
+    disk: DiskState,
+    /// Its agent started it (the passive copy); `running[0]` is "Primary".
+    started: bool,
+    connected: bool,
+    /// The peer's copy is known outdated (or fenced): no ask needed to promote.
+    peer_outdated: bool,
+    /// Written while disconnected since the last connect (a new generation made).
+    wrote_alone: bool,
+    /// I/O frozen: the peer was lost and is not known to be outdated.
+    frozen: bool,
+    /// An outdate ask to make to pairbeatd (when its node runs and is not paused).
+    want_ask: bool,
+    /// The ask in flight: its id, and the promote waiting for it, if any.
+    ask: Option<(u64, Option<Request>)>,
+    /// A resync into this copy, done then.
+    sync_until: Option<u64>,
+    /// A split brain found at connect, waiting: both sides' histories.
+    split: Option<(Vec<u64>, Vec<u64>)>,
+    /// What the node said of it: keep (true) or discard (false).
+    decided: Option<bool>,
+    /// What pairbeatd's poll last handed the node.
+    gate_fed: DataGate,
+    next_poll: u64,
+    poll_now: bool,
+    /// The peer's outdate asks to answer: (at, ask, the asker's history).
+    to_answer: Vec<(u64, pairbeat::outdate::AskId, Vec<u64>)>,
+}
+
+impl Data {
+    fn new(poll_phase: u64) -> Data {
+        Data {
+            history: vec![1],
+            disk: DiskState::UpToDate,
+            started: false,
+            connected: false,
+            peer_outdated: false,
+            wrote_alone: false,
+            frozen: false,
+            want_ask: false,
+            ask: None,
+            sync_until: None,
+            split: None,
+            decided: None,
+            gate_fed: DataGate::Open,
+            next_poll: poll_phase,
+            poll_now: false,
+            to_answer: Vec::new(),
+        }
+    }
+
+    fn current(&self) -> u64 {
+        *self.history.last().unwrap()
+    }
+
+    /// The promotion score pairbeat-replicad reports, as the gate (daemon/replicas.rs).
+    fn gate(&self) -> DataGate {
+        if self.split.is_some() {
+            return DataGate::Closed;
+        }
+        match self.disk {
+            DiskState::Outdated | DiskState::Inconsistent => DataGate::Closed,
+            DiskState::Consistent => DataGate::IfPeerFenced,
+            DiskState::UpToDate if self.connected || self.peer_outdated => DataGate::Score(10000),
+            DiskState::UpToDate => DataGate::Score(1000),
+        }
+    }
+
+    fn split_brains(&self) -> Vec<DataSplitBrain> {
+        let words = gi_words;
+        match &self.split {
+            Some((mine, peer)) if !self.connected => vec![DataSplitBrain {
+                replica: "r0".into(),
+                local_generations: words(mine),
+                peer_generations: words(peer),
+                rule: 100,
+                local_bytes: 4096,
+                peer_bytes: 4096,
+            }],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// A history as DRBD's generation tuple (`current:bitmap:history0:history1`,
+/// hex): the last three generations, as the outdate relay carries them.
+fn gi_words(history: &[u64]) -> String {
+    let back = |n: usize| history.len().checked_sub(n + 1).map_or(0, |i| history[i]);
+    format!("{:016X}:{:016X}:{:016X}:{:016X}", back(0), 0, back(1), back(2))
+}
+
+/// The generations a tuple names (0 is none).
+fn gi_parse(gi: &str) -> Vec<u64> {
+    gi.split(':')
+        .filter_map(|g| u64::from_str_radix(g, 16).ok())
+        .filter(|g| *g != 0)
+        .collect()
 }
 
 /// A running pairbeatd: the node, and the world's side of its agents and probes.
@@ -161,6 +328,8 @@ struct Host {
     /// The last instant the peer could not be heard here (down, paused, or no
     /// working link toward this host).
     disturbed_at: u64,
+    /// Its replica, when the group runs one.
+    data: Option<Data>,
 }
 
 struct World {
@@ -173,6 +342,16 @@ struct World {
     fence_works: bool,
     policy: SplitBrainPolicy,
     trace: bool,
+    /// The replication link works (both directions).
+    repl_up: bool,
+    replica: Option<Replica>,
+    /// Generations that carry an acknowledged write.
+    acked: std::collections::BTreeSet<u64>,
+    next_generation: u64,
+    /// Acknowledged writes lost or about to be (a Primary promoted without them, a
+    /// split brain that discarded them), in words: failures where fencing must
+    /// prevent them.
+    stale_promotions: Vec<String>,
 }
 
 impl World {
@@ -227,7 +406,7 @@ impl World {
         while let Some(e) = self.daemon(h).node.poll_effect() {
             match e {
                 Effect::Transmit(bytes) => self.send(h, bytes),
-                Effect::RunAgent(req) => self.run_agent(h, req),
+                Effect::RunAgent(req) => self.run_agent(h, req, checks),
                 Effect::FencePeer => {
                     let delay = self.hosts[h].config.fence.as_ref().unwrap().delay[1 - h].as_millis() as u64;
                     let works = self.fence_works;
@@ -243,8 +422,28 @@ impl World {
                         Persist::PeerFloor { generation, seq } => disk.floor = Some((generation, seq)),
                     }
                 }
-                Effect::OutdateLocal { .. } | Effect::OutdateAnswered { .. } | Effect::Replica(_) => {
-                    unreachable!("the simulated pair's configuration has no [[replica]]")
+                Effect::OutdateLocal { replica, ask, gi } => {
+                    assert_eq!(replica, "r0");
+                    let asker = gi_parse(&gi);
+                    let at = self.now + 5 + self.rng.below(20);
+                    self.hosts[h]
+                        .data
+                        .as_mut()
+                        .expect("a replica")
+                        .to_answer
+                        .push((at, ask, asker));
+                }
+                Effect::OutdateAnswered { id, rc, .. } => self.outdate_answered(h, id, rc, checks),
+                Effect::Replica(action) => {
+                    let d = self.hosts[h].data.as_mut().expect("a replica");
+                    let keep = matches!(action, DataAction::Keep(_));
+                    if d.split.is_none() {
+                        checks.fail(format!(
+                            "{} ms: {}: told {action:?} with no split brain pending",
+                            self.now, self.hosts[h].name
+                        ));
+                    }
+                    d.decided = Some(keep);
                 }
                 Effect::Log(n) => {
                     if self.trace {
@@ -282,8 +481,18 @@ impl World {
         d.saw_peer_dead = dead;
     }
 
-    fn run_agent(&mut self, h: usize, req: Request) {
+    fn run_agent(&mut self, h: usize, req: Request, checks: &mut Checks) {
         let dur = 5 + self.rng.below(OP_MAX - 5);
+        if req.rsc == 0 && req.action == Action::Promote {
+            if let Some(d) = &self.hosts[h].data {
+                if d.gate_fed == DataGate::Closed {
+                    checks.fail(format!(
+                        "{} ms: {} asked to promote data its gate called not eligible",
+                        self.now, self.hosts[h].name
+                    ));
+                }
+            }
+        }
         let host = &mut self.hosts[h];
         let (done, outcome) = match req.action {
             Action::Start if host.start_fails > 0 => {
@@ -303,10 +512,13 @@ impl World {
     }
 
     /// The effect of a finished operation on the host, and the outcome the agent reports.
-    fn complete(&mut self, h: usize, req: &Request, planned: Outcome) -> Outcome {
-        let host = &mut self.hosts[h];
+    fn complete(&mut self, h: usize, req: &Request, planned: Outcome) -> Option<Outcome> {
         let r = req.rsc;
-        match req.action {
+        if r == 0 && self.hosts[h].data.is_some() {
+            return self.complete_replica(h, req, planned);
+        }
+        let host = &mut self.hosts[h];
+        Some(match req.action {
             Action::Probe | Action::Monitor { .. } => {
                 if host.running[r] {
                     Outcome::Success
@@ -327,6 +539,375 @@ impl World {
                 planned
             }
             _ => Outcome::Success,
+        })
+    }
+
+    /// The replica's agent (ocf:pairbeat:replica): `running[0]` is its Primary.
+    /// A promotion while disconnected waits for the peer's outdate answer (None).
+    fn complete_replica(&mut self, h: usize, req: &Request, planned: Outcome) -> Option<Outcome> {
+        let host = &mut self.hosts[h];
+        let primary = host.running[0];
+        let d = host.data.as_mut().unwrap();
+        let outcome = match req.action {
+            Action::Probe | Action::Monitor { .. } => match (primary, d.started) {
+                (true, _) if d.disk != DiskState::UpToDate => Outcome::FailedPromoted,
+                (true, _) => Outcome::RunningPromoted,
+                (false, true) => Outcome::Success,
+                (false, false) => Outcome::NotRunning,
+            },
+            Action::Start => {
+                if planned == Outcome::Success {
+                    d.started = true;
+                }
+                planned
+            }
+            Action::Stop => {
+                if planned == Outcome::Success {
+                    d.started = false;
+                    host.running[0] = false;
+                }
+                planned
+            }
+            Action::Demote => {
+                host.running[0] = false;
+                Outcome::Success
+            }
+            Action::Promote => {
+                if primary {
+                    Outcome::Success
+                } else if d.split.is_some() || d.disk != DiskState::UpToDate {
+                    // The replica refuses: not UpToDate (Consistent too: pairbeat is
+                    // stricter than DRBD there), or a split brain pending.
+                    Outcome::Error(pairbeat::resources::Severity::Soft, 1)
+                } else if d.connected {
+                    if self.hosts[1 - h].running[0] {
+                        Outcome::Error(pairbeat::resources::Severity::Soft, 1)
+                    } else {
+                        return Some(self.promoted(h));
+                    }
+                } else if d.peer_outdated {
+                    return Some(self.promoted(h));
+                } else {
+                    // Alone and the peer not known outdated: ask first.
+                    let words = gi_words(&d.history);
+                    let (now, wall) = (self.at(self.now), self.wall(h));
+                    let asked = self.hosts[h]
+                        .daemon
+                        .as_mut()
+                        .map(|x| x.node.handle_outdate_peer(now, wall, "r0", &words));
+                    match asked {
+                        Some(Ok(id)) => {
+                            self.hosts[h].data.as_mut().unwrap().ask = Some((id, Some(req.clone())));
+                            return None;
+                        }
+                        _ => Outcome::Error(pairbeat::resources::Severity::Soft, 1),
+                    }
+                }
+            }
+        };
+        // pairbeatd reads the replica at once after an operation on it.
+        self.hosts[h].data.as_mut().unwrap().poll_now = true;
+        Some(outcome)
+    }
+
+    /// The replica becomes Primary here: its data must hold every acknowledged write.
+    fn promoted(&mut self, h: usize) -> Outcome {
+        self.hosts[h].running[0] = true;
+        let d = self.hosts[h].data.as_mut().unwrap();
+        d.poll_now = true;
+        let missing: Vec<u64> = self.acked.iter().filter(|g| !d.history.contains(g)).copied().collect();
+        if !missing.is_empty() {
+            self.stale_promotions.push(format!(
+                "{} ms: {} promoted data lacking acknowledged generations {missing:?}",
+                self.now, self.hosts[h].name
+            ));
+        }
+        Outcome::Success
+    }
+
+    /// pairbeatd answered the replica's outdate ask (DRBD's fence-peer codes):
+    /// a frozen Primary resumes or stays frozen by its `fencing`; a waiting promote
+    /// goes on or is refused, as replica/state.rs decides.
+    fn outdate_answered(&mut self, h: usize, id: u64, rc: OutdateRc, checks: &mut Checks) {
+        let stonith = self.replica == Some(Replica::ResourceAndStonith);
+        let d = self.hosts[h].data.as_mut().expect("a replica");
+        let Some((ask, waiting)) = d.ask.take() else { return };
+        if ask != id {
+            d.ask = Some((ask, waiting));
+            return;
+        }
+        if d.connected {
+            // Late: the handshake already settled who has what.
+            if let Some(req) = waiting {
+                self.daemon(h)
+                    .results
+                    .push((req.id, Outcome::Error(pairbeat::resources::Severity::Soft, 1)));
+            }
+            return;
+        }
+        let up_to_date = d.disk == DiskState::UpToDate;
+        if matches!(rc, OutdateRc::Inconsistent | OutdateRc::Outdated | OutdateRc::Fenced)
+            || (rc == OutdateRc::Unreachable && up_to_date)
+        {
+            d.peer_outdated = true;
+        }
+        if matches!(rc, OutdateRc::PeerPrimary | OutdateRc::PeerNewer) {
+            d.disk = DiskState::Outdated;
+            d.poll_now = true;
+        }
+        match waiting {
+            Some(req) => {
+                let ok = match rc {
+                    OutdateRc::Inconsistent | OutdateRc::Outdated => true,
+                    OutdateRc::Fenced => up_to_date,
+                    OutdateRc::Unreachable => up_to_date && !stonith,
+                    _ => false,
+                };
+                let outcome = if ok && d.disk == DiskState::UpToDate {
+                    self.promoted(h)
+                } else {
+                    Outcome::Error(pairbeat::resources::Severity::Soft, 1)
+                };
+                self.hosts[h].data.as_mut().unwrap().poll_now = true;
+                if let Some(x) = self.hosts[h].daemon.as_mut() {
+                    x.results.push((req.id, outcome));
+                }
+            }
+            None => {
+                let resume = match rc {
+                    OutdateRc::PeerPrimary | OutdateRc::PeerNewer => false,
+                    OutdateRc::Unreachable | OutdateRc::Failed => !stonith,
+                    _ => true,
+                };
+                if resume {
+                    d.frozen = false;
+                }
+            }
+        }
+        let _ = checks;
+    }
+
+    /// The replicas' world at this instant: the replication link, resyncs, the
+    /// Primary's writes, the outdate asks and answers, pairbeatd's polls.
+    fn step_replicas(&mut self, checks: &mut Checks) {
+        if self.replica.is_none() {
+            return;
+        }
+        let now = self.now;
+        let link = self.repl_up && self.hosts.iter().all(|h| h.powered);
+        for h in 0..2 {
+            let d = self.hosts[h].data.as_mut().unwrap();
+            if d.connected && !link {
+                d.connected = false;
+                d.sync_until = None;
+                d.poll_now = true;
+                if self.hosts[h].running[0] && !d.frozen {
+                    // A Primary that lost its peer freezes and asks pairbeatd.
+                    d.frozen = true;
+                    d.want_ask = true;
+                }
+            }
+        }
+        if link && !self.hosts[0].data.as_ref().unwrap().connected {
+            self.connect(checks);
+        }
+        // Resyncs finish.
+        for h in 0..2 {
+            let d = self.hosts[h].data.as_mut().unwrap();
+            if d.connected && d.sync_until.is_some_and(|t| t <= now) {
+                d.sync_until = None;
+                d.disk = DiskState::UpToDate;
+                d.poll_now = true;
+            }
+        }
+        // The Primary's writes.
+        if now % WRITE_EVERY == 0 {
+            for h in 0..2 {
+                let primary = self.hosts[h].running[0];
+                let d = self.hosts[h].data.as_mut().unwrap();
+                if !primary || d.frozen || d.disk != DiskState::UpToDate {
+                    continue;
+                }
+                if !d.connected && !d.wrote_alone {
+                    self.next_generation += 1;
+                    d.history.push(self.next_generation);
+                    d.wrote_alone = true;
+                }
+                self.acked.insert(d.current());
+                checks.acked_writes += 1;
+            }
+        }
+        for h in 0..2 {
+            let (at, wall) = (self.at(now), self.wall(h));
+            let paused = self.paused(h);
+            let Some(x) = self.hosts[h].daemon.as_mut() else {
+                // No pairbeatd: the replica's ask fails at once.
+                let d = self.hosts[h].data.as_mut().unwrap();
+                if d.want_ask {
+                    d.want_ask = false;
+                    if self.replica == Some(Replica::ResourceOnly) {
+                        d.frozen = false;
+                    }
+                }
+                d.to_answer.clear();
+                continue;
+            };
+            if paused {
+                continue;
+            }
+            let d = self.hosts[h].data.as_mut().unwrap();
+            if d.want_ask {
+                d.want_ask = false;
+                let words = gi_words(&d.history);
+                match x.node.handle_outdate_peer(at, wall, "r0", &words) {
+                    Ok(id) => d.ask = Some((id, None)),
+                    Err(_) if self.replica == Some(Replica::ResourceOnly) => d.frozen = false,
+                    Err(_) => {}
+                }
+                self.drain(h, checks);
+            }
+            // The peer's asks this node's relay handed to its replica.
+            let due: Vec<_> = {
+                let d = self.hosts[h].data.as_mut().unwrap();
+                let (due, later) = std::mem::take(&mut d.to_answer)
+                    .into_iter()
+                    .partition(|(t, _, _)| *t <= now);
+                d.to_answer = later;
+                due
+            };
+            for (_, ask, asker) in due {
+                let primary = self.hosts[h].running[0];
+                let d = self.hosts[h].data.as_mut().unwrap();
+                let rc = if d.connected {
+                    OutdateRc::Failed
+                } else if primary {
+                    OutdateRc::PeerPrimary
+                } else if d.disk == DiskState::Inconsistent {
+                    OutdateRc::Inconsistent
+                } else if !asker.contains(&d.current()) {
+                    OutdateRc::PeerNewer
+                } else {
+                    d.disk = DiskState::Outdated;
+                    OutdateRc::Outdated
+                };
+                d.poll_now = true;
+                self.daemon(h)
+                    .node
+                    .handle_outdate_local(at, wall, "r0", ask, rc, "sim".into());
+                self.drain(h, checks);
+            }
+            // pairbeatd's poll of its replica: the gate and the split brains.
+            let d = self.hosts[h].data.as_mut().unwrap();
+            if d.poll_now || now >= d.next_poll {
+                d.poll_now = false;
+                if now >= d.next_poll {
+                    d.next_poll = now + POLL;
+                }
+                let (gate, split) = (d.gate(), d.split_brains());
+                d.gate_fed = gate;
+                self.daemon(h).node.handle_replicas(at, wall, gate, split);
+                self.drain(h, checks);
+            }
+        }
+    }
+
+    /// The replicas' handshake when their link works: in sync, one behind (it
+    /// resyncs), or divergent (a split brain, until the nodes said who keeps).
+    fn connect(&mut self, checks: &mut Checks) {
+        let now = self.now;
+        let (a, b) = (self.hosts[0].data.clone().unwrap(), self.hosts[1].data.clone().unwrap());
+        let divergent = !a.history.contains(&b.current()) && !b.history.contains(&a.current());
+        let target = if divergent {
+            // A split brain waits for the node's word on both sides: one keeps, the
+            // other discards once it no longer runs as Primary. A side that
+            // rebooted since finds it again at this handshake.
+            if a.split.is_none() || b.split.is_none() {
+                for h in 0..2 {
+                    let (mine, peer) = if h == 0 { (&a, &b) } else { (&b, &a) };
+                    let d = self.hosts[h].data.as_mut().unwrap();
+                    if d.split.is_none() {
+                        d.split = Some((mine.history.clone(), peer.history.clone()));
+                        d.decided = None;
+                        d.poll_now = true;
+                    }
+                }
+                return;
+            }
+            let loser = match (a.decided, b.decided) {
+                (Some(true), Some(false)) => 1,
+                (Some(false), Some(true)) => 0,
+                (Some(false), Some(false)) => {
+                    checks.fail(format!("{now} ms: both nodes discard their data in a split brain"));
+                    return;
+                }
+                _ => return,
+            };
+            if self.hosts[loser].running[0] {
+                return;
+            }
+            let (keeper_h, loser_h) = if loser == 1 {
+                (&a.history, &b.history)
+            } else {
+                (&b.history, &a.history)
+            };
+            let lost: Vec<u64> = self
+                .acked
+                .iter()
+                .filter(|g| loser_h.contains(g) && !keeper_h.contains(g))
+                .copied()
+                .collect();
+            if !lost.is_empty() {
+                checks.lost_acked += lost.len() as u64;
+                self.stale_promotions.push(format!(
+                    "{now} ms: the split brain discarded acknowledged generations {lost:?} of {}",
+                    self.hosts[loser].name
+                ));
+            }
+            checks.data_split_brains += 1;
+            Some(loser)
+        } else if a.current() == b.current() {
+            // In sync (a resync cut short goes on).
+            [0, 1]
+                .into_iter()
+                .find(|&h| [&a, &b][h].disk == DiskState::Inconsistent)
+        } else if a.history.contains(&b.current()) && !self.hosts[1].running[0] {
+            Some(1)
+        } else if b.history.contains(&a.current()) && !self.hosts[0].running[0] {
+            Some(0)
+        } else {
+            for h in 0..2 {
+                let (mine, peer) = if h == 0 { (&a, &b) } else { (&b, &a) };
+                let d = self.hosts[h].data.as_mut().unwrap();
+                if d.split.is_none() {
+                    d.split = Some((mine.history.clone(), peer.history.clone()));
+                    d.decided = None;
+                    d.poll_now = true;
+                }
+            }
+            return;
+        };
+        let source_history = target.map(|t| [&b, &a][t].history.clone());
+        for h in 0..2 {
+            let d = self.hosts[h].data.as_mut().unwrap();
+            d.connected = true;
+            d.split = None;
+            d.decided = None;
+            d.frozen = false;
+            d.want_ask = false;
+            d.ask = d.ask.take().filter(|(_, w)| w.is_some());
+            d.peer_outdated = false;
+            d.wrote_alone = false;
+            d.poll_now = true;
+            if Some(h) == target {
+                // A SyncTarget takes the source's generations as the resync starts
+                // (DRBD's UUIDs), Inconsistent until it ends: cut short, it goes on
+                // at the next connect, not a split brain.
+                d.history = source_history.clone().unwrap();
+                d.disk = DiskState::Inconsistent;
+                d.sync_until = Some(now + 200 + self.rng.below(1000));
+            } else if target.is_none() || d.disk != DiskState::Inconsistent {
+                d.disk = DiskState::UpToDate;
+            }
         }
     }
 
@@ -356,8 +937,11 @@ impl World {
             _ => None,
         };
         if let Some((req, _, planned)) = done {
-            let outcome = self.complete(h, &req, planned);
-            self.daemon(h).results.push((req.id, outcome));
+            if let Some(outcome) = self.complete(h, &req, planned) {
+                if let Some(x) = self.hosts[h].daemon.as_mut() {
+                    x.results.push((req.id, outcome));
+                }
+            }
         }
         if self.paused(h) {
             return;
@@ -441,6 +1025,28 @@ impl World {
         host.powered = false;
         host.running = [false; RESOURCES];
         host.fencing = None;
+        if let Some(d) = host.data.as_mut() {
+            // What the backing file and its metadata keep: generations, the disk
+            // state (UpToDate only with the peer known outdated: else Consistent,
+            // as DRBD after a reboot), the peer-outdated flag.
+            if d.disk == DiskState::UpToDate && !d.peer_outdated {
+                d.disk = DiskState::Consistent;
+            }
+            let kept = (d.history.clone(), d.disk, d.peer_outdated, d.wrote_alone, d.next_poll);
+            *d = Data::new(kept.4);
+            (d.history, d.disk, d.peer_outdated, d.wrote_alone) = (kept.0, kept.1, kept.2, kept.3);
+        }
+    }
+
+    /// pairbeatd is gone (kill -9): its replica's ask and a promotion its agent ran fail.
+    fn daemon_gone(&mut self, h: usize) {
+        let only = self.replica == Some(Replica::ResourceOnly);
+        if let Some(d) = self.hosts[h].data.as_mut() {
+            d.to_answer.clear();
+            if d.ask.take().is_some_and(|(_, w)| w.is_none()) && only {
+                d.frozen = false;
+            }
+        }
     }
 
     fn connected(&self) -> bool {
@@ -466,6 +1072,16 @@ struct Checks {
     fences: u64,
     dual_ms: u64,
     split_brains: u64,
+    /// With a replica: writes acknowledged, acknowledged generations lost,
+    /// data-level split brains ended, promotions of data missing acknowledged
+    /// writes (failures under resource-and-stonith, counted otherwise).
+    acked_writes: u64,
+    lost_acked: u64,
+    data_split_brains: u64,
+    stale_promotions: u64,
+    /// The schedule's replica runs resource-and-stonith with a fencing device,
+    /// unweakened: the no-acknowledged-write-lost invariant held in it.
+    strict_data: bool,
 }
 
 impl Checks {
@@ -490,26 +1106,44 @@ enum Fault {
     ClockStep(usize),
     /// SIGSTOP of the daemon for the fault's length, then SIGCONT.
     Pause(usize),
+    /// The replication link alone (the heartbeat links work).
+    ReplicationCut,
 }
 
 /// Faults at given times (ms), each with its length (ms).
 type Schedule = BTreeMap<u64, Vec<(Fault, u64)>>;
 
 fn run(seed: u64) -> Checks {
-    run_with(seed, None)
+    run_with(seed, None, None)
 }
 
 /// One schedule: random from the seed, or the faults given (the seed still draws
 /// the rest: protection, policy, agent times, delays).
-fn run_with(seed: u64, given: Option<(Protect, Schedule)>) -> Checks {
+/// `replica`: whether the group runs a replicated disk, with which `fencing`; by
+/// default half the schedules do (drawn apart from the schedule, so the seeds of
+/// schedules without one draw what they drew before the replica was simulated),
+/// with resource-and-stonith in 70 % of those that have a fencing device.
+fn run_with(seed: u64, given: Option<(Protect, Schedule)>, replica: Option<Option<Replica>>) -> Checks {
     let mut rng = Rng(seed);
+    let with_replica = replica.map_or_else(|| Rng(seed ^ 0xda7a_da7a).chance(500), |r| r.is_some());
     let mut protect = [Protect::Nothing, Protect::Tiebreak, Protect::Fencing, Protect::Both][rng.below(4) as usize];
     if let Some((p, _)) = &given {
         protect = *p;
     }
     let policy = SplitBrainPolicy::ALL[rng.below(4) as usize];
     let fence_delay = if rng.chance(500) { 400 } else { 0 };
-    let text = config_text(protect, policy, fence_delay);
+    let fenced = matches!(protect, Protect::Fencing | Protect::Both);
+    let replica = match replica {
+        Some(r) => r,
+        None => with_replica.then(|| {
+            if fenced && Rng(seed ^ 0x57_0417).chance(700) {
+                Replica::ResourceAndStonith
+            } else {
+                Replica::ResourceOnly
+            }
+        }),
+    };
+    let text = config_text(protect, policy, fence_delay, replica);
     // The inline key's file must exist and be private, as on a real host.
     let dir = std::env::temp_dir().join(format!("pairbeat-sim-cluster-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -538,6 +1172,9 @@ fn run_with(seed: u64, given: Option<(Protect, Schedule)>) -> Checks {
             |r| Fault::StopHangs(r.below(2) as usize),
             |_| Fault::FenceFails,
         ]);
+    }
+    if replica.is_some() {
+        kinds.push(|_| Fault::ReplicationCut);
     }
     let mut schedule: Schedule = BTreeMap::new();
     let faults = 1 + rng.below(5);
@@ -570,6 +1207,7 @@ fn run_with(seed: u64, given: Option<(Protect, Schedule)>) -> Checks {
         stop_hangs: 0,
         fencing: None,
         disturbed_at: 0,
+        data: replica.map(|_| Data::new(0)),
     };
     let trace = std::env::var_os("SIM_TRACE").is_some();
     let mut w = World {
@@ -581,7 +1219,18 @@ fn run_with(seed: u64, given: Option<(Protect, Schedule)>) -> Checks {
         fence_works: true,
         policy,
         trace,
+        repl_up: true,
+        replica,
+        acked: Default::default(),
+        next_generation: 1,
+        stale_promotions: Vec::new(),
     };
+    // pairbeatd's polls of the two replicas are not in phase.
+    for h in 0..2 {
+        if let Some(d) = w.hosts[h].data.as_mut() {
+            d.next_poll = rng.below(POLL);
+        }
+    }
     let mut checks = Checks::default();
     let mut last_seen = String::new();
     // Start one node a little later than the other, as after a power cut.
@@ -612,7 +1261,18 @@ fn run_with(seed: u64, given: Option<(Protect, Schedule)>) -> Checks {
                                 w.net.dir_mut(l, d).up = false;
                             }
                         }
-                        undo.push((w.now + len, Box::new(|w| w.net.heal())));
+                        w.repl_up = false;
+                        undo.push((
+                            w.now + len,
+                            Box::new(|w| {
+                                w.net.heal();
+                                w.repl_up = true;
+                            }),
+                        ));
+                    }
+                    Fault::ReplicationCut => {
+                        w.repl_up = false;
+                        undo.push((w.now + len, Box::new(|w| w.repl_up = true)));
                     }
                     Fault::Isolate(h) => {
                         for l in 0..2 {
@@ -621,11 +1281,13 @@ fn run_with(seed: u64, given: Option<(Protect, Schedule)>) -> Checks {
                             }
                         }
                         w.hosts[h].uplink = false;
+                        w.repl_up = false;
                         undo.push((
                             w.now + len,
                             Box::new(move |w| {
                                 w.net.heal();
                                 w.hosts[h].uplink = true;
+                                w.repl_up = true;
                             }),
                         ));
                     }
@@ -650,6 +1312,7 @@ fn run_with(seed: u64, given: Option<(Protect, Schedule)>) -> Checks {
                     Fault::DaemonCrash(h) => {
                         if w.hosts[h].daemon.is_some() {
                             w.hosts[h].daemon = None;
+                            w.daemon_gone(h);
                             w.hosts[h].fencing = None;
                             w.hosts[h].restart_at = Some(w.now + len.min(3000));
                             if !matches!(protect, Protect::Fencing | Protect::Both) {
@@ -716,6 +1379,7 @@ fn run_with(seed: u64, given: Option<(Protect, Schedule)>) -> Checks {
         if now == quiet_from {
             undo.clear();
             w.net.heal();
+            w.repl_up = true;
             w.fence_works = true;
             for h in 0..2 {
                 w.hosts[h].uplink = true;
@@ -756,6 +1420,7 @@ fn run_with(seed: u64, given: Option<(Protect, Schedule)>) -> Checks {
         w.note_disturbances();
         w.deliver(&mut checks);
         w.fences();
+        w.step_replicas(&mut checks);
         for h in 0..2 {
             w.step_daemon(h, &mut checks);
         }
@@ -826,6 +1491,41 @@ fn run_with(seed: u64, given: Option<(Protect, Schedule)>) -> Checks {
             w.hosts[0].running, w.hosts[1].running
         ));
     }
+    if w.replica.is_some() {
+        let (a, b) = (w.hosts[0].data.as_ref().unwrap(), w.hosts[1].data.as_ref().unwrap());
+        let settled = a.connected
+            && b.connected
+            && a.current() == b.current()
+            && a.disk == DiskState::UpToDate
+            && b.disk == DiskState::UpToDate
+            && a.split.is_none()
+            && b.split.is_none();
+        if !settled {
+            checks.fail(format!(
+                "after the faults the replicas are not in sync: a {:?} {:?} connected={} split={:?}, b {:?} {:?} connected={} split={:?}",
+                a.disk, a.history, a.connected, a.split.is_some(), b.disk, b.history, b.connected, b.split.is_some()
+            ));
+        }
+        let primary = (0..2).find(|&h| w.hosts[h].running[0]);
+        if let Some(p) = primary {
+            let d = w.hosts[p].data.as_ref().unwrap();
+            let missing: Vec<u64> = w.acked.iter().filter(|g| !d.history.contains(g)).copied().collect();
+            if !missing.is_empty() {
+                w.stale_promotions.push(format!(
+                    "at the end the Primary {} lacks acknowledged generations {missing:?}",
+                    w.hosts[p].name
+                ));
+            }
+        }
+        checks.stale_promotions = w.stale_promotions.len() as u64;
+        let must_hold = w.replica == Some(Replica::ResourceAndStonith) && strict;
+        checks.strict_data = must_hold;
+        if must_hold {
+            for s in std::mem::take(&mut w.stale_promotions) {
+                checks.fail(format!("an acknowledged write lost under resource-and-stonith: {s}"));
+            }
+        }
+    }
     for h in 0..2 {
         let d = w.hosts[h].daemon.as_ref().unwrap();
         checks.split_brains += d.node.role().split_brains().len() as u64;
@@ -859,17 +1559,23 @@ fn cluster_schedules_keep_the_invariants() {
     };
     let mut failed = Vec::new();
     let (mut fences, mut dual, mut sbs) = (0, 0, 0);
+    let (mut acked, mut lost, mut data_sbs, mut stale, mut strict_data) = (0, 0, 0, 0, 0);
     for &seed in &seeds {
         let c = run(seed);
         fences += c.fences;
         dual += c.dual_ms;
         sbs += c.split_brains;
+        acked += c.acked_writes;
+        lost += c.lost_acked;
+        data_sbs += c.data_split_brains;
+        stale += c.stale_promotions;
+        strict_data += c.strict_data as u64;
         if !c.failures.is_empty() {
             failed.push(format!("seed {seed}: {}", c.failures.join("; ")));
         }
     }
     println!(
-        "{} schedules: {fences} fence operations, {sbs} split-brain records, {dual} ms of dual-active in total (without fencing or a deciding tie-break)",
+        "{} schedules: {fences} fence operations, {sbs} split-brain records, {dual} ms of dual-active in total (without fencing or a deciding tie-break); replicated disk: {acked} writes acknowledged, {data_sbs} data split brains ended, {lost} acknowledged generations discarded and {stale} stale-data events, all without resource-and-stonith ({strict_data} schedules ran it with a fencing device, where a loss fails the run)",
         seeds.len()
     );
     assert!(
@@ -938,6 +1644,65 @@ fn regression_seeds() {
     ];
     let mut failed = Vec::new();
     for (seed, what) in seeds {
+        // As they were found: without a replicated disk.
+        let c = run_with(seed, None, Some(None));
+        if !c.failures.is_empty() {
+            failed.push(format!("seed {seed} ({what}): {}", c.failures.join("; ")));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+/// Seeds that broke an invariant once the group ran on a replicated disk, each
+/// with what it found in the node (all fixed), run as drawn (with their replica).
+#[test]
+fn replica_regression_seeds() {
+    let seeds = [
+        (
+            1397,
+            "stop-both: the node that stopped first took the other, still stopping, for the data's keeper; so did the other: both discarded",
+        ),
+        (
+            17791,
+            "an outdate ask answered from a fence earlier in the peer's absence: the peer had rebooted and connected its replica since; the Primary went on alone and the peer later promoted without its writes",
+        ),
+        (17951, "an outdate ask answered from an old fence"),
+        (18877, "an outdate ask answered from an old fence"),
+        (
+            4226,
+            "stop-both: a node that had just stopped still counted as running and kept its data; its peer kept its own on resolve",
+        ),
+        (4883, "stop-both: a data keeper chosen in the turn the wait began"),
+        (6627, "stop-both: a data keeper chosen in the turn the wait began"),
+        (
+            5532,
+            "a node yielding after a split brain demoted its replica, took the group back when the heal ended early, and promoted data whose split brain was pending",
+        ),
+        (5296, "a promotion started with the gate closed"),
+        (8362, "a promotion started with the gate closed"),
+        (11255, "a promotion started with the gate closed"),
+        (
+            19961,
+            "a data keeper chosen on the peer's advert from before a silence: both kept, the replicas waited forever",
+        ),
+        (
+            127,
+            "a restarted daemon still probing (leftovers) taken for a node that does not run the group: both kept",
+        ),
+        (
+            1839,
+            "after `resolve`, one node read the operator's choice, the other who runs the group: both discarded; then the loser, its stop hung, ran the group on the data it was to discard",
+        ),
+        (3979, "after resolve: the recorded choice must stand on both"),
+        (4754, "after resolve: the recorded choice must stand on both"),
+        (14993, "after resolve: the recorded choice must stand on both"),
+        (15341, "after resolve: the recorded choice must stand on both"),
+        (1600, "the node that gave its data up ran the group on it"),
+        (4029, "the node that gave its data up ran the group on it"),
+        (5402, "the node that gave its data up ran the group on it"),
+    ];
+    let mut failed = Vec::new();
+    for (seed, what) in seeds {
         let c = run(seed);
         if !c.failures.is_empty() {
             failed.push(format!("seed {seed} ({what}): {}", c.failures.join("; ")));
@@ -989,7 +1754,7 @@ fn schedule(faults: &[(u64, Fault, u64)]) -> Schedule {
 fn directed(no_dual: bool, scenario: impl Fn(u64) -> (Protect, Schedule)) {
     let failed: Vec<String> = (1..=40)
         .filter_map(|seed| {
-            let c = run_with(seed, Some(scenario(seed)));
+            let c = run_with(seed, Some(scenario(seed)), None);
             let mut why = c.failures;
             if no_dual && c.dual_ms > 0 {
                 why.push(format!("{} ms of dual-active", c.dual_ms));
@@ -998,4 +1763,47 @@ fn directed(no_dual: bool, scenario: impl Fn(u64) -> (Protect, Schedule)) {
         })
         .collect();
     assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+/// A total partition (heartbeat and replication links) of a pair with a
+/// replicated disk and nothing to decide it: both nodes run the group, both
+/// Primaries write, and at the heal the replicas find the split brain, which the
+/// nodes end by the policy (the loser's writes discarded, counted), the replicas
+/// connected and in sync at the end.
+#[test]
+fn a_total_partition_without_fencing_is_a_data_split_brain_ended_by_the_policy() {
+    let mut ended = 0;
+    for seed in 1..=20 {
+        let c = run_with(
+            seed,
+            Some((Protect::Nothing, schedule(&[(8000, Fault::Partition, 4000)]))),
+            Some(Some(Replica::ResourceOnly)),
+        );
+        assert!(c.failures.is_empty(), "seed {seed}: {}", c.failures.join("; "));
+        assert!(c.acked_writes > 0, "seed {seed}: the Primary never wrote");
+        ended += c.data_split_brains;
+    }
+    assert!(ended >= 15, "only {ended} of 20 partitions ended in a data split brain");
+}
+
+/// The same total partition with a fencing device and `resource-and-stonith`: the
+/// Primary's writes stay frozen until the peer is fenced (or its copy outdated),
+/// so whichever node ends up Primary holds every acknowledged write; no split
+/// brain at the data level.
+#[test]
+fn a_total_partition_with_resource_and_stonith_loses_no_acknowledged_write() {
+    for seed in 1..=20 {
+        let c = run_with(
+            seed,
+            Some((Protect::Fencing, schedule(&[(8000, Fault::Partition, 4000)]))),
+            Some(Some(Replica::ResourceAndStonith)),
+        );
+        assert!(c.failures.is_empty(), "seed {seed}: {}", c.failures.join("; "));
+        assert!(
+            c.strict_data && c.acked_writes > 0,
+            "seed {seed}: the invariant was not in force"
+        );
+        assert!(c.fences > 0, "seed {seed}: nobody fenced");
+        assert_eq!((c.data_split_brains, c.stale_promotions), (0, 0), "seed {seed}");
+    }
 }

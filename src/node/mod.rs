@@ -346,13 +346,17 @@ impl Node {
     pub fn handle_replicas(&mut self, now: Instant, wall: u64, gate: DataGate, split_brains: Vec<DataSplitBrain>) {
         self.input(now, wall);
         self.split_brains = split_brains;
-        self.set_gate(gate);
+        self.set_gate(gate, wall);
         self.turn(now, wall);
     }
 
     /// What the group's replicated data here allows now; a change is logged, and
     /// advertised by the turn that follows.
-    fn set_gate(&mut self, gate: DataGate) {
+    fn set_gate(&mut self, gate: DataGate, wall: u64) {
+        // A closed gate never starts a promotion, whatever the target says this
+        // turn (the engine may act on a result before the role decides again).
+        let outs = self.engine.hold_promotion(gate == DataGate::Closed);
+        self.engine_outputs(outs, wall);
         let was = self.role.data();
         if self.role.set_data(gate) {
             let words = |g: DataGate| match g {
@@ -388,7 +392,7 @@ impl Node {
         )));
         if rc == OutdateRc::Outdated && self.group_replicas.iter().any(|r| r == replica) {
             // Stale from now on, not from the shell's next reading of the replica.
-            self.set_gate(DataGate::Closed);
+            self.set_gate(DataGate::Closed, wall);
         }
         let mut out = Vec::new();
         self.relay.local_done(replica, ask, rc, detail, &mut out);
@@ -536,16 +540,23 @@ impl Node {
         // The relay after the role: a fencing result or a dead peer settles its asks.
         let mut out = Vec::new();
         let dead = self.membership.peer() == PeerLiveness::Dead;
-        self.relay.poll(now, dead, self.fence_view(), &mut out);
+        self.relay
+            .poll(now, dead, self.fence_view(), self.role.fences_done(), &mut out);
         self.relay_outputs(out, wall);
-        if !self.split_brains.is_empty() {
+        // Every turn, also with none pending: the role learns that the split
+        // brains it lost are over.
+        {
+            // Only on a fresh view of the peer: an advert from before a silence may
+            // say it stopped the group it has run since (found by the cluster
+            // simulation: a node decided to keep its data on such an advert, the
+            // peer later kept its own, and both replicas waited forever).
             let peer = self
                 .membership
                 .peer_advert()
-                .filter(|_| self.membership.peer() == PeerLiveness::Up);
+                .filter(|_| self.membership.peer() == PeerLiveness::Up && !self.membership.peer_late());
             let heal = self
                 .role
-                .data_split_brains(&self.split_brains, self.engine.holding(), peer, wall);
+                .data_split_brains(&self.split_brains, self.engine.holding(), peer, now, wall);
             self.effects.extend(heal.notes.into_iter().map(Effect::Log));
             self.effects.extend(heal.persist.into_iter().map(Effect::Persist));
             self.effects.extend(heal.actions.into_iter().map(Effect::Replica));

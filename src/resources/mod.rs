@@ -192,6 +192,9 @@ pub struct Engine {
     /// Monitors are held (queued, not run): set on a node about to yield the group
     /// after a split brain, so it does not re-announce what it gives up.
     quiet: bool,
+    /// No promotion starts (a promoted resource stays): the data it stands for is
+    /// not eligible (the promotion gate is closed). What is above it waits.
+    promote_held: bool,
 }
 
 /// A resource's state and counters, for status.
@@ -238,6 +241,7 @@ impl Engine {
             reassert: Vec::new(),
             reassert_inflight: false,
             quiet: false,
+            promote_held: false,
         }
     }
 
@@ -339,6 +343,27 @@ impl Engine {
         } else {
             Holding::Stopped
         }
+    }
+
+    /// Holds (or releases) promotions: while held, no promote starts, and the
+    /// resources above a promotable that is not promoted stay stopped.
+    pub fn hold_promotion(&mut self, held: bool) -> Vec<Output> {
+        if std::mem::replace(&mut self.promote_held, held) == held {
+            return Vec::new();
+        }
+        self.step()
+    }
+
+    /// Every promotable resource is promoted (or its promote is in flight): the
+    /// data it stands for is in use here. True with none.
+    pub fn promotables_promoted(&self) -> bool {
+        self.rscs
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.cfg.promotable)
+            .all(|(i, r)| {
+                r.state == RscState::Promoted || matches!(self.inflight, Some((_, j, Action::Promote)) if j == i)
+            })
     }
 
     /// Every resource where the target wants it, and no operation that changes
@@ -706,6 +731,10 @@ impl Engine {
                 (RscState::Started, RscState::Promoted) => Action::Promote,
                 _ => unreachable!("k needs to come up"),
             };
+            if action == Action::Promote && self.promote_held {
+                // The gate is closed: wait, with everything above still down.
+                return out;
+            }
             return self.run(k, action, out);
         }
         if !self.settled {
