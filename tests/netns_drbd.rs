@@ -211,6 +211,13 @@ fn owner(p: &Pair, h: usize) -> Option<String> {
     status(p, h)?["group"]["owner"].as_str().map(str::to_string)
 }
 
+/// Host h runs the whole group on its DRBD, Primary there.
+fn runs_on(p: &Pair, h: usize) -> bool {
+    owner(p, h).as_deref() == Some(node(h))
+        && drbd_state(&p.net, h)["role"] == "Primary"
+        && status(p, h).is_some_and(|s| s["group"]["resources"][1]["state"] == "started")
+}
+
 fn attribute(s: &serde_json::Value, name: &str) -> Option<String> {
     s["attributes"]
         .as_array()?
@@ -258,11 +265,7 @@ fn linbit_running_on_alpha() -> Pair {
         &p,
         "the group on alpha, drbd0 Primary there",
         Duration::from_secs(40),
-        || {
-            owner(&p, 0).as_deref() == Some("alpha")
-                && drbd_state(&p.net, 0)["role"] == "Primary"
-                && status(&p, 0).is_some_and(|s| s["group"]["resources"][1]["state"] == "started")
-        },
+        || runs_on(&p, 0),
     );
     // Both copies UpToDate and connected: linbit's best score on both.
     until(&p, "master-drbd0 = 10000 on both", Duration::from_secs(10), || {
@@ -303,11 +306,7 @@ fn linbit_drbd_promotes_where_the_group_runs_and_fails_over_by_its_scores() {
         &p,
         "bravo runs the group, drbd0 Primary there",
         Duration::from_secs(30),
-        || {
-            owner(&p, 1).as_deref() == Some("bravo")
-                && drbd_state(&p.net, 1)["role"] == "Primary"
-                && status(&p, 1).is_some_and(|s| s["group"]["resources"][1]["state"] == "started")
-        },
+        || runs_on(&p, 1),
     );
     // Alone, UpToDate with the peer unknown: linbit's 1000.
     until(&p, "bravo's score 1000 alone", Duration::from_secs(10), || {
@@ -443,11 +442,7 @@ fn haresources_drbddisk_fails_over_as_under_heartbeat() {
         &p,
         "bravo runs the group, r0 Primary there",
         Duration::from_secs(30),
-        || {
-            owner(&p, 1).as_deref() == Some("bravo")
-                && drbd_state(&p.net, 1)["role"] == "Primary"
-                && status(&p, 1).is_some_and(|s| s["group"]["resources"][1]["state"] == "started")
-        },
+        || runs_on(&p, 1),
     );
     never_two_primaries(&p);
 }

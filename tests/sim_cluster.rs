@@ -811,6 +811,20 @@ impl World {
         }
     }
 
+    /// Both replicas find their data diverged (a side that has it marked already
+    /// keeps its mark, and what its node said of it).
+    fn mark_split(&mut self, a: &Data, b: &Data) {
+        for h in 0..2 {
+            let (mine, peer) = if h == 0 { (a, b) } else { (b, a) };
+            let d = self.hosts[h].data.as_mut().unwrap();
+            if d.split.is_none() {
+                d.split = Some((mine.history.clone(), peer.history.clone()));
+                d.decided = None;
+                d.poll_now = true;
+            }
+        }
+    }
+
     /// The replicas' handshake when their link works: in sync, one behind (it
     /// resyncs), or divergent (a split brain, until the nodes said who keeps).
     fn connect(&mut self, checks: &mut Checks) {
@@ -822,15 +836,7 @@ impl World {
             // other discards once it no longer runs as Primary. A side that
             // rebooted since finds it again at this handshake.
             if a.split.is_none() || b.split.is_none() {
-                for h in 0..2 {
-                    let (mine, peer) = if h == 0 { (&a, &b) } else { (&b, &a) };
-                    let d = self.hosts[h].data.as_mut().unwrap();
-                    if d.split.is_none() {
-                        d.split = Some((mine.history.clone(), peer.history.clone()));
-                        d.decided = None;
-                        d.poll_now = true;
-                    }
-                }
+                self.mark_split(&a, &b);
                 return;
             }
             let loser = match (a.decided, b.decided) {
@@ -875,15 +881,7 @@ impl World {
         } else if b.history.contains(&a.current()) && !self.hosts[0].running[0] {
             Some(0)
         } else {
-            for h in 0..2 {
-                let (mine, peer) = if h == 0 { (&a, &b) } else { (&b, &a) };
-                let d = self.hosts[h].data.as_mut().unwrap();
-                if d.split.is_none() {
-                    d.split = Some((mine.history.clone(), peer.history.clone()));
-                    d.decided = None;
-                    d.poll_now = true;
-                }
-            }
+            self.mark_split(&a, &b);
             return;
         };
         let source_history = target.map(|t| [&b, &a][t].history.clone());
