@@ -6,13 +6,16 @@
 //! each commit, one after the other, an insert and a counter update, recording each
 //! operation's outcome (ok, failed, unknown) before the next.
 //!
-//! Faults, in turn, `PG_CYCLES` of them (10 here; `make bench` runs 100 and prints
+//! Faults, in turn, `PG_CYCLES` of them (12 here, each kind twice; `make bench` runs 100 and prints
 //! each failover's outage): the primary host crashes (every process of it killed,
 //! VIP and mounts gone) and comes back; the secondary host crashes and comes back;
 //! the replication link alone is cut for a while; the primary crashes while the
 //! secondary resyncs from it (the secondary, Inconsistent, must not take over); the
 //! secondary's replica worker hangs for 6 s (SIGSTOP: the primary's ask to outdate
-//! it goes unanswered, resource-only goes on after outdate_timeout). The verdict from a final read:
+//! it goes unanswered, resource-only goes on after outdate_timeout); the primary
+//! host is cut off from everything (it loses the tie-break target, the client's
+//! address, and stops; the secondary takes over; healed, what the isolated side
+//! wrote alone is a split brain kept by the node that ran the group). The verdict from a final read:
 //! 0 acknowledged commits lost, 0 rows of failed ones, 0 duplicates, every counter
 //! equal to its worker's rows; `pg_amcheck --all` clean; then, the group stopped,
 //! both backing files equal by checksum and `e2fsck -fn` clean.
@@ -207,6 +210,13 @@ ocf_root = "{ocf}"
 preferred_node = "alpha"
 auto_failback = false
 
+# The client's address: a node that cannot reach it yields the group (the
+# isolation fault; with a total cut nothing else would decide).
+[tiebreak]
+targets = ["icmp:{client}"]
+interval = "200ms"
+timeout = "500ms"
+
 [group]
 id = "db"
 
@@ -252,6 +262,7 @@ outdate_timeout = "3s"
             dir = dir.display(),
             a = net.addr(0, 1),
             b = net.addr(1, 1),
+            client = net.addr(2, 0),
         );
         let written = pairbeat_config_with(&net, h, &["ucast"], TIMING, &extra);
         assert_eq!(written, conf);
@@ -327,12 +338,12 @@ fn fault(pair: &mut Pair, i: usize) -> String {
         other => panic!("nobody serves before cycle {i}: {other:?}\n{}", pair.net.logs()),
     };
     let secondary = 1 - primary;
-    // PG_FAULTS=0,3 runs only those kinds (in turn); all five by default.
+    // PG_FAULTS=0,3 runs only those kinds (in turn); all six by default.
     let kinds: Vec<usize> = std::env::var("PG_FAULTS")
         .ok()
         .map(|k| k.split(',').filter_map(|x| x.trim().parse().ok()).collect())
         .filter(|k: &Vec<usize>| !k.is_empty())
-        .unwrap_or_else(|| vec![0, 1, 2, 3, 4]);
+        .unwrap_or_else(|| vec![0, 1, 2, 3, 4, 5]);
     match kinds[i % kinds.len()] {
         0 => {
             let t = Instant::now();
@@ -372,6 +383,43 @@ fn fault(pair: &mut Pair, i: usize) -> String {
                 "replication link cut for 3 s (the secondary {}: {})",
                 node(secondary),
                 if outdated { "Outdated" } else { "not yet Outdated" }
+            )
+        }
+        5 => {
+            // The primary host is cut off from everything (the LAN: heartbeat and
+            // clients; the replication link): it loses the tie-break target and
+            // stops the group; the secondary, reaching it, takes over. Healed, the
+            // replicas find whatever the isolated side wrote alone (PostgreSQL's
+            // shutdown checkpoint) as a split brain, which the node that runs the
+            // group keeps: the isolated side's writes are saved aside, nothing a
+            // client was told is lost.
+            let t = Instant::now();
+            let cut = pair.net.exec(primary, "ip link set pb0 down && ip link set pb1 down");
+            assert!(cut.status.success());
+            pair.until("the survivor serves", Duration::from_secs(60), || {
+                pair.serving().as_deref() == Some(node(secondary))
+            });
+            let outage = t.elapsed();
+            let isolated = pair.dir(primary).join("pb.sock");
+            pair.until("the isolated node stopped the group", Duration::from_secs(30), || {
+                common::status(&isolated).is_some_and(|s| s["group"]["owner"].is_null())
+            });
+            std::thread::sleep(Duration::from_secs(2));
+            let healed = pair.net.exec(primary, "ip link set pb0 up && ip link set pb1 up");
+            assert!(healed.status.success());
+            pair.until_in_sync("resynced after the isolation", Duration::from_secs(90));
+            assert_eq!(
+                pair.serving().as_deref(),
+                Some(node(secondary)),
+                "the node that ran the group through the isolation keeps it"
+            );
+            let log =
+                std::fs::read_to_string(pair.dir(primary).join("state").join("split-brains.json")).unwrap_or_default();
+            let data_records = log.matches("\"local_generations\"").count();
+            format!(
+                "isolation of the primary {} (every link): outage {} ms, the isolated node stopped by the tie-break; {data_records} data split-brain record(s) on it so far",
+                node(primary),
+                outage.as_millis()
             )
         }
         4 => {
@@ -463,7 +511,7 @@ fn no_acknowledged_commit_is_lost_through_crashes_and_cuts() {
     let cycles: usize = std::env::var("PG_CYCLES")
         .ok()
         .and_then(|c| c.parse().ok())
-        .unwrap_or(10);
+        .unwrap_or(12);
     let ops_file = pair.net.path("ops.jsonl");
     let stop = pair.net.path("stop");
     let workload = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/pg_workload.py");
