@@ -162,7 +162,24 @@ impl Pair {
 
     #[track_caller]
     fn until(&self, what: &str, limit: Duration, f: impl FnMut() -> bool) -> Duration {
-        wait_for(limit, f).unwrap_or_else(|| panic!("{what} within {limit:?}:\n{}", self.net.logs()))
+        wait_for(limit, f)
+            .unwrap_or_else(|| panic!("{what} within {limit:?}:\n{}\n{}", self.net.logs(), self.pg_logs()))
+    }
+
+    /// The last lines of each host's PostgreSQL log: why a server did not start.
+    fn pg_logs(&self) -> String {
+        (0..2)
+            .map(|h| {
+                let text = std::fs::read_to_string(self.dir(h).join("postgres.log")).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                format!(
+                    "--- {} postgres.log (last 40 lines)\n{}",
+                    node(h),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// Waits until both replicas say they are in sync; a failure shows what each said.
@@ -187,6 +204,12 @@ impl Pair {
     }
 }
 
+/// `[split_brain] policy` of the run: PG_POLICY, keep-preferred by default
+/// (`scripts/bench-postgres` runs the isolation under each).
+fn policy() -> String {
+    std::env::var("PG_POLICY").unwrap_or_else(|_| "keep-preferred".into())
+}
+
 fn setup() -> Pair {
     let mut net = Net::lan(3);
     net.veth(0, 1, 1);
@@ -209,6 +232,9 @@ ocf_root = "{ocf}"
 [failover]
 preferred_node = "alpha"
 auto_failback = false
+
+[split_brain]
+policy = "{policy}"
 
 # The client's address: a node that cannot reach it yields the group (the
 # isolation fault; with a total cut nothing else would decide).
@@ -263,6 +289,7 @@ outdate_timeout = "3s"
             a = net.addr(0, 1),
             b = net.addr(1, 1),
             client = net.addr(2, 0),
+            policy = policy(),
         );
         let written = pairbeat_config_with(&net, h, &["ucast"], TIMING, &extra);
         assert_eq!(written, conf);
@@ -283,13 +310,16 @@ outdate_timeout = "3s"
     });
     let out = pair.replica_cli(0, &["primary", "r0", "--new-data"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    // ext4 and a database with data checksums, made once on alpha's device.
+    // ext4 and a database with data checksums, made once on alpha's device. The WAL
+    // is bounded (max_wal_size 48 MB): the filesystem has 128 MiB, and PostgreSQL's
+    // default of 1 GB filled it after ~80,000 commits (a server that then could not
+    // restart, "No space left on device", looked like a replica that lost data).
     let dir = pair.dir(0);
     let init = format!(
         "set -e; mkfs.ext4 -q -F {d}/replica/r0.dev; mount {d}/replica/r0.dev {d}/pg; \
          mkdir {d}/pg/data; chown postgres {d}/pg/data; \
          runuser -u postgres -- {PG_BIN}/initdb -k -A trust -D {d}/pg/data >/dev/null; \
-         printf \"synchronous_commit = on\\nfsync = on\\nfull_page_writes = on\\nlisten_addresses = '*'\\n\" >> {d}/pg/data/postgresql.conf; \
+         printf \"synchronous_commit = on\\nfsync = on\\nfull_page_writes = on\\nlisten_addresses = '*'\\nmax_wal_size = 48MB\\nmin_wal_size = 32MB\\n\" >> {d}/pg/data/postgresql.conf; \
          echo 'host all all 0.0.0.0/0 trust' >> {d}/pg/data/pg_hba.conf; \
          touch {d}/postgres.log; chown postgres {d}/postgres.log; \
          runuser -u postgres -- {PG_BIN}/pg_ctl -D {d}/pg/data -w -l {d}/postgres.log -o \"-c unix_socket_directories='' -c listen_addresses=127.0.0.1\" start >/dev/null; \
