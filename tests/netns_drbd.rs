@@ -140,11 +140,18 @@ fn standin_hosts(net: &mut Net, dev: &str) {
     );
 }
 
-/// Two hosts, one heartbeat link, the group `group` (its resources' TOML).
-fn pair(group: &str) -> Pair {
+/// Two hosts, one heartbeat link, the group `group` (its resources' TOML);
+/// `boot_up`: DRBD brought up on both first, as its boot script does (what
+/// drbddisk expects; the OCF agent brings it up itself).
+fn pair(group: &str, boot_up: bool) -> Pair {
     let mut net = Net::new(1);
     let dev = net.loop_ext4(32);
     standin_hosts(&mut net, &dev);
+    if boot_up {
+        for h in 0..2 {
+            assert!(net.exec(h, "drbdadm up r0").status.success());
+        }
+    }
     let mnt = net.path("mnt");
     std::fs::create_dir_all(&mnt).unwrap();
     let root = ocf_root(&net);
@@ -260,7 +267,7 @@ op = [{ name = "monitor", interval = "2s", timeout = "20s" }]
 "#;
 
 fn linbit_running_on_alpha() -> Pair {
-    let p = pair(LINBIT_GROUP);
+    let p = pair(LINBIT_GROUP, false);
     until(
         &p,
         "the group on alpha, drbd0 Primary there",
@@ -396,39 +403,8 @@ op = [{ name = "monitor", interval = "2s", timeout = "20s" }]
 
 #[test]
 fn haresources_drbddisk_fails_over_as_under_heartbeat() {
-    // drbddisk promotes a DRBD resource the boot scripts brought up: up on both first.
-    let mut p = {
-        let mut net = Net::new(1);
-        let dev = net.loop_ext4(32);
-        standin_hosts(&mut net, &dev);
-        for h in 0..2 {
-            assert!(net.exec(h, "drbdadm up r0").status.success());
-        }
-        // The rest as any pair; `pair` would make a new Net, so build it here.
-        let mnt = net.path("mnt");
-        std::fs::create_dir_all(&mnt).unwrap();
-        let root = ocf_root(&net);
-        let group = DRBDDISK_GROUP
-            .replace("DEV", &dev)
-            .replace("MNT", &mnt.display().to_string());
-        let extra = format!(
-            "realtime = false\nocf_root = \"{}\"\n\n[failover]\npreferred_node = \"alpha\"\nauto_failback = false\n\n{group}",
-            root.display()
-        );
-        let confs = [0, 1].map(|h| pairbeat_config(&net, h, TIMING, &extra));
-        let socks = [0, 1].map(|h| net.path(node(h)).join("pb.sock"));
-        let mut p = Pair {
-            net,
-            socks,
-            pids: [None, None],
-            confs,
-            mnt,
-        };
-        for h in 0..2 {
-            start(&mut p, h, 1);
-        }
-        p
-    };
+    // drbddisk promotes a DRBD resource the boot scripts brought up.
+    let mut p = pair(DRBDDISK_GROUP, true);
     until(
         &p,
         "the group on alpha, r0 Primary there",
