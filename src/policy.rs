@@ -926,6 +926,14 @@ mod tests {
         // A node that runs the group keeps it: its replica's monitor speaks for it.
         let d = decide(&gated(0, DataGate::Closed, Running), alive(adv(Stopped, Online)));
         assert_eq!(d.target, Target::Active);
+        // But not once its replica is demoted (it was handing the group over): it
+        // does not promote again on data the gate refuses.
+        let demoted = Local {
+            promoted: false,
+            ..gated(0, DataGate::Closed, Running)
+        };
+        let d = decide(&demoted, alive(adv(Stopped, Online)));
+        assert_eq!((d.target, d.reason), (Target::Passive, Reason::DataNotUpToDate));
         // Up to date, alone: it takes over.
         let d = decide(
             &gated(0, DataGate::Score(1000), Stopped),

@@ -340,6 +340,37 @@ fn promotable_runs_on_both_nodes_and_is_promoted_only_on_the_active_one() {
     assert_eq!(d.log[..4], ["monitor r0", "stop r1", "stop r0", "start r0"]);
 }
 
+/// A closed promotion gate holds promotions in the engine whatever the target:
+/// the promotable stays Started, what is above it stays stopped; released, the
+/// promotion and the rest follow. A promoted resource is not demoted by a hold.
+#[test]
+fn a_held_promotion_waits_with_everything_above_it_down_and_a_promoted_one_stays() {
+    let mut disk = rsc("disk", OnFail::Restart);
+    disk.promotable = true;
+    let g = group(vec![disk, rsc("fs", OnFail::Restart)]);
+    let mut d = Drive::new(&g);
+    let o = d.e.hold_promotion(true);
+    d.take(o);
+    d.target(Target::Active);
+    d.settle(Outcome::NotRunning);
+    assert_eq!(d.states(2), [RscState::Started, RscState::Stopped], "{:?}", d.log);
+    assert!(!d.log.iter().any(|l| l.starts_with("promote")), "{:?}", d.log);
+    assert!(!d.e.promotables_promoted());
+    d.log.clear();
+    let o = d.e.hold_promotion(false);
+    d.take(o);
+    d.settle(Outcome::NotRunning);
+    assert_eq!(d.log, ["promote r0", "start r1"]);
+    assert!(d.e.promotables_promoted());
+    // Held again while promoted: nothing is demoted or stopped.
+    d.log.clear();
+    let o = d.e.hold_promotion(true);
+    d.take(o);
+    d.settle(Outcome::NotRunning);
+    assert!(d.log.is_empty(), "{:?}", d.log);
+    assert_eq!(d.states(2), [RscState::Promoted, RscState::Started]);
+}
+
 #[test]
 fn reassert_monitors_every_up_resource_and_quiet_holds_monitors_but_not_stops() {
     let g = group(vec![rsc("a", OnFail::Restart), rsc("b", OnFail::Restart)]);
