@@ -153,6 +153,36 @@ pub struct Advert {
     /// promotion score of the group's replicas here, 0 when the data is not
     /// eligible (see [`DataGate`]).
     pub data: Option<u32>,
+    /// The keeper this node recorded for its latest data split brain, said so that
+    /// the peer adopts it instead of choosing afresh on a view that has changed
+    /// since (found by the cluster simulation: a node recorded that it keeps its
+    /// data and crashed; the peer, seeing neither run the group when it came back,
+    /// chose itself by keep-preferred, and both kept).
+    pub data_choice: Option<DataChoice>,
+}
+
+/// A data split brain's keeper, as one node recorded it (see [`Advert::data_choice`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataChoice {
+    /// [`data_key`] of the split brain: the same on both nodes.
+    pub key: u64,
+    /// The sender keeps its data (else the receiver keeps its own).
+    pub sender_keeps: bool,
+}
+
+/// A data split brain's name that both nodes compute alike: FNV-1a over the
+/// replica and the two generation tuples in sorted order (each node sees them
+/// with its own first). Stable across builds and versions, as it goes on the wire.
+pub fn data_key(replica: &str, a: &str, b: &str) -> u64 {
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in [replica, lo, hi] {
+        for byte in part.bytes().chain(std::iter::once(0)) {
+            h ^= u64::from(byte);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
 }
 
 impl Advert {
@@ -172,6 +202,7 @@ impl Advert {
             claim: false,
             claim_seen: false,
             data: None,
+            data_choice: None,
         }
     }
 }

@@ -1008,11 +1008,40 @@ mod tests {
             claim: true,
             claim_seen: true,
             data: Some(1000),
+            data_choice: Some(crate::model::DataChoice {
+                key: crate::model::data_key("r0", "A:B:C:D", "E:B:C:D"),
+                sender_keeps: true,
+            }),
         };
         let fields = crate::wire::advert::fields(&a);
         let get = |k: &str| fields.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());
         assert_eq!(crate::wire::advert::parse(get), Some(a));
         assert_eq!(crate::wire::advert::parse(|_| None), None);
+        // A choice that is not one reads as none; the key is the same from either side.
+        for bad in [
+            "",
+            "12:sender",
+            "zzzzzzzzzzzzzzzz:sender",
+            "0123456789abcdef:both",
+            "0123456789abcdef",
+        ] {
+            let get = |k: &str| {
+                if k == "pb_datakeep" {
+                    Some(bad.to_string())
+                } else {
+                    fields.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+                }
+            };
+            assert_eq!(crate::wire::advert::parse(get).unwrap().data_choice, None, "{bad:?}");
+        }
+        assert_eq!(
+            crate::model::data_key("r0", "A:B:C:D", "E:B:C:D"),
+            crate::model::data_key("r0", "E:B:C:D", "A:B:C:D")
+        );
+        assert_ne!(
+            crate::model::data_key("r0", "A:B:C:D", "E:B:C:D"),
+            crate::model::data_key("r1", "A:B:C:D", "E:B:C:D")
+        );
         // A first-release advert (four fields) still parses.
         let old = |k: &str| match k {
             "pb_hold" => Some("running".to_string()),

@@ -15,7 +15,7 @@
 use std::time::{Duration, Instant};
 
 use crate::membership::PeerLiveness;
-use crate::model::{DataAction, DataSplitBrain, Note};
+use crate::model::{data_key, DataAction, DataChoice, DataSplitBrain, Note};
 use crate::policy::{
     self, Advert, DataGate, Decision, FenceState, Holding, Local, Mode, Peer, PeerView, SplitBrainPolicy, Verdict,
 };
@@ -600,6 +600,10 @@ impl Role {
             claim: false,
             claim_seen: false,
             data: self.data.advert(),
+            data_choice: self.log.latest_data_choice().map(|(d, kept)| DataChoice {
+                key: data_key(&d.replica, &d.local_generations, &d.peer_generations),
+                sender_keeps: kept == self.nodes[self.me],
+            }),
         }
     }
 
@@ -693,10 +697,24 @@ impl Role {
             let logged = self
                 .log
                 .data_keeper(&sb.replica, &sb.local_generations, &sb.peer_generations);
+            // The peer's recorded choice for this very split brain, from its advert.
+            let peers_choice = p
+                .data_choice
+                .filter(|c| c.key == data_key(&sb.replica, &sb.local_generations, &sb.peer_generations))
+                .map(|c| if c.sender_keeps { peer_idx } else { self.me });
             // A choice already recorded (the operator's, or this node's earlier)
             // stands, whoever seems to run the group now: both nodes read the same.
+            // One the peer recorded and this node has not made yet is adopted: the
+            // peer may have chosen on a view that is gone (it ran the group, then
+            // crashed), and two choices on two views could both keep.
             let keeper = if let Some(Some(k)) = &logged {
                 self.nodes.iter().position(|n| n == k)
+            } else if let (None, Some(k)) = (&logged, peers_choice) {
+                out.notes.push(Note::info(format!(
+                    "replica {}: {} recorded that {} keeps the data of this split brain; adopting its choice",
+                    sb.replica, self.nodes[peer_idx], self.nodes[k]
+                )));
+                Some(k)
             } else if waiting || (self.policy == SplitBrainPolicy::StopBoth && !i_hold && !peer_holds) {
                 match logged {
                     Some(_) => continue, // waiting for the operator
@@ -942,6 +960,50 @@ mod tests {
         r.resolve("bravo", false).unwrap();
         let heal = settled(&mut r, Holding::Stopped, peer(Holding::Stopped, 3), 300);
         assert_eq!(heal.actions, vec![DataAction::Discard("r0".into())]);
+    }
+
+    /// Found by the cluster simulation (seed 4712): bravo ran the group, recorded
+    /// that it keeps its data, and crashed before alpha chose; back, it runs
+    /// nothing, and alpha, seeing neither run the group, would choose itself by
+    /// keep-preferred: both keep, and the replicas wait forever. bravo's advert
+    /// carries its recorded choice, and alpha adopts it.
+    #[test]
+    fn a_choice_the_peer_recorded_is_adopted_not_chosen_afresh() {
+        let mut b = role(1, SplitBrainPolicy::KeepPreferred, 2);
+        let heal = settled(&mut b, Holding::Running, peer(Holding::Stopped, 1), 100);
+        assert_eq!(heal.actions, vec![DataAction::Keep("r0".into())]);
+        let (d, kept) = b.log.latest_data_choice().expect("recorded");
+        assert_eq!(kept, "bravo");
+        let choice = DataChoice {
+            key: data_key(&d.replica, &d.local_generations, &d.peer_generations),
+            sender_keeps: true,
+        };
+        // alpha sees the split brain with the tuples the other way round.
+        let mut alpha_view = diverged();
+        let sb = &mut alpha_view[0];
+        std::mem::swap(&mut sb.local_generations, &mut sb.peer_generations);
+        let mut a = role(0, SplitBrainPolicy::KeepPreferred, 1);
+        let bravo = Some(Advert {
+            data_choice: Some(choice),
+            ..peer(Holding::Stopped, 2).unwrap()
+        });
+        let t0 = Instant::now();
+        let _ = a.data_split_brains(&alpha_view, Holding::Stopped, bravo, t0, 200);
+        let heal = a.data_split_brains(&alpha_view, Holding::Stopped, bravo, t0 + DATA_VIEW_STABLE, 200);
+        assert_eq!(heal.actions, vec![DataAction::Discard("r0".into())]);
+        assert!(heal.notes.iter().any(|n| n.text.contains("adopting")));
+        // A choice for another split brain (other generations) is not this one's.
+        let mut a = role(0, SplitBrainPolicy::KeepPreferred, 1);
+        let other = Some(Advert {
+            data_choice: Some(DataChoice {
+                key: data_key("r0", "C:0:0:0", "B:0:0:0"),
+                sender_keeps: true,
+            }),
+            ..peer(Holding::Stopped, 2).unwrap()
+        });
+        let _ = a.data_split_brains(&alpha_view, Holding::Stopped, other, t0, 200);
+        let heal = a.data_split_brains(&alpha_view, Holding::Stopped, other, t0 + DATA_VIEW_STABLE, 200);
+        assert_eq!(heal.actions, vec![DataAction::Keep("r0".into())], "keep-preferred");
     }
 
     /// Found by the cluster simulation (seed 1397): under stop-both both nodes stop

@@ -210,6 +210,19 @@ impl Log {
         })
     }
 
+    /// The latest data split brain whose keeper is recorded, with that keeper: what
+    /// the node says in its adverts, so that the peer adopts the same choice.
+    pub fn latest_data_choice(&self) -> Option<(&DataRecord, String)> {
+        self.records.iter().rev().find_map(|r| {
+            r.data.iter().rev().find_map(|d| {
+                d.kept
+                    .clone()
+                    .or_else(|| r.keeper.clone().filter(|_| !r.awaiting_operator))
+                    .map(|k| (d, k))
+            })
+        })
+    }
+
     /// A stop-both split brain still waits for the operator.
     pub fn awaiting_operator(&self) -> bool {
         self.records.iter().any(|r| r.awaiting_operator)

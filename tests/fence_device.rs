@@ -24,6 +24,7 @@ fn fence(agent: &Path, timeout: Duration) -> Fence {
         monitor_interval: Duration::from_secs(60),
         params: [node("alpha"), node("bravo")],
         delay: [Duration::ZERO, Duration::from_millis(300)],
+        priority_delay: Duration::from_millis(200),
     }
 }
 
@@ -93,10 +94,21 @@ async fn a_hung_agent_is_killed_at_its_timeout_with_its_children_and_the_delay_i
     // fence_node waits the node's delay first (bravo: 300 ms here).
     let ok = script(dir.path(), "fence_quick", "cat >/dev/null");
     let t = Instant::now();
-    let out = device::fence_node(fence(&ok, Duration::from_secs(5)), 1).await;
+    let out = device::fence_node(fence(&ok, Duration::from_secs(5)), 1, false).await;
     assert!(
         out.ok && t.elapsed() >= Duration::from_millis(300),
         "{out:?} after {:?}",
         t.elapsed()
     );
+    // A node that runs the group waits priority_delay more (200 ms here): it wins a race.
+    let t = Instant::now();
+    let out = device::fence_node(fence(&ok, Duration::from_secs(5)), 1, true).await;
+    assert!(
+        out.ok && t.elapsed() >= Duration::from_millis(500),
+        "{out:?} after {:?}",
+        t.elapsed()
+    );
+    let f = fence(&ok, Duration::from_secs(5));
+    assert_eq!(device::fence_delay(&f, 0, false), Duration::ZERO);
+    assert_eq!(device::fence_delay(&f, 0, true), Duration::from_millis(200));
 }

@@ -19,6 +19,12 @@
 //! 0 acknowledged commits lost, 0 rows of failed ones, 0 duplicates, every counter
 //! equal to its worker's rows; `pg_amcheck --all` clean; then, the group stopped,
 //! both backing files equal by checksum and `e2fsck -fn` clean.
+//!
+//! A second test runs the one fault that only fencing makes safe: a full partition
+//! with the client reaching both nodes (`PG_PARTITIONS` of them, 2 here). Its pair
+//! has `[fence]` with `tests/agents/fence_power`, a STAND-IN for a power switch
+//! (it kills every process of the host, as `crash` does), `priority_delay`, and the
+//! replica in resource-and-stonith (the default with `[fence]`); the same verdict.
 
 mod common;
 
@@ -138,6 +144,22 @@ impl Pair {
         self.start_pairbeatd(h);
     }
 
+    /// The host the power-switch stand-in turned off, once it has.
+    fn powered_off(&self) -> Vec<usize> {
+        (0..2)
+            .filter(|&h| self.net.path(&format!("{}.off", node(h))).exists())
+            .collect()
+    }
+
+    /// Power back on a host the stand-in turned off: its daemons start as at boot.
+    fn power_on(&mut self, h: usize) {
+        std::fs::remove_file(self.net.path(&format!("{}.off", node(h)))).unwrap();
+        if let Some(pid) = self.pairbeatd[h].take() {
+            self.net.kill9(pid); // reaps it: the stand-in killed it
+        }
+        self.restart(h);
+    }
+
     /// `psql` from the client against the VIP; its output, or why not.
     fn sql(&self, query: &str) -> Result<String, String> {
         let out = self.net.exec(
@@ -210,7 +232,30 @@ fn policy() -> String {
     std::env::var("PG_POLICY").unwrap_or_else(|_| "keep-preferred".into())
 }
 
-fn setup() -> Pair {
+/// The `[fence]` section of `a_full_partition_with_fencing_loses_no_acknowledged_commit`:
+/// `tests/agents/fence_power`, a STAND-IN for a power switch (it kills every
+/// process of the host, as `crash` does), with `priority_delay` so that the node
+/// running the group wins the fence race.
+fn fence_section(net: &Net, vip: &str) -> String {
+    let mut t = format!(
+        "[fence]\nagent = \"{}\"\ntimeout = \"10s\"\nretry = \"2s\"\npriority_delay = \"2s\"\n",
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/agents/fence_power")
+            .display()
+    );
+    for h in 0..2 {
+        t += &format!(
+            "[fence.node.{n}]\nparams = {{ plug = \"{plug}\", mount = \"{dir}/pg\", vip = \"{vip}/24\", nic = \"pb0\", off_flag = \"{flag}\" }}\n",
+            n = node(h),
+            plug = net.holder_pid(h),
+            dir = net.path(node(h)).display(),
+            flag = net.path(&format!("{}.off", node(h))).display(),
+        );
+    }
+    t
+}
+
+fn setup(fencing: bool) -> Pair {
     let mut net = Net::lan(3);
     net.veth(0, 1, 1);
     let vip = format!("10.200.{}.100", net.id);
@@ -290,7 +335,11 @@ outdate_timeout = "3s"
             b = net.addr(1, 1),
             client = net.addr(2, 0),
             policy = policy(),
-        );
+        ) + &if fencing {
+            fence_section(&net, &vip)
+        } else {
+            String::new()
+        };
         let written = pairbeat_config_with(&net, h, &["ucast"], TIMING, &extra);
         assert_eq!(written, conf);
     }
@@ -356,8 +405,9 @@ struct Op {
     node: Option<String>,
 }
 
-/// The fault of cycle `i`, and what it did (for the log and the outage figures).
-fn fault(pair: &mut Pair, i: usize) -> String {
+/// The fault of cycle `i` (of the kinds given, in turn), and what it did (for the
+/// log and the outage figures).
+fn fault(pair: &mut Pair, i: usize, kinds: &[usize]) -> String {
     // Settled from the cycle before (a psql connect may time out on a busy machine).
     pair.until("served before the fault", Duration::from_secs(30), || {
         pair.serving().is_some()
@@ -368,13 +418,62 @@ fn fault(pair: &mut Pair, i: usize) -> String {
         other => panic!("nobody serves before cycle {i}: {other:?}\n{}", pair.net.logs()),
     };
     let secondary = 1 - primary;
-    // PG_FAULTS=0,3 runs only those kinds (in turn); all six by default.
-    let kinds: Vec<usize> = std::env::var("PG_FAULTS")
-        .ok()
-        .map(|k| k.split(',').filter_map(|x| x.trim().parse().ok()).collect())
-        .filter(|k: &Vec<usize>| !k.is_empty())
-        .unwrap_or_else(|| vec![0, 1, 2, 3, 4, 5]);
     match kinds[i % kinds.len()] {
+        6 => {
+            // A full partition: the two nodes lose each other on every link
+            // (heartbeat and replication) while the client reaches both. Both see
+            // the peer dead and fence it; the secondary waits priority_delay first,
+            // as the primary runs the group, so the primary wins: it powers the
+            // secondary off, and its I/O, frozen once its replication peer was
+            // lost (resource-and-stonith), resumes once a fence done after its ask
+            // confirms the peer cannot write. Healed and powered on, the secondary
+            // resyncs. Nothing acknowledged anywhere can be lost: only one side
+            // ever acknowledged commits.
+            let peer = pair.net.addr(secondary, 0);
+            let cut = format!(
+                "iptables -I INPUT -s {peer} -j DROP && iptables -I OUTPUT -d {peer} -j DROP && ip link set pb1 down"
+            );
+            let t = Instant::now();
+            assert!(pair.net.exec(primary, &cut).status.success());
+            pair.until("a node powered off by the fence", Duration::from_secs(30), || {
+                !pair.powered_off().is_empty()
+            });
+            let fenced_after = t.elapsed();
+            // The fence is done: a second one (the other side's) could only follow
+            // if the race were lost both ways; wait past priority_delay to see.
+            std::thread::sleep(Duration::from_secs(3));
+            let off = pair.powered_off();
+            assert_eq!(
+                off,
+                vec![secondary],
+                "the node running the group wins the fence race:\n{}",
+                pair.net.logs()
+            );
+            pair.until(
+                "the primary serves through the partition",
+                Duration::from_secs(30),
+                || pair.serving().as_deref() == Some(node(primary)),
+            );
+            let resumed = pair.replica(primary).is_some_and(|s| !s.io_frozen);
+            assert!(
+                resumed,
+                "the primary's I/O resumed after the fence:\n{}",
+                pair.net.logs()
+            );
+            let heal = format!(
+                "iptables -D INPUT -s {peer} -j DROP && iptables -D OUTPUT -d {peer} -j DROP && ip link set pb1 up"
+            );
+            assert!(pair.net.exec(primary, &heal).status.success());
+            pair.power_on(secondary);
+            pair.until_in_sync("resynced after the partition", Duration::from_secs(90));
+            assert_eq!(pair.serving().as_deref(), Some(node(primary)));
+            format!(
+                "full partition (the client reaching both): {} fenced {} after {} ms and served on; the fenced node powered on after the heal and resynced",
+                node(primary),
+                node(secondary),
+                fenced_after.as_millis()
+            )
+        }
         0 => {
             let t = Instant::now();
             pair.crash(primary);
@@ -535,13 +634,40 @@ fn fault(pair: &mut Pair, i: usize) -> String {
     }
 }
 
+/// The fault kinds of a run: PG_FAULTS=0,3 runs only those (in turn), else `default`.
+fn kinds(default: &[usize]) -> Vec<usize> {
+    std::env::var("PG_FAULTS")
+        .ok()
+        .map(|k| k.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .filter(|k: &Vec<usize>| !k.is_empty())
+        .unwrap_or_else(|| default.to_vec())
+}
+
 #[test]
 fn no_acknowledged_commit_is_lost_through_crashes_and_cuts() {
-    let mut pair = setup();
     let cycles: usize = std::env::var("PG_CYCLES")
         .ok()
         .and_then(|c| c.parse().ok())
         .unwrap_or(12);
+    campaign(setup(false), cycles, &kinds(&[0, 1, 2, 3, 4, 5]));
+}
+
+/// A full partition with clients on both sides, which only fencing makes safe
+/// (without it, each side would acknowledge commits the other never sees, and the
+/// split-brain policy would have to give one side's up): `[fence]` with a power
+/// switch stand-in and `priority_delay`, the replica in resource-and-stonith (the
+/// default with `[fence]`). PG_PARTITIONS cycles (2 here; `make bench` runs more).
+#[test]
+fn a_full_partition_with_fencing_loses_no_acknowledged_commit() {
+    let cycles: usize = std::env::var("PG_PARTITIONS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(2);
+    campaign(setup(true), cycles, &[6]);
+}
+
+/// Runs the client's workers through `cycles` faults of `kinds`, then the verdict.
+fn campaign(mut pair: Pair, cycles: usize, kinds: &[usize]) {
     let ops_file = pair.net.path("ops.jsonl");
     let stop = pair.net.path("stop");
     let workload = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/pg_workload.py");
@@ -559,7 +685,7 @@ fn no_acknowledged_commit_is_lost_through_crashes_and_cuts() {
     );
     std::thread::sleep(Duration::from_secs(2));
     for i in 0..cycles {
-        let what = fault(&mut pair, i);
+        let what = fault(&mut pair, i, kinds);
         eprintln!("cycle {}/{cycles}: {what}", i + 1);
         std::thread::sleep(Duration::from_secs(1));
     }
@@ -615,7 +741,8 @@ fn no_acknowledged_commit_is_lost_through_crashes_and_cuts() {
         unexpected.len()
     );
     assert!(ok.len() > 100, "too little work to judge: {} acknowledged", ok.len());
-    if std::env::var_os("PG_FAULTS").is_none() {
+    // Every run of all six kinds moves the group at least once.
+    if kinds.len() == 6 {
         assert!(per_node.len() == 2, "both nodes served: {per_node:?}");
     }
     assert_eq!(lost, Vec::<(u32, u32)>::new(), "acknowledged commits lost");

@@ -177,6 +177,10 @@ pub struct Fence {
     pub params: [BTreeMap<String, String>; 2],
     /// Per node: wait this long before fencing it, so it wins a fence race.
     pub delay: [Duration; 2],
+    /// Wait this much more before fencing a peer that runs the group (Pacemaker's
+    /// `priority-fencing-delay`): in a fence race after a partition, the node that
+    /// runs the group wins and its clients see no outage.
+    pub priority_delay: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -252,6 +252,10 @@ pub(super) fn fence(cx: &mut Ctx, raw: S<RawFence>, nodes: Option<&[String; 2]>)
         "monitor_interval",
         Duration::from_secs(60),
     );
+    let priority_delay = match &raw.priority_delay {
+        None => Some(Duration::ZERO),
+        Some(d) => cx.duration(d, "priority_delay"),
+    };
     let common = params(cx, raw.params.as_ref());
     let nodes = nodes?;
     let mut per_node: [BTreeMap<String, String>; 2] = Default::default();
@@ -308,6 +312,7 @@ pub(super) fn fence(cx: &mut Ctx, raw: S<RawFence>, nodes: Option<&[String; 2]>)
     if !ok {
         return None;
     }
+    let priority_delay = priority_delay?;
     Some(Some(Fence {
         agent: agent?,
         action: action?,
@@ -316,5 +321,6 @@ pub(super) fn fence(cx: &mut Ctx, raw: S<RawFence>, nodes: Option<&[String; 2]>)
         monitor_interval,
         params,
         delay,
+        priority_delay,
     }))
 }

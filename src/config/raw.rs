@@ -107,6 +107,7 @@ pub struct RawFence {
     pub timeout: S<toml::Value>,
     pub retry: S<toml::Value>,
     pub monitor_interval: S<toml::Value>,
+    pub priority_delay: S<toml::Value>,
     pub params: S<BTreeMap<Spanned<String>, Spanned<toml::Value>>>,
     /// Per node to be fenced: params merged over the common ones, and a delay.
     pub node: S<BTreeMap<Spanned<String>, Spanned<RawFenceNode>>>,

@@ -339,7 +339,7 @@ impl Shell {
                         let _ = tx.send(Report::Agent(req.id, req.rsc, result)).await;
                     });
                 }
-                Effect::FencePeer => self.fence_peer(),
+                Effect::FencePeer { peer_runs_group } => self.fence_peer(peer_runs_group),
                 Effect::Persist(p @ Persist::PeerFloor { .. }) => {
                     let dir = self.state_dir.clone();
                     // Off the loop: frequent, and a slow disk must not hold back keepalives.
@@ -375,10 +375,10 @@ impl Shell {
         }
     }
 
-    fn fence_peer(&self) {
+    fn fence_peer(&self, peer_runs_group: bool) {
         let Some(f) = self.config.fence.clone() else { return };
         let peer = 1 - self.config.local;
-        let delay = f.delay[peer];
+        let delay = crate::fence::device::fence_delay(&f, peer, peer_runs_group);
         log::warn!(
             "fencing {} with {} (action {}{})",
             self.config.peer_name(),
@@ -387,12 +387,20 @@ impl Shell {
             if delay.is_zero() {
                 String::new()
             } else {
-                format!(", after its delay of {}", config::format_duration(delay))
+                format!(
+                    ", after a delay of {}{}",
+                    config::format_duration(delay),
+                    if peer_runs_group && !f.priority_delay.is_zero() {
+                        " (priority_delay: it runs the group)"
+                    } else {
+                        ""
+                    }
+                )
             }
         );
         let tx = self.reports_tx.clone();
         tokio::spawn(async move {
-            let out = crate::fence::device::fence_node(f, peer).await;
+            let out = crate::fence::device::fence_node(f, peer, peer_runs_group).await;
             let _ = tx.send(Report::Fence(out)).await;
         });
     }

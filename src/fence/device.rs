@@ -25,6 +25,17 @@ pub fn stdin_for(fence: &Fence, node: usize, action: &str) -> String {
     s
 }
 
+/// How long to wait before fencing `node`: its own delay, and `priority_delay`
+/// more when it runs the group (so that the node running the group wins a race).
+pub fn fence_delay(fence: &Fence, node: usize, runs_group: bool) -> Duration {
+    fence.delay[node]
+        + if runs_group {
+            fence.priority_delay
+        } else {
+            Duration::ZERO
+        }
+}
+
 /// Runs `action` (off, reboot, monitor, status) against node `node` (for monitor,
 /// either node's parameters reach the device).
 pub async fn run(fence: &Fence, node: usize, action: &str) -> FenceOutcome {
@@ -54,9 +65,10 @@ pub async fn run(fence: &Fence, node: usize, action: &str) -> FenceOutcome {
     }
 }
 
-/// Waits the node's fence delay, then fences it.
-pub async fn fence_node(fence: Fence, node: usize) -> FenceOutcome {
-    let delay: Duration = fence.delay[node];
+/// Waits the node's fence delay (and `priority_delay` more when it runs the
+/// group), then fences it.
+pub async fn fence_node(fence: Fence, node: usize, runs_group: bool) -> FenceOutcome {
+    let delay: Duration = fence_delay(&fence, node, runs_group);
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }

@@ -65,8 +65,9 @@ pub enum Effect {
     /// Run an agent operation; answer with [`Node::handle_agent_result`].
     RunAgent(Request),
     /// Run the fencing device against the peer; answer with
-    /// [`Node::handle_fence_result`].
-    FencePeer,
+    /// [`Node::handle_fence_result`]. `peer_runs_group`: its last advert said it
+    /// runs (or may run) the group, which `[fence] priority_delay` favours.
+    FencePeer { peer_runs_group: bool },
     /// Write this to the state dir durably.
     Persist(Persist),
     /// A line for the log.
@@ -535,7 +536,9 @@ impl Node {
             self.engine_outputs(outs, wall);
         }
         if act.fence {
-            self.effects.push_back(Effect::FencePeer);
+            self.effects.push_back(Effect::FencePeer {
+                peer_runs_group: self.peer_runs_group(),
+            });
         }
         // The relay after the role: a fencing result or a dead peer settles its asks.
         let mut out = Vec::new();
@@ -561,6 +564,13 @@ impl Node {
             self.effects.extend(heal.persist.into_iter().map(Effect::Persist));
             self.effects.extend(heal.actions.into_iter().map(Effect::Replica));
         }
+    }
+
+    /// The peer's last advert said it runs the group (or holds any of it).
+    fn peer_runs_group(&self) -> bool {
+        self.membership
+            .peer_advert()
+            .is_some_and(|a| a.holding != crate::model::Holding::Stopped)
     }
 
     /// Fencing, as the relay sees it.
@@ -593,7 +603,9 @@ impl Node {
                             "{} did not confirm that its replica is outdated: fencing it",
                             self.names.peer
                         )));
-                        self.effects.push_back(Effect::FencePeer);
+                        self.effects.push_back(Effect::FencePeer {
+                            peer_runs_group: self.peer_runs_group(),
+                        });
                     }
                 }
                 outdate::Out::Answered { id, rc, detail } => {

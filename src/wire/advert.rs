@@ -15,9 +15,10 @@
 //! | `pb_resolve` | `resolve_sender_keeps`: sender / receiver keeps the group |
 //! | `pb_claim`, `pb_claimseen` | `claim`, `claim_seen`: the claim handshake |
 //! | `pb_data` | `data`: the promotion gate, the replicas' lowest score (0: not eligible; empty: no replica) |
+//! | `pb_datakeep` | `data_choice`: `KEY:sender` or `KEY:receiver` (KEY in 16 hex digits), the keeper recorded for the latest data split brain |
 //! | `pb_ran` | how long the group has run on the sender, in ms (not in `Advert`) |
 
-use crate::model::{Advert, Holding, Mode, Verdict};
+use crate::model::{Advert, DataChoice, Holding, Mode, Verdict};
 
 /// Encoded as pairbeat-only fields of the status packet, `pb_*` (a Heartbeat
 /// peer ignores fields it does not know).
@@ -56,6 +57,13 @@ pub fn fields(advert: &Advert) -> Vec<(&'static str, String)> {
         ("pb_claim", if advert.claim { "1" } else { "0" }.to_string()),
         ("pb_claimseen", if advert.claim_seen { "1" } else { "0" }.to_string()),
         ("pb_data", advert.data.map(|d| d.to_string()).unwrap_or_default()),
+        (
+            "pb_datakeep",
+            advert
+                .data_choice
+                .map(|c| format!("{:016x}:{}", c.key, if c.sender_keeps { "sender" } else { "receiver" }))
+                .unwrap_or_default(),
+        ),
     ]
 }
 
@@ -94,7 +102,24 @@ pub fn parse(get: impl Fn(&str) -> Option<String>) -> Option<Advert> {
         claim: get("pb_claim").as_deref() == Some("1"),
         claim_seen: get("pb_claimseen").as_deref() == Some("1"),
         data: get("pb_data").and_then(|d| d.parse().ok()),
+        data_choice: get("pb_datakeep").as_deref().and_then(data_choice),
     })
+}
+
+/// `KEY:sender|receiver`; anything else is no choice (the peer then decides by
+/// the policy, as before this field existed).
+fn data_choice(text: &str) -> Option<DataChoice> {
+    let (key, side) = text.split_once(':')?;
+    if key.len() != 16 {
+        return None;
+    }
+    let key = u64::from_str_radix(key, 16).ok()?;
+    let sender_keeps = match side {
+        "sender" => true,
+        "receiver" => false,
+        _ => return None,
+    };
+    Some(DataChoice { key, sender_keeps })
 }
 
 fn verdict_name(v: Option<Verdict>) -> &'static str {
