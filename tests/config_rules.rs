@@ -515,7 +515,20 @@ fn fence_device_params_per_node_and_delay() {
     assert_eq!(f.params[0]["login"], "admin");
     assert_eq!(f.params[1]["login"], "root", "a node's params win over the common ones");
     assert_eq!(f.delay, [std::time::Duration::from_secs(5), std::time::Duration::ZERO]);
+    assert_eq!(f.priority_delay, std::time::Duration::ZERO, "off unless set");
     assert!(!warnings.contains("names node"), "{warnings}");
+    let (c, _) = Case::new()
+        .load(&BASE.replace(
+            "[group]",
+            "[fence]\nagent = \"fence_ipmilan\"\npriority_delay = \"2s\"\nparams = { plug = \"x\" }\n[group]",
+        ))
+        .unwrap();
+    assert_eq!(c.fence.unwrap().priority_delay, std::time::Duration::from_secs(2));
+    let e = errors(
+        "[group]",
+        "[fence]\nagent = \"fence_ipmilan\"\npriority_delay = \"soon\"\n[group]",
+    );
+    assert!(e.contains("priority_delay"), "{e}");
 
     let e = errors(
         "[group]",
