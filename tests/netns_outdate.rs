@@ -7,6 +7,8 @@
 //! A Secondary whose replicad was killed is outdated in its metadata at rest; a
 //! hung one is waited for `outdate_timeout`, after which `resource-only` goes on
 //! ("unreachable"); a peer dead on the heartbeat links too is not waited for.
+//! Under resource-and-stonith with a fencing device that fails at first, I/O is
+//! held frozen, and resumes by itself once a fence retry succeeds.
 
 mod common;
 
@@ -29,15 +31,16 @@ struct Host {
     pairbeatd: Option<u32>,
 }
 
-/// Host h: heartbeat on pb0 only, the replica on pb1 (8 MiB, 1 MiB extents).
-fn setup(net: &mut Net, h: usize) -> Host {
+/// Host h: heartbeat on pb0 only, the replica on pb1 (8 MiB, 1 MiB extents), and
+/// `more` config (whole sections) after it.
+fn setup(net: &mut Net, h: usize, more: &str) -> Host {
     let dir = net.path(node(h));
     let extra = format!(
         "realtime = false\n\n[[replica]]\nname = \"r0\"\nbacking = \"{}\"\nsize = \"8MiB\"\nextent = \"1MiB\"\nport = 7789\naddress.alpha = \"{}\"\naddress.bravo = \"{}\"\ntimeout = \"1s\"\nping_interval = \"200ms\"\noutdate_timeout = \"3s\"\n",
         dir.join("r0.img").display(),
         net.addr(0, 1),
         net.addr(1, 1)
-    );
+    ) + more;
     let conf = pairbeat_config_with(net, h, &["ucast"], TIMING, &extra);
     let out = cli(&conf, h, &["create", "r0"]);
     assert!(out.status.success(), "create: {}", String::from_utf8_lossy(&out.stderr));
@@ -94,8 +97,14 @@ fn log(net: &Net, name: &str) -> String {
 
 /// Both hosts up, both daemons on each, alpha Primary of a fresh pair in sync.
 fn pair() -> (Net, Vec<Host>) {
+    pair_with(|_| String::new())
+}
+
+/// The same, with config made for the Net (e.g. a fencing device) before the replica.
+fn pair_with(more: impl Fn(&Net) -> String) -> (Net, Vec<Host>) {
     let mut net = Net::new(2);
-    let mut hosts = vec![setup(&mut net, 0), setup(&mut net, 1)];
+    let more = more(&net);
+    let mut hosts = vec![setup(&mut net, 0, &more), setup(&mut net, 1, &more)];
     for (h, host) in hosts.iter_mut().enumerate() {
         start_pairbeatd(&mut net, host, h);
         start_replicad(&mut net, host, h, &format!("{}.replicad.log", node(h)));
@@ -280,4 +289,59 @@ fn a_hung_secondary_replicad_is_waited_for_outdate_timeout_then_resource_only_go
         net.logs()
     );
     assert!(!status(&hosts[0]).unwrap().io_frozen);
+}
+
+/// resource-and-stonith with a fencing device that fails at first: bravo is cut
+/// off on every link, alpha's ask cannot be answered and its fence of bravo fails,
+/// so alpha's I/O stays frozen (held); once the device works again (pairbeatd's
+/// fence retry), alpha's replica, asking again every `outdate_timeout`, is answered
+/// "fenced" and its I/O resumes by itself (before, it stayed frozen until
+/// `pairbeat replica resume-io`).
+#[test]
+fn held_io_resumes_by_itself_once_a_fence_retry_succeeds() {
+    let fail = std::cell::RefCell::new(PathBuf::new());
+    let (mut net, hosts) = pair_with(|net| {
+        *fail.borrow_mut() = net.path("device-fails");
+        format!(
+            "\n[fence]\nagent = \"{agent}\"\ntimeout = \"5s\"\nretry = \"1s\"\n[fence.node.alpha]\nparams = {{ plug = \"{a}\" }}\n[fence.node.bravo]\nparams = {{ plug = \"{b}\", fail_flag = \"{flag}\" }}\n",
+            agent = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/agents/fence_netns").display(),
+            a = net.holder_pid(0),
+            b = net.holder_pid(1),
+            flag = net.path("device-fails").display(),
+        )
+    });
+    let fail = fail.into_inner();
+    std::fs::write(&fail, "").unwrap();
+    assert!(net
+        .exec(1, "ip link set pb0 down && ip link set pb1 down")
+        .status
+        .success());
+    let dd = format!(
+        "dd if=/dev/urandom of={} bs=4096 count=16 seek=8 oflag=direct,dsync conv=notrunc",
+        device(&net)
+    );
+    let t = Instant::now();
+    let writer = net.spawn(0, Path::new("/bin/sh"), &["-c", &dd], &net.path("writer.log"));
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(
+        net.wait_exit(writer, Duration::ZERO).is_none(),
+        "a write finished while bravo could be neither outdated nor fenced:\n{}",
+        net.logs()
+    );
+    assert!(status(&hosts[0]).unwrap().io_frozen);
+    std::fs::remove_file(&fail).unwrap();
+    let st = net.wait_exit(writer, Duration::from_secs(15));
+    let took = t.elapsed();
+    assert!(
+        st.is_some_and(|s| s.success()),
+        "the held write completed once the fence succeeded: {st:?}\n{}",
+        net.logs()
+    );
+    eprintln!(
+        "held write done {} ms after it began (device fixed at 6 s)",
+        took.as_millis()
+    );
+    assert!(!status(&hosts[0]).unwrap().io_frozen);
+    let alpha = log(&net, "alpha.replicad.log");
+    assert!(alpha.contains("asking again"), "{alpha}");
 }

@@ -23,6 +23,7 @@ fn settings(fencing: Fencing) -> Settings {
         ping_interval: Duration::from_millis(100),
         resync_rate: 0,
         al_interval: Duration::from_secs(5),
+        ask_again: Duration::from_secs(1),
         chunk: 4096,
         window: 16384,
         salt: 42,
@@ -311,6 +312,21 @@ fn a_primary_that_loses_its_peer_answers_nothing_until_the_peer_is_outdated() {
     r.handle_outdate_rc(now, OutdateRc::Unreachable);
     assert!(!run_disk(&mut r, now).iter().any(|e| matches!(e, Effect::Reply { .. })));
     assert!(r.status().frozen);
+    // Held, it asks again each `ask_again` (1 s here), not before: a fence that
+    // failed may succeed on pairbeatd's retry.
+    let again = now + Duration::from_secs(1);
+    assert_eq!(r.poll_timeout(), Some(again));
+    r.handle_timeout(now + Duration::from_millis(999));
+    assert!(!run_disk(&mut r, now)
+        .iter()
+        .any(|e| matches!(e, Effect::OutdatePeer { .. })));
+    r.handle_timeout(again);
+    let out = run_disk(&mut r, again);
+    assert!(out.iter().any(|e| matches!(e, Effect::OutdatePeer { .. })), "{out:?}");
+    assert!(r.status().frozen);
+    // Failed again: held again, the next ask a second later.
+    r.handle_outdate_rc(again, OutdateRc::Failed);
+    assert_eq!(r.poll_timeout(), Some(again + Duration::from_secs(1)));
     // The operator overrides: a new generation is persisted before the answer.
     let before = r.meta().gi;
     r.handle_command(now, 9, Command::ResumeIo);
@@ -324,6 +340,72 @@ fn a_primary_that_loses_its_peer_answers_nothing_until_the_peer_is_outdated() {
     );
     assert_ne!(r.meta().gi.current, before.current);
     assert_eq!(r.meta().gi.bitmap & !1, before.current & !1);
+}
+
+/// A fence that failed and then succeeded on pairbeatd's retry: the replica's next
+/// ask is answered "fenced" and I/O resumes on its own (it stayed frozen for good).
+#[test]
+fn held_io_resumes_when_a_later_ask_finds_the_peer_fenced() {
+    let now = Instant::now();
+    let mut r = Replica::new(settings(Fencing::ResourceAndStonith), meta(up_to_date()), now);
+    r.handle_command(now, 1, PROMOTE);
+    run_disk(&mut r, now);
+    r.handle_connected(now);
+    let st = effects(&mut r)
+        .into_iter()
+        .find_map(|e| match e {
+            Effect::Send {
+                frame: Frame::State(s), ..
+            } => Some(s),
+            _ => None,
+        })
+        .unwrap();
+    r.handle_frame(
+        now,
+        1,
+        Frame::State(pairbeat::replica::wire::State { primary: false, ..st }),
+    );
+    r.handle_frame(now, 2, Frame::DirtyMap { bytes: vec![0; 2] });
+    run_disk(&mut r, now);
+    r.handle_frame(
+        now,
+        3,
+        Frame::Decision {
+            rule: 40,
+            code: 0,
+            sync_uuid: 0,
+        },
+    );
+    run_disk(&mut r, now);
+    r.handle_disconnected(now, "link down");
+    run_disk(&mut r, now);
+    r.handle_outdate_rc(now, OutdateRc::Failed);
+    run_disk(&mut r, now);
+    r.handle_request(
+        now,
+        7,
+        Request::Write {
+            offset: 0,
+            data: vec![2; 512].into(),
+        },
+    );
+    assert!(!run_disk(&mut r, now).iter().any(|e| matches!(e, Effect::Reply { .. })));
+    let again = now + Duration::from_secs(1);
+    r.handle_timeout(again);
+    assert!(run_disk(&mut r, again)
+        .iter()
+        .any(|e| matches!(e, Effect::OutdatePeer { .. })));
+    r.handle_outdate_rc(again, OutdateRc::Fenced);
+    let out = run_disk(&mut r, again);
+    assert!(
+        out.contains(&Effect::Reply {
+            req: 7,
+            reply: Reply::Written(512)
+        }),
+        "{out:?}"
+    );
+    assert!(!r.status().frozen);
+    assert_eq!(r.poll_timeout().filter(|t| *t <= again), None, "no deadline left due");
 }
 
 #[test]

@@ -179,6 +179,7 @@ fn settings(me: u32, fencing: Fencing, salt: u64) -> Settings {
         ping_interval: Duration::from_millis(100),
         resync_rate: 0,
         al_interval: Duration::from_millis(300),
+        ask_again: Duration::from_millis(500),
         chunk: EXTENT,
         window: 4 * EXTENT as u64,
         salt,

@@ -52,6 +52,9 @@ pub struct Settings {
     pub resync_rate: u64,
     /// How often cold extents leave the dirty map while connected.
     pub al_interval: Duration,
+    /// I/O held frozen (the peer could not be outdated) asks again this often:
+    /// the config's `outdate_timeout`.
+    pub ask_again: Duration,
     /// Largest resync read, and the resync bytes in flight at most.
     pub chunk: u32,
     pub window: u64,
@@ -380,8 +383,12 @@ enum Frozen {
     No,
     /// Waiting for the outdate answer.
     Outdating,
-    /// The fencing policy keeps I/O frozen until the operator resumes it.
-    Held,
+    /// The fencing policy keeps I/O frozen: the peer could not be outdated. The
+    /// ask goes out again each `Settings::ask_again` (a fence that failed may succeed
+    /// on pairbeatd's retry), until an answer lets I/O go or the operator resumes it.
+    Held {
+        ask_again: Instant,
+    },
 }
 
 /// The handshake as it comes together.
@@ -675,6 +682,9 @@ impl Replica {
         if self.conn == Conn::Connected && !self.meta.dirty.is_empty() {
             at(self.last_checkpoint + self.s.al_interval);
         }
+        if let Frozen::Held { ask_again } = self.frozen {
+            at(ask_again);
+        }
         // Only a throttled resync waits for its tokens; unthrottled, the acks drive
         // it (a refill deadline left in the past would spin the shell's loop).
         if self.conn == Conn::SyncSource && self.s.resync_rate > 0 && self.resync.cursor < self.meta.size {
@@ -812,6 +822,11 @@ impl Replica {
         }
         if self.conn == Conn::SyncSource {
             self.pump_resync(now);
+        }
+        if matches!(self.frozen, Frozen::Held { ask_again } if now >= ask_again) {
+            self.frozen = Frozen::Outdating;
+            self.note_info("I/O still frozen: asking again that the peer be outdated or fenced");
+            self.effects.push_back(Effect::OutdatePeer { gi: self.meta.gi });
         }
     }
 
@@ -1036,9 +1051,14 @@ impl Replica {
             if resume {
                 self.resume(now);
             } else {
-                self.frozen = Frozen::Held;
+                // Found in the netns tests: a fence that failed and then succeeded on
+                // pairbeatd's retry left I/O frozen for good, as nothing asked again.
+                self.frozen = Frozen::Held {
+                    ask_again: now + self.s.ask_again,
+                };
                 self.note_warn(format!(
-                    "I/O stays frozen: the peer could not be outdated ({rc:?}); `pairbeat replica resume-io` overrides"
+                    "I/O stays frozen: the peer could not be outdated ({rc:?}); asking again every {} ms; `pairbeat replica resume-io` overrides",
+                    self.s.ask_again.as_millis()
                 ));
             }
         }

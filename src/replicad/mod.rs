@@ -96,6 +96,7 @@ pub fn settings(config: &Config, r: &ReplicaConfig) -> Settings {
         ping_interval: r.ping_interval,
         resync_rate: r.resync_rate,
         al_interval: r.al_interval,
+        ask_again: r.outdate_timeout,
         chunk: 1 << 20,
         window: 32 << 20,
         salt: rand_u64(),
