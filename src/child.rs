@@ -10,9 +10,14 @@
 //!   crashed daemon leaves no orphan holding its sockets or state files;
 //! - stdout and stderr read at once (an agent that fills one pipe while we wait on
 //!   the other would hang), each kept as its first and last `OUTPUT_CAP / 2` bytes;
+//! - the result counts the moment the program exits: what it wrote is in the pipes
+//!   then, and is read to the last byte there; a background child it left holding
+//!   the pipes (IPaddr2 leaves `send_arp`) is not waited for, and its later output
+//!   is read and dropped (a pipe closed on it would kill it with SIGPIPE);
 //! - at the time limit SIGTERM to the group, SIGKILL after `kill_grace` (zero: at once).
 
 use std::ffi::OsString;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -22,12 +27,13 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
 
 /// How much of each output stream is kept; the rest is read and dropped.
 pub const OUTPUT_CAP: usize = 64 * 1024;
-/// After the program exits, how long to keep reading output a daemonized child may
-/// hold open.
-const DRAIN: Duration = Duration::from_millis(200);
+/// After the program exits, the longest its output may still be read for: only a
+/// background child that writes without pause keeps a pipe from running empty.
+const DRAIN_CAP: Duration = Duration::from_millis(200);
 
 /// One program to run, and its limits.
 #[derive(Debug, Clone)]
@@ -129,8 +135,12 @@ pub async fn run(spec: &ChildSpec) -> std::io::Result<ChildOutcome> {
         });
     }
     let (out_buf, err_buf) = (Captured::default(), Captured::default());
-    let out = tokio::spawn(read_capped(child.stdout.take(), out_buf.clone()));
-    let err = tokio::spawn(read_capped(child.stderr.take(), err_buf.clone()));
+    let (out_exit, out_exited) = oneshot::channel();
+    let (err_exit, err_exited) = oneshot::channel();
+    let (out_read, out_done) = oneshot::channel();
+    let (err_read, err_done) = oneshot::channel();
+    tokio::spawn(read_capped(child.stdout.take(), out_buf.clone(), out_exited, out_read));
+    tokio::spawn(read_capped(child.stderr.take(), err_buf.clone(), err_exited, err_read));
     let (status, timed_out) = match tokio::time::timeout(spec.timeout, child.wait()).await {
         Ok(s) => (Some(s?), false),
         Err(_) => {
@@ -146,8 +156,10 @@ pub async fn run(spec: &ChildSpec) -> std::io::Result<ChildOutcome> {
             (None, true)
         }
     };
-    let stdout = drain(out, &out_buf).await;
-    let stderr = drain(err, &err_buf).await;
+    let _ = out_exit.send(());
+    let _ = err_exit.send(());
+    let stdout = captured(out_done, &out_buf).await;
+    let stderr = captured(err_done, &err_buf).await;
     Ok(ChildOutcome {
         code: status.and_then(|s| s.code()),
         timed_out,
@@ -192,28 +204,64 @@ impl Capture {
 
 type Captured = Arc<Mutex<Capture>>;
 
-/// Output read so far, after waiting a moment for the rest: a daemon the program
-/// started may keep the pipe open forever, and must not hold up the result.
-async fn drain(task: tokio::task::JoinHandle<()>, buf: &Captured) -> String {
-    // On timeout the reader stays blocked on a pipe a daemon holds; it ends when the daemon does.
-    let _ = tokio::time::timeout(DRAIN, task).await;
+/// The program's output, once its reader says the pipe is read to what the
+/// program wrote (or to its end).
+async fn captured(done: oneshot::Receiver<()>, buf: &Captured) -> String {
+    let _ = tokio::time::timeout(DRAIN_CAP, done).await;
     buf.lock().map(|c| c.text()).unwrap_or_default()
 }
 
-/// Reads a pipe to its end (a program blocked on a full pipe would never exit).
-async fn read_capped<R: AsyncRead + Unpin>(pipe: Option<R>, kept: Captured) {
-    let Some(mut pipe) = pipe else { return };
+/// Bytes waiting in a pipe (FIONREAD).
+fn pending_bytes(fd: RawFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, which is valid.
+    if unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) } == 0 {
+        usize::try_from(n).unwrap_or(0)
+    } else {
+        0
+    }
+}
+
+/// Reads a pipe (a program blocked on a full pipe would never exit). Once the
+/// program has exited and the pipe holds nothing more, everything the program
+/// wrote is captured: `read` is told so, and the reader goes on to the pipe's end,
+/// dropping what a background child the program left writes later. The check is
+/// made here, between two reads of this task, so no chunk can be read but not yet
+/// kept when it is.
+async fn read_capped<R: AsyncRead + Unpin + AsRawFd>(
+    pipe: Option<R>,
+    kept: Captured,
+    mut exited: oneshot::Receiver<()>,
+    read: oneshot::Sender<()>,
+) {
+    let Some(mut pipe) = pipe else {
+        let _ = read.send(());
+        return;
+    };
+    let fd = pipe.as_raw_fd();
+    let mut read = Some(read);
+    let mut has_exited = false;
     let mut buf = [0u8; 8192];
     loop {
-        match pipe.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if let Ok(mut k) = kept.lock() {
-                    k.push(&buf[..n]);
+        if has_exited && read.is_some() && pending_bytes(fd) == 0 {
+            let _ = read.take().map(|r| r.send(()));
+        }
+        tokio::select! {
+            // Cancel-safe: when the other branch wins, nothing was read.
+            r = pipe.read(&mut buf) => match r {
+                Ok(0) | Err(_) => break,
+                Ok(n) if read.is_some() => {
+                    if let Ok(mut k) = kept.lock() {
+                        k.push(&buf[..n]);
+                    }
                 }
-            }
+                Ok(_) => {}
+            },
+            // A dropped sender (the wait failed) counts as an exit too.
+            _ = &mut exited, if !has_exited => has_exited = true,
         }
     }
+    let _ = read.map(|r| r.send(()));
 }
 
 #[cfg(test)]

@@ -263,6 +263,64 @@ fn a_daemon_holding_the_output_pipe_does_not_hold_up_the_result() {
     run(&p, &r, Action::Stop, T);
 }
 
+/// The result counts when the program exits, whatever a background child it left
+/// does with the pipes (IPaddr2 leaves `send_arp`): everything the program wrote
+/// before its exit is kept to the last byte, stdout and stderr both; the child's
+/// later output is read (not left to fill the pipe) and dropped; and the child,
+/// writing after the result, is not killed by a closed pipe (SIGPIPE). Checked on
+/// a multi-threaded runtime too, where the reader runs beside the waiter.
+#[test]
+fn the_result_counts_at_exit_with_all_it_wrote_whatever_its_background_child_does() {
+    let d = tempfile::tempdir().unwrap();
+    let alive = d.path().join("child-wrote-and-lived");
+    let pidfile = d.path().join("child.pid");
+    // 3000 numbered lines on each stream just before the exit, with a child in the
+    // background that holds both pipes for 30 s, writing to them after 300 ms.
+    let prog = script(
+        &d.path().join("bin"),
+        "leaves-a-child",
+        &format!(
+            "sh -c 'echo $$ >{pid}; sleep 0.3; echo late; echo late >&2; touch {alive}; exec sleep 30' &\nseq 1 3000\nseq 1 3000 >&2\necho done\nexit 3",
+            pid = pidfile.display(),
+            alive = alive.display()
+        ),
+    );
+    let mt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    for rt in [rt(), mt] {
+        let _ = std::fs::remove_file(&alive);
+        let spec = pairbeat::child::ChildSpec::new(&prog, Duration::from_secs(60));
+        let t = std::time::Instant::now();
+        let out = rt.block_on(pairbeat::child::run(&spec)).unwrap();
+        assert_eq!(out.code, Some(3));
+        eprintln!("result after {:?} (program ran {:?})", t.elapsed(), out.elapsed);
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "waited for the background child: {:?}",
+            t.elapsed()
+        );
+        let expected: String = (1..=3000).map(|i| format!("{i}\n")).collect();
+        assert_eq!(out.stdout, expected + "done\n", "stdout, to its last byte");
+        let expected: String = (1..=3000).map(|i| format!("{i}\n")).collect();
+        assert_eq!(out.stderr, expected);
+        // The child outlives the result, writes on, and lives past its write.
+        let lived = rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(10), async {
+                while !alive.exists() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await
+        });
+        assert!(lived.is_ok(), "the background child died writing to its pipe");
+        let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+}
+
 #[test]
 fn a_missing_agent_is_not_installed() {
     let d = tempfile::tempdir().unwrap();
