@@ -54,4 +54,5 @@ pub mod replicad;
 pub mod resources;
 pub mod role;
 pub mod split_brain;
+pub mod vip;
 pub mod wire;

@@ -607,6 +607,17 @@ impl Role {
         }
     }
 
+    /// This node was not scheduled for a while: a view of the peer that seemed to
+    /// hold across the gap was not watched, and the adverts that arrived meanwhile
+    /// are read one by one now, the oldest first. A data keeper is chosen only on
+    /// a view that holds again from here (found by the cluster simulation, seed
+    /// 10495: paused 5 s, a node chose to keep its data on the peer's advert from
+    /// before the pause, "stopped", in the first turn after it; the peer ran the
+    /// group by then and, adopting that choice, gave its data up as the group's keeper).
+    pub fn stalled(&mut self) {
+        self.data_view = None;
+    }
+
     /// The replicas' data split brains, by `[split_brain] policy`, with the same
     /// inputs both nodes see, so that both choose the same keeper:
     /// - one node runs the group and the other not: the one that runs it keeps its

@@ -1712,6 +1712,10 @@ fn replica_regression_seeds() {
             4712,
             "a node recorded that it keeps its data and crashed; the peer, seeing neither run the group, chose itself by keep-preferred: both kept (now the choice travels in the adverts and the peer adopts it)",
         ),
+        (
+            10495,
+            "paused 5 s, a node chose to keep its data on the peer's advert from before the pause (stopped) in its first turn after it; the peer, the group's keeper by then, adopted that choice and gave its data up (now a pause resets the view a keeper is chosen on)",
+        ),
     ];
     let mut failed = Vec::new();
     for (seed, what) in seeds {

@@ -88,6 +88,8 @@ impl Paths {
             AgentSpec::Lsb { name } => vec![self.init_d.join(name)],
             // ResourceManager's search order: resource.d, then init.d.
             AgentSpec::Heartbeat { name } => vec![self.heartbeat_resource_d.join(name), self.init_d.join(name)],
+            // Nothing to execute: pairbeatd runs it (`run` never gets here).
+            AgentSpec::Builtin { .. } => vec![],
         };
         candidates.iter().find(|p| is_executable(p)).cloned().ok_or_else(|| {
             format!(
@@ -175,6 +177,7 @@ fn command(
             }
             cmd.arg(verb);
         }
+        AgentSpec::Builtin { .. } => {}
     }
     cmd
 }
@@ -202,7 +205,16 @@ fn lsb_verb(action: Action) -> &'static str {
 
 /// Runs one action of a resource's agent, within `timeout`.
 pub async fn run(paths: &Paths, rsc: &Resource, action: Action, timeout: Duration) -> RunResult {
+    run_op(paths, rsc, action, timeout, false).await
+}
+
+/// [`run`], for a monitor that re-asserts the group after a split brain
+/// (`reassert`): a built-in virtual IP announces itself again then.
+pub async fn run_op(paths: &Paths, rsc: &Resource, action: Action, timeout: Duration, reassert: bool) -> RunResult {
     let started = Instant::now();
+    if let AgentSpec::Builtin { .. } = rsc.agent {
+        return run_builtin(rsc, action, timeout, reassert, started).await;
+    }
     let exe = match paths.executable(&rsc.agent) {
         Ok(p) => p,
         Err(e) => return RunResult::not_installed(e, started),
@@ -232,6 +244,7 @@ pub async fn run(paths: &Paths, rsc: &Resource, action: Action, timeout: Duratio
             (AgentSpec::Ocf { .. }, Some(c)) => Outcome::from_ocf(c),
             (AgentSpec::Lsb { .. }, Some(c)) => Outcome::from_lsb(c, is_status),
             (AgentSpec::Heartbeat { .. }, Some(c)) => Outcome::from_heartbeat(c),
+            (AgentSpec::Builtin { .. }, Some(c)) => Outcome::from_ocf(c),
         }
     };
     let reason = exit_reason(&stderr).or_else(|| {
@@ -258,6 +271,51 @@ pub async fn run(paths: &Paths, rsc: &Resource, action: Action, timeout: Duratio
         stdout,
         stderr,
         elapsed: started.elapsed(),
+    }
+}
+
+/// A built-in agent's operation, in the daemon's runtime: no process, no pipes.
+async fn run_builtin(rsc: &Resource, action: Action, timeout: Duration, reassert: bool, started: Instant) -> RunResult {
+    use crate::vip::net::{Answer, Op};
+    let result = |outcome, reason| RunResult {
+        outcome,
+        reason,
+        stdout: String::new(),
+        stderr: String::new(),
+        elapsed: started.elapsed(),
+    };
+    let vip = match crate::vip::parse(&rsc.params) {
+        Ok(v) => v,
+        // config check refuses these; a config loaded otherwise still gets a reason.
+        Err(e) => {
+            let why = e.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join("; ");
+            return result(Outcome::Error(Severity::Fatal, 6), Some(why));
+        }
+    };
+    let op = match action {
+        Action::Start => Op::Start,
+        Action::Stop => Op::Stop,
+        Action::Probe => Op::Monitor { announce: false },
+        Action::Monitor { .. } => Op::Monitor { announce: reassert },
+        Action::Promote | Action::Demote => {
+            return result(
+                Outcome::Error(Severity::Hard, 3),
+                Some(format!("builtin:vip cannot {}", action.name())),
+            )
+        }
+    };
+    match tokio::time::timeout(timeout, crate::vip::net::run(&vip, op)).await {
+        Err(_) => result(
+            Outcome::TimedOut,
+            Some(format!(
+                "{} did not finish within {} ms",
+                action.name(),
+                timeout.as_millis()
+            )),
+        ),
+        Ok(Answer::Done | Answer::Running) => result(Outcome::Success, None),
+        Ok(Answer::NotRunning) => result(Outcome::NotRunning, None),
+        Ok(Answer::Failed { code, reason }) => result(Outcome::from_ocf(code), Some(reason)),
     }
 }
 
@@ -311,6 +369,19 @@ pub async fn check_params(config: &crate::config::Config) -> crate::config::Diag
     let mut diags = crate::config::Diagnostics::default();
     let here = Location::file(&config.path);
     for r in &config.group.resources {
+        if let AgentSpec::Builtin { .. } = r.agent {
+            // Its parameters are checked with the config; here, what this host has.
+            if let Ok(vip) = crate::vip::parse(&r.params) {
+                if let Err(e) = crate::vip::net::check_host(&vip).await {
+                    diags.error(
+                        here.clone(),
+                        format!("resource {} ({}): {e}", r.id, r.agent),
+                        Some("name an interface of this host in `nic` (see `ip link`), with cidr_netmask".into()),
+                    );
+                }
+            }
+            continue;
+        }
         if !matches!(r.agent, AgentSpec::Ocf { .. }) {
             continue;
         }

@@ -239,7 +239,12 @@ pub enum AgentSpec {
     Lsb { name: String },
     /// Heartbeat v1 resource script: /etc/ha.d/resource.d/NAME, then /etc/init.d/NAME
     Heartbeat { name: String },
+    /// Done inside pairbeatd, no process forked: `builtin:vip` (see `crate::vip`).
+    Builtin { name: String },
 }
+
+/// The agents pairbeatd runs itself.
+pub const BUILTINS: &[&str] = &["vip"];
 
 impl AgentSpec {
     /// Parses `ocf:PROVIDER:TYPE`, `lsb:NAME` or `heartbeat:NAME`; the error says what to write.
@@ -255,7 +260,18 @@ impl AgentSpec {
             ["lsb", name] if !bad_name(name) => Ok(AgentSpec::Lsb { name: name.to_string() }),
             ["heartbeat", name] if !bad_name(name) => Ok(AgentSpec::Heartbeat { name: name.to_string() }),
             ["lsb" | "heartbeat", ..] => Err(format!("write `{}:NAME` with a plain script name (no `/`)", parts[0])),
-            _ => Err("the agent class must be `ocf:PROVIDER:TYPE`, `lsb:NAME` or `heartbeat:NAME`".into()),
+            ["builtin", name] if BUILTINS.contains(name) => Ok(AgentSpec::Builtin { name: name.to_string() }),
+            ["builtin", ..] => Err(format!(
+                "the built-in agents are {}",
+                BUILTINS
+                    .iter()
+                    .map(|b| format!("`builtin:{b}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            _ => {
+                Err("the agent class must be `ocf:PROVIDER:TYPE`, `lsb:NAME`, `heartbeat:NAME` or `builtin:vip`".into())
+            }
         }
     }
 }
@@ -266,6 +282,7 @@ impl fmt::Display for AgentSpec {
             AgentSpec::Ocf { provider, kind } => write!(f, "ocf:{provider}:{kind}"),
             AgentSpec::Lsb { name } => write!(f, "lsb:{name}"),
             AgentSpec::Heartbeat { name } => write!(f, "heartbeat:{name}"),
+            AgentSpec::Builtin { name } => write!(f, "builtin:{name}"),
         }
     }
 }

@@ -875,6 +875,7 @@ fn resource(cx: &mut Ctx, raw: RawResource, span: Range<usize>) -> Option<Resour
     if let Some(agent) = &agent {
         ok &= agent_class_fits(cx, agent, &raw, !params.is_empty(), !args.is_empty(), promotable, &span);
         ok &= linbit_drbd_fits(cx, agent, &raw, &params, promotable, &span);
+        ok &= builtin_fits(cx, agent, &raw, &params, &span);
     }
     let migration_threshold = migration_threshold(cx, &raw, &mut ok);
     let failure_timeout = failure_timeout(cx, &raw, &mut ok);
@@ -981,6 +982,43 @@ fn resource_params(
     params
 }
 
+/// `builtin:vip`'s parameters, each mistake at its line; unknown ones warned of
+/// (with a suggestion), as `config check` does for OCF agents from their meta-data.
+fn builtin_fits(
+    cx: &mut Ctx,
+    agent: &AgentSpec,
+    raw: &RawResource,
+    params: &BTreeMap<String, String>,
+    span: &Range<usize>,
+) -> bool {
+    if !matches!(agent, AgentSpec::Builtin { name } if name == "vip") {
+        return true;
+    }
+    let at = |name: &str| {
+        raw.params
+            .as_ref()
+            .and_then(|p| p.get_ref().iter().find(|(k, _)| k.get_ref() == name))
+            .map(|(_, v)| v.span())
+            .or_else(|| raw.params.as_ref().map(|p| p.span()))
+            .unwrap_or(span.clone())
+    };
+    for name in params.keys().filter(|k| !crate::vip::PARAMS.contains(&k.as_str())) {
+        let help = closest(name, crate::vip::PARAMS.iter().copied())
+            .map(|c| format!("did you mean `{c}`?"))
+            .unwrap_or_else(|| format!("builtin:vip takes {}", crate::vip::PARAMS.join(", ")));
+        cx.warning(at(name), format!("builtin:vip has no parameter `{name}`"), help);
+    }
+    match crate::vip::parse(params) {
+        Ok(_) => true,
+        Err(errors) => {
+            for e in errors {
+                cx.error(at(&e.param), format!("builtin:vip: {}", e.message), e.help);
+            }
+            false
+        }
+    }
+}
+
 /// False (reported) when the agent's class cannot take the params, args or promotion given.
 fn agent_class_fits(
     cx: &mut Ctx,
@@ -993,7 +1031,8 @@ fn agent_class_fits(
 ) -> bool {
     let mut ok = true;
     let is_ocf = matches!(agent, AgentSpec::Ocf { .. });
-    if !is_ocf && has_params {
+    let named = is_ocf || matches!(agent, AgentSpec::Builtin { .. });
+    if !named && has_params {
         cx.error(
             raw.params.as_ref().map(|p| p.span()).unwrap_or(span.clone()),
             format!("{agent} takes no named params"),
@@ -1004,7 +1043,7 @@ fn agent_class_fits(
         );
         ok = false;
     }
-    if !matches!(agent, AgentSpec::Heartbeat { .. }) && has_args {
+    if !matches!(agent, AgentSpec::Heartbeat { .. } | AgentSpec::Builtin { .. }) && has_args {
         let help = if is_ocf {
             "OCF agents take named params = { name = \"value\" }"
         } else {
@@ -1016,6 +1055,14 @@ fn agent_class_fits(
             help,
         );
         ok = false;
+    }
+    if matches!(agent, AgentSpec::Builtin { .. }) && has_args {
+        cx.error(
+            raw.args.as_ref().map(|a| a.span()).unwrap_or(span.clone()),
+            format!("{agent} takes no positional args"),
+            "it takes named params = { ip = \"...\", ... }",
+        );
+        return false;
     }
     if promotable && !is_ocf {
         cx.error(

@@ -335,7 +335,7 @@ impl Shell {
                     let r = self.config.group.resources[req.rsc].clone();
                     let (paths, tx) = (self.paths.clone(), self.reports_tx.clone());
                     tokio::spawn(async move {
-                        let result = agent::run(&paths, &r, req.action, req.timeout).await;
+                        let result = agent::run_op(&paths, &r, req.action, req.timeout, req.reassert).await;
                         let _ = tx.send(Report::Agent(req.id, req.rsc, result)).await;
                     });
                 }

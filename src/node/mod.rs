@@ -482,6 +482,7 @@ impl Node {
         if gap > stall_threshold(&self.timing) {
             let grace = stall_grace(&self.timing);
             self.membership.hold_deadlines(now + grace);
+            self.role.stalled();
             self.effects.push_back(Effect::Log(Note::warn(format!(
                 "this node was not scheduled for {} ms (a stalled VM, a swapping host, SIGSTOP?): reading what the links hold before believing any deadline (for {} ms)",
                 gap.as_millis(),

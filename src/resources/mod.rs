@@ -97,6 +97,9 @@ pub struct Request {
     pub rsc: usize,
     pub action: Action,
     pub timeout: Duration,
+    /// A monitor that re-asserts the group after a split brain (a built-in
+    /// virtual IP announces itself again).
+    pub reassert: bool,
 }
 
 /// A failure as status shows it ("failed actions").
@@ -775,6 +778,7 @@ impl Engine {
             rsc: i,
             action,
             timeout: self.timeout(i, action),
+            reassert: self.reassert_inflight && matches!(action, Action::Monitor { .. }),
         }));
         out
     }
