@@ -25,7 +25,9 @@ impl log::Log for LineLogger {
         }
         let mut line = String::new();
         if self.timestamps {
-            line.push_str(&humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string());
+            // Microseconds: pairbeat's own steps between two agents take well under a
+            // millisecond, and the log is where `scripts/bench-breakdown` reads them.
+            line.push_str(&humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string());
             line.push(' ');
         }
         line.push_str(&format!("{:<5} {}\n", record.level(), record.args()));

@@ -762,3 +762,36 @@ fn linbit_drbd_must_be_promotable_name_its_resource_and_do_without_notifications
     let (c, _) = Case::new().load(&good).unwrap();
     assert!(c.group.resources[0].promotable);
 }
+
+// --- builtin:vip -------------------------------------------------------------------
+
+#[test]
+fn builtin_vip_parameters_are_checked_at_their_line() {
+    let (c, warnings) = Case::new()
+        .load(&BASE.replace(
+            "agent = \"ocf:heartbeat:IPaddr2\"\nparams = { ip = \"10.0.0.100\" }",
+            "agent = \"builtin:vip\"\nparams = { ip = \"10.0.0.100\", cidr_netmask = 24, nic = \"eth0\", arp_intervall = \"100\" }",
+        ))
+        .unwrap();
+    assert_eq!(c.group.resources[0].agent.to_string(), "builtin:vip");
+    assert!(
+        warnings.contains("builtin:vip has no parameter `arp_intervall`")
+            && warnings.contains("did you mean `arp_interval`?"),
+        "{warnings}"
+    );
+    let e = errors(
+        "agent = \"ocf:heartbeat:IPaddr2\"\nparams = { ip = \"10.0.0.100\" }",
+        "agent = \"builtin:vip\"\nparams = { ip = \"10.0.0.300\", cidr_netmask = 40 }",
+    );
+    has(&e, "pairbeat.toml:27:17: error: builtin:vip");
+    has(&e, "pairbeat.toml:27:46: error: builtin:vip");
+    has(&e, "builtin:vip: `10.0.0.300` is not an IP address");
+    has(&e, "builtin:vip: prefix length 40 is out of range (1 to 32)");
+    let e = errors("agent = \"ocf:heartbeat:IPaddr2\"", "agent = \"builtin:ipaddr\"");
+    has(&e, "the built-in agents are `builtin:vip`");
+    let e = errors(
+        "agent = \"ocf:heartbeat:IPaddr2\"\nparams = { ip = \"10.0.0.100\" }",
+        "agent = \"builtin:vip\"\npromotable = true\nparams = { ip = \"10.0.0.100\" }",
+    );
+    has(&e, "only OCF agents can be promotable");
+}

@@ -408,6 +408,71 @@ fn held_io_resumes_when_a_later_ask_finds_the_peer_fenced() {
     assert_eq!(r.poll_timeout().filter(|t| *t <= again), None, "no deadline left due");
 }
 
+/// A crashed Primary comes back Consistent and the handshake finds its data the
+/// newer: it becomes SyncSource and UpToDate, and says so to the peer (found by the
+/// PostgreSQL test: it did not, so the new Primary on the other side showed its
+/// peer Consistent for good, and the pair never read as in sync).
+#[test]
+fn a_consistent_side_found_newer_tells_the_peer_it_is_up_to_date() {
+    let now = Instant::now();
+    let mut m = meta(Flags::CONSISTENT | Flags::WAS_UP_TO_DATE | Flags::CRASHED_PRIMARY);
+    m.gi.bitmap = 0xCD00; // the peer's current: this side moved on from it
+    m.dirty.set(0);
+    let mut r = Replica::new(settings(Fencing::ResourceOnly), m, now);
+    assert_eq!(r.status().disk, DiskState::Consistent);
+    r.handle_connected(now);
+    let mut out = effects(&mut r);
+    let mut peer = out
+        .iter()
+        .find_map(|e| match e {
+            Effect::Send {
+                frame: Frame::State(s), ..
+            } => Some(*s),
+            _ => None,
+        })
+        .expect("a STATE at connect");
+    peer.disk = DiskState::UpToDate;
+    peer.primary = false;
+    peer.gi.current = 0xCD00;
+    peer.gi.bitmap = 0;
+    peer.flags = 0;
+    r.handle_frame(now, 1, Frame::State(peer));
+    r.handle_frame(now, 2, Frame::DirtyMap { bytes: vec![0; 2] });
+    out.extend(run_disk(&mut r, now));
+    let (code, rule) = out
+        .iter()
+        .find_map(|e| match e {
+            Effect::Send {
+                frame: Frame::Decision { code, rule, .. },
+                ..
+            } => Some((*code, *rule)),
+            _ => None,
+        })
+        .expect("a DECISION");
+    r.handle_frame(
+        now,
+        3,
+        Frame::Decision {
+            rule,
+            code: -code,
+            sync_uuid: 0,
+        },
+    );
+    out.extend(run_disk(&mut r, now));
+    assert_eq!(r.status().conn, Conn::SyncSource, "{out:?}");
+    // The STATE at connect said Consistent; one after it says UpToDate.
+    let told: Vec<DiskState> = out
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send {
+                frame: Frame::State(s), ..
+            } => Some(s.disk),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(told, vec![DiskState::Consistent, DiskState::UpToDate], "{out:?}");
+}
+
 #[test]
 fn a_sequential_writer_finds_the_next_extents_marked_and_a_random_one_does_not() {
     let now = Instant::now();

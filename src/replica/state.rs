@@ -1614,9 +1614,14 @@ impl Replica {
                         .set(Flags::DISCARD_MY_DATA | Flags::SPLIT_BRAIN_PENDING, false);
                     self.split_brain = None;
                     if self.disk == DiskState::Consistent {
-                        // The handshake found this side's data the newer one.
+                        // The handshake found this side's data the newer one. The peer
+                        // is told: its handshake saw Consistent, and nothing else
+                        // would correct it (found by the PostgreSQL test: after a
+                        // crash during a resync the new Primary showed its peer
+                        // Consistent for good, and the pair never read as in sync).
                         self.disk = DiskState::UpToDate;
                         self.meta.flags.set(Flags::WAS_UP_TO_DATE, true);
+                        self.send(Frame::State(self.state_frame()));
                     }
                     self.resync = Resync {
                         total: self.meta.dirty.count() * u64::from(self.meta.extent),
