@@ -719,7 +719,16 @@ impl Role {
             // peer may have chosen on a view that is gone (it ran the group, then
             // crashed), and two choices on two views could both keep.
             let keeper = if let Some(Some(k)) = &logged {
-                self.nodes.iter().position(|n| n == k)
+                let mine = self.nodes.iter().position(|n| n == k);
+                if peers_choice.is_some_and(|p| Some(p) != mine) && !self.data_acted.contains(&key) {
+                    // Both recorded, differently: each keeps its own record (the
+                    // replicas then wait, both keeping, and say so); never both discard.
+                    out.notes.push(Note::error(format!(
+                        "replica {}: {} recorded a different keeper for this split brain than this node did ({}); the replicas wait: `pairbeat replica discard-my-data {}` on the node whose data is to go",
+                        sb.replica, self.nodes[peer_idx], k, sb.replica
+                    )));
+                }
+                mine
             } else if let (None, Some(k)) = (&logged, peers_choice) {
                 out.notes.push(Note::info(format!(
                     "replica {}: {} recorded that {} keeps the data of this split brain; adopting its choice",

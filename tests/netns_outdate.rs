@@ -294,7 +294,8 @@ fn a_hung_secondary_replicad_is_waited_for_outdate_timeout_then_resource_only_go
 /// resource-and-stonith with a fencing device that fails at first: bravo is cut
 /// off on every link, alpha's ask cannot be answered and its fence of bravo fails,
 /// so alpha's I/O stays frozen (held); once the device works again (pairbeatd's
-/// fence retry), alpha's replica, asking again every `outdate_timeout`, is answered
+/// fence retry), alpha's replica, asking again (after `outdate_timeout`, then
+/// twice as long each time), is answered
 /// "fenced" and its I/O resumes by itself (before, it stayed frozen until
 /// `pairbeat replica resume-io`).
 #[test]

@@ -245,9 +245,12 @@ fn fence_section(net: &Net, vip: &str) -> String {
     );
     for h in 0..2 {
         t += &format!(
-            "[fence.node.{n}]\nparams = {{ plug = \"{plug}\", mount = \"{dir}/pg\", vip = \"{vip}/24\", nic = \"pb0\", off_flag = \"{flag}\" }}\n",
+            "[fence.node.{n}]\nparams = {{ plug = \"{plug}\", netns = \"{ns}\", mount = \"{dir}/pg\", vip = \"{vip}/24\", nic = \"pb0\", off_flag = \"{flag}\" }}\n",
             n = node(h),
             plug = net.holder_pid(h),
+            ns = std::fs::read_link(format!("/proc/{}/ns/net", net.holder_pid(h)))
+                .unwrap()
+                .display(),
             dir = net.path(node(h)).display(),
             flag = net.path(&format!("{}.off", node(h))).display(),
         );

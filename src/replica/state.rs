@@ -429,6 +429,8 @@ pub struct Replica {
     /// Writes waiting for their dirty bits to be persisted, or for frozen I/O.
     held: VecDeque<(ReqId, Request)>,
     frozen: Frozen,
+    /// Asks made in a row while I/O is held (each waits twice as long as the last).
+    held_asks: u32,
     shake: Shake,
     last_recv: Instant,
     ping_sent: Option<Instant>,
@@ -558,6 +560,7 @@ impl Replica {
             reqs: BTreeMap::new(),
             held: VecDeque::new(),
             frozen: Frozen::No,
+            held_asks: 0,
             shake: Shake::default(),
             last_recv: now,
             ping_sent: None,
@@ -683,7 +686,9 @@ impl Replica {
             at(self.last_checkpoint + self.s.al_interval);
         }
         if let Frozen::Held { ask_again } = self.frozen {
-            at(ask_again);
+            if self.conn == Conn::Connecting {
+                at(ask_again);
+            }
         }
         // Only a throttled resync waits for its tokens; unthrottled, the acks drive
         // it (a refill deadline left in the past would spin the shell's loop).
@@ -823,7 +828,9 @@ impl Replica {
         if self.conn == Conn::SyncSource {
             self.pump_resync(now);
         }
-        if matches!(self.frozen, Frozen::Held { ask_again } if now >= ask_again) {
+        // Only while the peer is away: connected again, the handshake settles it;
+        // StandAlone (a split brain), the operator does.
+        if matches!(self.frozen, Frozen::Held { ask_again } if now >= ask_again) && self.conn == Conn::Connecting {
             self.frozen = Frozen::Outdating;
             self.note_info("I/O still frozen: asking again that the peer be outdated or fenced");
             self.effects.push_back(Effect::OutdatePeer { gi: self.meta.gi });
@@ -1053,12 +1060,14 @@ impl Replica {
             } else {
                 // Found in the netns tests: a fence that failed and then succeeded on
                 // pairbeatd's retry left I/O frozen for good, as nothing asked again.
-                self.frozen = Frozen::Held {
-                    ask_again: now + self.s.ask_again,
-                };
+                // Each ask may run the peer's fencing device once more: the wait
+                // doubles, from `ask_again` up to 32 times it.
+                self.held_asks = self.held_asks.saturating_add(1);
+                let wait = self.s.ask_again * (1u32 << (self.held_asks - 1).min(5));
+                self.frozen = Frozen::Held { ask_again: now + wait };
                 self.note_warn(format!(
-                    "I/O stays frozen: the peer could not be outdated ({rc:?}); asking again every {} ms; `pairbeat replica resume-io` overrides",
-                    self.s.ask_again.as_millis()
+                    "I/O stays frozen: the peer could not be outdated ({rc:?}); asking again in {} ms; `pairbeat replica resume-io` overrides",
+                    wait.as_millis()
                 ));
             }
         }
@@ -1518,6 +1527,7 @@ impl Replica {
     fn thaw(&mut self, now: Instant) {
         if self.frozen != Frozen::No {
             self.frozen = Frozen::No;
+            self.held_asks = 0;
             self.note_info("I/O resumed: the peer is connected again");
             self.answer_all(now);
             self.release(now);
@@ -1596,6 +1606,7 @@ impl Replica {
             }
             Then::Unfreeze => {
                 self.frozen = Frozen::No;
+                self.held_asks = 0;
                 self.answer_all(now);
                 self.release(now);
             }
@@ -1821,6 +1832,7 @@ impl Replica {
         if self.frozen == Frozen::No {
             return;
         }
+        self.held_asks = 0;
         if self.primary && !self.conn.replicating() {
             let fresh = self.fresh_uuid();
             self.meta.gi.new_current(fresh, true);

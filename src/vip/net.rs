@@ -59,15 +59,6 @@ fn bump(ip: IpAddr) -> u64 {
     *n
 }
 
-fn current(ip: IpAddr) -> u64 {
-    GENERATION
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&ip)
-        .copied()
-        .unwrap_or(0)
-}
-
 fn failed(code: i32, reason: impl Into<String>) -> Answer {
     Answer::Failed {
         code,
@@ -81,53 +72,77 @@ pub async fn run(vip: &Vip, op: Op) -> Answer {
         Ok(h) => h,
         Err(e) => return failed(1, e),
     };
-    let place = match locate(&handle, vip).await {
-        Ok(p) => p,
-        // Nothing of it can be here: stopped and not running, as the probe of a
-        // node without the interface must say.
-        Err(_) if op != Op::Start => {
-            return if op == Op::Stop {
-                Answer::Done
-            } else {
-                Answer::NotRunning
-            }
-        }
-        Err(e) => return e,
-    };
-    let present = match find(&handle, &place, vip.ip).await {
-        Ok(p) => p,
+    if op == Op::Stop {
+        // Repeats of an earlier start stop now, whatever follows.
+        bump(vip.ip);
+    }
+    // Where the address is now, on whichever interface: a stop or a monitor acts on
+    // what is there, even where the interface or the subnet's own address that
+    // `locate` needs is gone (a stop that said "done" on a lookup failure would let
+    // the peer add the same address beside it).
+    let held = match find_anywhere(&handle, vip.ip).await {
+        Ok(h) => h,
         Err(e) => return failed(1, e),
     };
-    match op {
-        Op::Monitor { announce } => match present {
-            Some(_) => {
-                if announce {
-                    announce_all(vip, &place).await;
-                }
-                Answer::Running
-            }
-            None => Answer::NotRunning,
-        },
-        Op::Stop => {
-            bump(vip.ip);
-            match present {
-                None => Answer::Done,
-                Some(msg) => match handle.address().del(msg).execute().await {
-                    Ok(()) => Answer::Done,
-                    Err(e) => failed(1, format!("removing {} from {}: {e}", vip.ip, place.name)),
-                },
+    match (op, held) {
+        (Op::Stop, None) => Answer::Done,
+        (Op::Stop, Some(msg)) => {
+            let index = msg.header.index;
+            match handle.address().del(msg).execute().await {
+                Ok(()) => Answer::Done,
+                Err(e) => failed(1, format!("removing {} from interface {index}: {e}", vip.ip)),
             }
         }
-        Op::Start => {
-            if present.is_none() {
-                if let Err(e) = add(&handle, vip, &place).await {
-                    return failed(1, format!("adding {}/{} to {}: {e}", vip.ip, place.prefix, place.name));
+        (Op::Monitor { .. }, None) => Answer::NotRunning,
+        (Op::Monitor { announce }, Some(msg)) => {
+            if announce {
+                if let Ok(place) = place_of(&handle, &msg).await {
+                    announce_all(vip, &place).await;
                 }
+            }
+            Answer::Running
+        }
+        (Op::Start, Some(msg)) => {
+            // Already up (a restarted daemon adopts it): announce it again.
+            if let Ok(place) = place_of(&handle, &msg).await {
+                announce_all(vip, &place).await;
+            }
+            Answer::Done
+        }
+        (Op::Start, None) => {
+            let place = match locate(&handle, vip).await {
+                Ok(p) => p,
+                Err(e) => return e,
+            };
+            if let Err(e) = add(&handle, vip, &place).await {
+                return failed(1, format!("adding {}/{} to {}: {e}", vip.ip, place.prefix, place.name));
             }
             announce_all(vip, &place).await;
             Answer::Done
         }
     }
+}
+
+/// The address's message, on any interface of the host.
+async fn find_anywhere(handle: &Handle, ip: IpAddr) -> Result<Option<AddressMessage>, String> {
+    let mut stream = handle.address().get().execute();
+    while let Some(msg) = stream.try_next().await.map_err(|e| format!("reading addresses: {e}"))? {
+        if address_of(&msg) == Some(ip) {
+            return Ok(Some(msg));
+        }
+    }
+    Ok(None)
+}
+
+/// The interface an address message names, to announce from.
+async fn place_of(handle: &Handle, msg: &AddressMessage) -> Result<Place, String> {
+    let (name, mac) = link_by_index(handle, msg.header.index).await?;
+    Ok(Place {
+        index: msg.header.index,
+        name,
+        mac,
+        prefix: msg.header.prefix_len,
+    })
 }
 
 /// What `config check` asks of this host: the interface exists (or one has an
@@ -244,17 +259,6 @@ fn address_of(msg: &AddressMessage) -> Option<IpAddr> {
     })
 }
 
-/// The VIP's address message on its interface, if it is there.
-async fn find(handle: &Handle, place: &Place, ip: IpAddr) -> Result<Option<AddressMessage>, String> {
-    let mut stream = handle.address().get().set_link_index_filter(place.index).execute();
-    while let Some(msg) = stream.try_next().await.map_err(|e| format!("reading addresses: {e}"))? {
-        if address_of(&msg) == Some(ip) {
-            return Ok(Some(msg));
-        }
-    }
-    Ok(None)
-}
-
 async fn link_by_name(handle: &Handle, name: &str) -> Result<Option<u32>, String> {
     let mut stream = handle.link().get().match_name(name.to_string()).execute();
     match stream.try_next().await {
@@ -343,10 +347,16 @@ async fn announce_all(vip: &Vip, place: &Place) {
     tokio::spawn(async move {
         for _ in 1..count {
             tokio::time::sleep(every).await;
-            if current(ip) != generation {
-                return;
-            }
-            if let Err(e) = announce(ip, mac, index) {
+            // Checked and sent under the lock: a stop (which bumps the generation)
+            // cannot slip in between and be followed by one more announcement.
+            let sent = {
+                let g = GENERATION.lock().unwrap_or_else(|e| e.into_inner());
+                if g.get(&ip).copied().unwrap_or(0) != generation {
+                    return;
+                }
+                announce(ip, mac, index)
+            };
+            if let Err(e) = sent {
                 log::warn!("announcing {ip} on {name}: {e}");
                 return;
             }
