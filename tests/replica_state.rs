@@ -81,7 +81,12 @@ fn handshake(r: &mut Replica, now: Instant, tweak: impl FnOnce(&mut State)) {
     r.handle_frame(now, 1, Frame::State(peer_state));
     r.handle_frame(now, 2, Frame::DirtyMap { bytes: vec![0; 2] });
     let out = run_disk(r, now);
-    let decision = out
+    r.handle_frame(now, 3, answer_decision(&out));
+}
+
+/// The peer's answer to the DECISION among `out`: the same rule, the mirrored code.
+fn answer_decision(out: &[Effect]) -> Frame {
+    let (code, rule) = out
         .iter()
         .find_map(|e| match e {
             Effect::Send {
@@ -91,15 +96,11 @@ fn handshake(r: &mut Replica, now: Instant, tweak: impl FnOnce(&mut State)) {
             _ => None,
         })
         .expect("a DECISION");
-    r.handle_frame(
-        now,
-        3,
-        Frame::Decision {
-            rule: decision.1,
-            code: -decision.0,
-            sync_uuid: 0,
-        },
-    );
+    Frame::Decision {
+        rule,
+        code: -code,
+        sync_uuid: 0,
+    }
 }
 
 fn up_to_date() -> u32 {
@@ -418,25 +419,7 @@ fn a_consistent_side_found_newer_tells_the_peer_it_is_up_to_date() {
     r.handle_frame(now, 1, Frame::State(peer));
     r.handle_frame(now, 2, Frame::DirtyMap { bytes: vec![0; 2] });
     out.extend(run_disk(&mut r, now));
-    let (code, rule) = out
-        .iter()
-        .find_map(|e| match e {
-            Effect::Send {
-                frame: Frame::Decision { code, rule, .. },
-                ..
-            } => Some((*code, *rule)),
-            _ => None,
-        })
-        .expect("a DECISION");
-    r.handle_frame(
-        now,
-        3,
-        Frame::Decision {
-            rule,
-            code: -code,
-            sync_uuid: 0,
-        },
-    );
+    r.handle_frame(now, 3, answer_decision(&out));
     out.extend(run_disk(&mut r, now));
     assert_eq!(r.status().conn, Conn::SyncSource, "{out:?}");
     // The STATE at connect said Consistent; one after it says UpToDate.
