@@ -1024,6 +1024,36 @@ mod tests {
         let _ = a.data_split_brains(&alpha_view, Holding::Stopped, other, t0, 200);
         let heal = a.data_split_brains(&alpha_view, Holding::Stopped, other, t0 + DATA_VIEW_STABLE, 200);
         assert_eq!(heal.actions, vec![DataAction::Keep("r0".into())], "keep-preferred");
+        // Both recorded, differently: each keeps its own record (never both
+        // discard) and says so.
+        let mut a = role(0, SplitBrainPolicy::KeepPreferred, 1);
+        let _ = a.data_split_brains(&alpha_view, Holding::Running, peer(Holding::Stopped, 2), t0, 200);
+        let heal = a.data_split_brains(
+            &alpha_view,
+            Holding::Running,
+            peer(Holding::Stopped, 2),
+            t0 + DATA_VIEW_STABLE,
+            200,
+        );
+        assert_eq!(heal.actions, vec![DataAction::Keep("r0".into())]);
+        // Restarted with that record, it meets bravo's opposite one.
+        let mut again = role(0, SplitBrainPolicy::KeepPreferred, 1);
+        again.log = a.log.clone();
+        let t1 = t0 + DATA_VIEW_STABLE * 3;
+        let _ = again.data_split_brains(&alpha_view, Holding::Stopped, bravo, t1, 300);
+        let heal = again.data_split_brains(&alpha_view, Holding::Stopped, bravo, t1 + DATA_VIEW_STABLE, 300);
+        assert_eq!(
+            heal.actions,
+            vec![DataAction::Keep("r0".into())],
+            "its own record stands"
+        );
+        assert!(
+            heal.notes
+                .iter()
+                .any(|n| n.text.contains("recorded a different keeper")),
+            "{:?}",
+            heal.notes
+        );
     }
 
     /// Found by the cluster simulation (seed 1397): under stop-both both nodes stop

@@ -85,6 +85,14 @@ fn describe(d: &DataRecord, local: &str, peer: &str, policy: &str) -> String {
     }
 }
 
+/// Whose data a record's data split brain kept: its own choice, else the group's
+/// keeper once no operator is awaited (a `resolve` fills in the group's).
+fn kept(r: &Record, d: &DataRecord) -> Option<String> {
+    d.kept
+        .clone()
+        .or_else(|| r.keeper.clone().filter(|_| !r.awaiting_operator))
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Log {
     pub records: Vec<Record>,
@@ -202,25 +210,17 @@ impl Log {
                         && d.local_generations == local_generations
                         && d.peer_generations == peer_generations
                 })
-                .map(|d| {
-                    d.kept
-                        .clone()
-                        .or_else(|| r.keeper.clone().filter(|_| !r.awaiting_operator))
-                })
+                .map(|d| kept(r, d))
         })
     }
 
     /// The latest data split brain whose keeper is recorded, with that keeper: what
     /// the node says in its adverts, so that the peer adopts the same choice.
     pub fn latest_data_choice(&self) -> Option<(&DataRecord, String)> {
-        self.records.iter().rev().find_map(|r| {
-            r.data.iter().rev().find_map(|d| {
-                d.kept
-                    .clone()
-                    .or_else(|| r.keeper.clone().filter(|_| !r.awaiting_operator))
-                    .map(|k| (d, k))
-            })
-        })
+        self.records
+            .iter()
+            .rev()
+            .find_map(|r| r.data.iter().rev().find_map(|d| kept(r, d).map(|k| (d, k))))
     }
 
     /// A stop-both split brain still waits for the operator.

@@ -382,10 +382,16 @@ fn reassert_monitors_every_up_resource_and_quiet_holds_monitors_but_not_stops() 
     let o = d.e.reassert();
     d.take(o);
     assert!(d.e.reasserting());
+    // The request says so (a built-in VIP announces itself again on it).
+    assert!(d.pending.as_ref().is_some_and(|r| r.reassert));
     d.settle(Outcome::Success);
     assert_eq!(d.log, ["monitor r0", "monitor r1"]);
     assert!(!d.e.reasserting());
     // Quiet: due monitors wait (a node about to yield announces nothing)…
+    // A recurring monitor is not a reassert.
+    d.advance(Duration::from_secs(11));
+    assert!(d.pending.as_ref().is_some_and(|r| !r.reassert), "{:?}", d.pending);
+    d.settle(Outcome::Success);
     d.log.clear();
     let o = d.e.set_quiet(true);
     d.take(o);

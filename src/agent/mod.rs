@@ -241,10 +241,9 @@ pub async fn run_op(paths: &Paths, rsc: &Resource, action: Action, timeout: Dura
         match (&rsc.agent, code) {
             (AgentSpec::Heartbeat { .. }, _) if is_status => Outcome::from_heartbeat_status(&stdout),
             (_, None) => Outcome::Error(Severity::Soft, 1),
-            (AgentSpec::Ocf { .. }, Some(c)) => Outcome::from_ocf(c),
+            (AgentSpec::Ocf { .. } | AgentSpec::Builtin { .. }, Some(c)) => Outcome::from_ocf(c),
             (AgentSpec::Lsb { .. }, Some(c)) => Outcome::from_lsb(c, is_status),
             (AgentSpec::Heartbeat { .. }, Some(c)) => Outcome::from_heartbeat(c),
-            (AgentSpec::Builtin { .. }, Some(c)) => Outcome::from_ocf(c),
         }
     };
     let reason = exit_reason(&stderr).or_else(|| {

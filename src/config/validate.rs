@@ -1043,11 +1043,11 @@ fn agent_class_fits(
         );
         ok = false;
     }
-    if !matches!(agent, AgentSpec::Heartbeat { .. } | AgentSpec::Builtin { .. }) && has_args {
-        let help = if is_ocf {
-            "OCF agents take named params = { name = \"value\" }"
-        } else {
-            "LSB init scripts take no arguments"
+    if !matches!(agent, AgentSpec::Heartbeat { .. }) && has_args {
+        let help = match agent {
+            AgentSpec::Ocf { .. } => "OCF agents take named params = { name = \"value\" }",
+            AgentSpec::Builtin { .. } => "it takes named params = { ip = \"...\", ... }",
+            _ => "LSB init scripts take no arguments",
         };
         cx.error(
             raw.args.as_ref().map(|a| a.span()).unwrap_or(span.clone()),
@@ -1055,14 +1055,6 @@ fn agent_class_fits(
             help,
         );
         ok = false;
-    }
-    if matches!(agent, AgentSpec::Builtin { .. }) && has_args {
-        cx.error(
-            raw.args.as_ref().map(|a| a.span()).unwrap_or(span.clone()),
-            format!("{agent} takes no positional args"),
-            "it takes named params = { ip = \"...\", ... }",
-        );
-        return false;
     }
     if promotable && !is_ocf {
         cx.error(
