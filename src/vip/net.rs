@@ -165,7 +165,7 @@ fn connect() -> Result<Handle, String> {
 /// The interface: `nic` if given, else the one with an address in the VIP's
 /// subnet (as IPaddr2's findif); the prefix: `cidr_netmask`, else that address's.
 async fn locate(handle: &Handle, vip: &Vip) -> Result<Place, Answer> {
-    let addrs = addresses(handle, None).await.map_err(|e| failed(1, e))?;
+    let addrs = addresses(handle).await.map_err(|e| failed(1, e))?;
     // An address of another host's subnet: (index, its address, its prefix).
     let same_subnet = |index: Option<u32>| {
         addrs
@@ -229,14 +229,10 @@ async fn locate(handle: &Handle, vip: &Vip) -> Result<Place, Answer> {
     })
 }
 
-/// Every address of the host (or of one interface): (interface, address, prefix).
-async fn addresses(handle: &Handle, index: Option<u32>) -> Result<Vec<(u32, IpAddr, u8)>, String> {
-    let mut req = handle.address().get();
-    if let Some(i) = index {
-        req = req.set_link_index_filter(i);
-    }
+/// Every address of the host: (interface, address, prefix).
+async fn addresses(handle: &Handle) -> Result<Vec<(u32, IpAddr, u8)>, String> {
     let mut out = Vec::new();
-    let mut stream = req.execute();
+    let mut stream = handle.address().get().execute();
     while let Some(msg) = stream.try_next().await.map_err(|e| format!("reading addresses: {e}"))? {
         if let Some(a) = address_of(&msg) {
             out.push((msg.header.index, a, msg.header.prefix_len));
