@@ -32,8 +32,11 @@ use std::time::{Duration, Instant};
 pub const REASSERT_AFTER: Duration = Duration::from_millis(1500);
 
 /// How long the keeper waits after its re-assert before it says `Keep`: agents send
-/// their announcements in the background, after the monitor returned.
-pub const REASSERT_SETTLE: Duration = Duration::from_millis(500);
+/// their announcements in the background, after the monitor returned. 1 s since a
+/// monitor's result counts at its exit: it used to come only once IPaddr2's
+/// background `send_arp` let go of the pipes (up to 400 ms later), and with 500 ms
+/// alone the client lost the service for 50–117 ms in 1 of 3 heals (netns_split_brain).
+pub const REASSERT_SETTLE: Duration = Duration::from_millis(1000);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Heal {
