@@ -5,8 +5,9 @@
 #   make lint       cargo fmt --check, clippy with warnings as errors, shellcheck on every
 #                   shell script (scripts/lint), no cycle between modules (scripts/module-graph)
 #   make demo       a two-node lab on this machine: start, crash the active node, fail over
-#   make bench      the failover benchmark, its step-by-step breakdown and the 100-cycle
-#                   no-lost-commit campaign (BENCHMARKS.md)
+#   make bench      the failover benchmark, pairbeat beside Heartbeat, keepalived and
+#                   Pacemaker (scripts/bench-anchors), the step-by-step breakdown and the
+#                   100-cycle no-lost-commit campaign (BENCHMARKS.md)
 #   make install    binaries (pairbeatd, pairbeat, pairbeat-replicad) to /usr/sbin, agents to /usr/lib/ocf/resource.d/pairbeat
 #                   and /etc/ha.d/resource.d (replicadisk),
 #                   sample config to /etc/pairbeat, systemd unit, SysV init script
@@ -50,8 +51,10 @@ lab-down:
 	./scripts/lab down
 
 # Failover, switchover, idle cost and false-failover figures (long: see BENCHMARKS.md).
-bench: setup build
+bench: build
+	./scripts/setup --bench
 	./scripts/bench
+	./scripts/bench-anchors
 	./scripts/bench-breakdown
 	./scripts/bench-postgres
 

@@ -28,6 +28,7 @@
 //! - [`replicad`]: the shell around one replica (pairbeat-replicad): disk thread,
 //!   replication link, control socket.
 //! - [`logging`]: the log backend chosen by `[daemon] log`.
+//! - [`memlock`]: keeping a daemon's memory resident (`realtime`, the replica's supervisor).
 //! - [`crm`]: Pacemaker's `crm_attribute` / `crm_master` / `attrd_updater` / `crm_node`
 //!   as agents call them under pairbeat (the `pairbeat` executable run by those names).
 //!
@@ -44,6 +45,7 @@ pub mod daemon;
 pub mod fence;
 pub mod logging;
 pub mod membership;
+pub mod memlock;
 pub mod model;
 pub mod node;
 pub mod outdate;

@@ -24,8 +24,7 @@ pub fn make_realtime() -> Vec<String> {
             std::io::Error::last_os_error()
         ));
     }
-    use nix::sys::mman::{mlockall, MlockAllFlags};
-    if let Err(e) = mlockall(MlockAllFlags::MCL_CURRENT | MlockAllFlags::MCL_FUTURE) {
+    if let Err(e) = crate::memlock::lock_memory() {
         problems.push(format!("cannot lock ourselves into memory: {e}"));
     }
     problems

@@ -168,10 +168,8 @@ fn supervise(
     }
     mask.thread_block().map_err(|e| format!("blocking signals: {e}"))?;
     // Paged out, the watchdog would wait on the disk it is there to rescue.
-    if let Err(e) =
-        nix::sys::mman::mlockall(nix::sys::mman::MlockAllFlags::MCL_CURRENT | nix::sys::mman::MlockAllFlags::MCL_FUTURE)
-    {
-        log::warn!("mlockall: {e}");
+    if let Err(e) = crate::memlock::lock_memory() {
+        log::warn!("cannot lock the supervisor into memory: {e}");
     }
     // Non-blocking: the loop reads until it is empty.
     let signals = SignalFd::with_flags(
