@@ -69,4 +69,18 @@ mod tests {
         assert_eq!(got, vec![(0x5581d000, 0x5581e000), (0x5581e000, 0x55a00000)]);
         assert_eq!(own_mappings(maps, "/usr/sbin/other").count(), 0);
     }
+
+    #[test]
+    fn the_test_binary_finds_its_own_code_in_the_kernel_s_own_listing() {
+        // The real format pads the path with spaces: parsed as the daemon will see it.
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let ranges: Vec<_> = own_mappings(&maps, &exe.to_string_lossy()).collect();
+        assert!(!ranges.is_empty(), "no mapping of {} in:\n{maps}", exe.display());
+        let here = the_test_binary_finds_its_own_code_in_the_kernel_s_own_listing as *const () as usize;
+        assert!(
+            ranges.iter().any(|&(a, b)| a <= here && here < b),
+            "this function's code is not in {ranges:x?}"
+        );
+    }
 }
