@@ -6,7 +6,9 @@
 //! wall clock for timestamps only), then carries out every effect it queued, in
 //! order ([`Shell::drain`]). Keepalives go out from this one loop, which never
 //! waits: agents, probes and the fencing device run in tasks or threads, and the
-//! frequent peer-floor writes go to a blocking thread.
+//! state files are written by one writer thread, in order (`persister`); what must
+//! follow a durable write (the group's start after a new epoch) is held until the
+//! writer says it is on disk, keepalives are not.
 //!
 //! Before the node hears of a timer, the shell reads every datagram its sockets
 //! already hold (`Shell::read_pending`): after a pause the keepalives the peer sent
@@ -14,6 +16,7 @@
 
 mod control_server;
 mod error;
+mod persister;
 mod realtime;
 mod replicas;
 mod state_files;
@@ -31,7 +34,6 @@ use crate::agent::{self, Paths, RunResult};
 use crate::config::{self, Config};
 use crate::control::status::{DaemonInfo, Status};
 use crate::control::{Request, Response};
-use crate::model::Persist;
 use crate::node::{self, Boot, Command, Effect, Node};
 
 pub use control_server::BindError;
@@ -81,6 +83,8 @@ enum Report {
     DeviceCheck(crate::fence::device::FenceOutcome),
     /// A round of the replicas' poll is in: the promotion gate may have moved.
     Replicas,
+    /// The state writer finished the write with this token (and all before it).
+    Persisted(u64),
     /// The local replica answered the peer's outdate ask.
     Outdated {
         replica: String,
@@ -102,7 +106,6 @@ struct Shell {
     /// The replicas the group runs (their names): the promotion gate.
     group_replicas: Vec<String>,
     started: Instant,
-    state_dir: PathBuf,
     sockets: Vec<transport::LinkSocket>,
     paths: Paths,
     reports_tx: mpsc::Sender<Report>,
@@ -111,6 +114,11 @@ struct Shell {
     server: tokio::task::JoinHandle<()>,
     notify: systemd::Notifier,
     last_status: String,
+    /// Writes the state files off the loop, in order.
+    persister: persister::Persister,
+    /// A barrier write not yet on disk (its token): effects after it wait in `held`.
+    awaiting: Option<u64>,
+    held: std::collections::VecDeque<Effect>,
     /// The local replicas' outdate asks, answered when the relay has an answer.
     outdates: std::collections::HashMap<u64, tokio::sync::oneshot::Sender<Response>>,
     /// What agents set through pairbeat's crm_attribute and friends.
@@ -198,6 +206,12 @@ impl Shell {
             }
         });
         let group_replicas = config.group.replicas();
+        let tx = reports_tx.clone();
+        let persister = persister::Persister::spawn(state_dir.clone(), move |token| {
+            // Fails only once the loop is gone: nothing waits for the report then.
+            let _ = tx.blocking_send(Report::Persisted(token));
+        })
+        .map_err(|e| Error::StateDir(format!("cannot start the state writer thread: {e}")))?;
         let shell = Shell {
             opts,
             node,
@@ -205,7 +219,6 @@ impl Shell {
             replicas,
             group_replicas,
             started: now,
-            state_dir,
             sockets,
             paths,
             reports_tx,
@@ -215,6 +228,9 @@ impl Shell {
             notify: systemd::Notifier::from_env(),
             last_status: String::new(),
             outdates: std::collections::HashMap::new(),
+            persister,
+            awaiting: None,
+            held: std::collections::VecDeque::new(),
             attributes: Default::default(),
             config,
         };
@@ -326,9 +342,19 @@ impl Shell {
         }
     }
 
-    /// Carries out what the node queued, in order.
+    /// Carries out what the node queued, in order; while a barrier write is on its
+    /// way to disk, everything but keepalives and log lines waits behind it.
     fn drain(&mut self) {
-        while let Some(e) = self.node.poll_effect() {
+        loop {
+            let e = match self.awaiting {
+                None => self.held.pop_front().or_else(|| self.node.poll_effect()),
+                Some(_) => self.node.poll_effect(),
+            };
+            let Some(e) = e else { break };
+            if self.awaiting.is_some() && !matches!(e, Effect::Transmit(_) | Effect::Log(_)) {
+                self.held.push_back(e);
+                continue;
+            }
             match e {
                 Effect::Transmit(bytes) => self.transmit(&bytes),
                 Effect::RunAgent(req) => {
@@ -340,14 +366,13 @@ impl Shell {
                     });
                 }
                 Effect::FencePeer { peer_runs_group } => self.fence_peer(peer_runs_group),
-                Effect::Persist(p @ Persist::PeerFloor { .. }) => {
-                    let dir = self.state_dir.clone();
-                    // Off the loop: frequent, and a slow disk must not hold back keepalives.
-                    tokio::task::spawn_blocking(move || state_files::persist(&dir, p));
+                Effect::Persist(p) => {
+                    let barrier = persister::is_barrier(&p);
+                    let token = self.persister.write(p);
+                    if barrier {
+                        self.awaiting = Some(token);
+                    }
                 }
-                // Rare (standby, epoch, split-brain log), and acted on at once: written
-                // before the next effect (an agent start) is carried out.
-                Effect::Persist(p) => state_files::persist(&self.state_dir, p),
                 Effect::Log(n) => log::log!(n.level, "{}", n.text),
                 Effect::OutdateLocal { replica, ask, gi } => self.outdate_local(replica, ask, gi),
                 Effect::Replica(action) => self.replica_command(action),
@@ -495,6 +520,12 @@ impl Shell {
             Report::Fence(out) => self.node.handle_fence_result(now, wall, out.ok, &out.detail),
             Report::DeviceCheck(out) => self.node.handle_device_check(now, wall, out.ok, out.detail),
             Report::Replicas => self.refresh_gate(now, wall),
+            // `drain` (after every wake) carries out what waited for it.
+            Report::Persisted(token) => {
+                if self.awaiting.is_some_and(|a| token >= a) {
+                    self.awaiting = None;
+                }
+            }
             Report::Outdated {
                 replica,
                 ask,
