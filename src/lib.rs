@@ -21,7 +21,9 @@
 //! - [`config`]: pairbeat.toml — schema, validation with file:line errors, import of
 //!   Heartbeat's ha.cf / haresources / authkeys.
 //! - [`child`]: running one external program with hygiene, capture and kill rules.
-//! - [`agent`]: running OCF / LSB / Heartbeat agents (through `child`).
+//! - [`agent`]: running OCF / LSB / Heartbeat agents (through `child`), and the
+//!   built-in ones: [`vip`] (rtnetlink, ARP) and [`filesystem`] (mount(2)), which
+//!   share [`builtin`]'s vocabulary.
 //! - [`fence`]: the fencing device (through `child`) and the tie-break probes.
 //! - [`control`]: the unix-socket protocol between CLI and daemon, the status model, renderers.
 //! - [`daemon`]: the tokio shell around the node: sockets, signals, the timer.
@@ -37,12 +39,14 @@
 
 pub mod agent;
 pub mod attributes;
+pub mod builtin;
 pub mod child;
 pub mod config;
 pub mod control;
 pub mod crm;
 pub mod daemon;
 pub mod fence;
+pub mod filesystem;
 pub mod logging;
 pub mod membership;
 pub mod memlock;

@@ -795,3 +795,41 @@ fn builtin_vip_parameters_are_checked_at_their_line() {
     );
     has(&e, "only OCF agents can be promotable");
 }
+
+// --- builtin:filesystem --------------------------------------------------------------
+
+#[test]
+fn builtin_filesystem_parameters_are_checked_at_their_line() {
+    let (c, warnings) = Case::new()
+        .load(&BASE.replace(
+            "agent = \"ocf:heartbeat:IPaddr2\"\nparams = { ip = \"10.0.0.100\" }",
+            "agent = \"builtin:filesystem\"\nparams = { device = \"/dev/drbd0\", directory = \"/data\", fstype = \"ext2\", optoins = \"noatime\" }",
+        ))
+        .unwrap();
+    assert_eq!(c.group.resources[0].agent.to_string(), "builtin:filesystem");
+    assert!(
+        warnings.contains("builtin:filesystem has no parameter `optoins`")
+            && warnings.contains("did you mean `options`?"),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("builtin:filesystem runs no fsck, and ext2 may need one after a crash"),
+        "{warnings}"
+    );
+    let e = errors(
+        "agent = \"ocf:heartbeat:IPaddr2\"\nparams = { ip = \"10.0.0.100\" }",
+        "agent = \"builtin:filesystem\"\nparams = { device = \"drbd0\", directory = \"/data\", fstype = \"ext4\", run_fsck = \"force\" }",
+    );
+    has(
+        &e,
+        "pairbeat.toml:27:21: error: builtin:filesystem: `drbd0` is not an absolute path",
+    );
+    has(
+        &e,
+        "pairbeat.toml:27:79: error: builtin:filesystem: `run_fsck` is not supported",
+    );
+    has(&e, "error: builtin:filesystem: `run_fsck` is not supported");
+    has(&e, "never runs fsck");
+    let e = errors("agent = \"ocf:heartbeat:IPaddr2\"", "agent = \"builtin:mount\"");
+    has(&e, "the built-in agents are `builtin:vip`, `builtin:filesystem`");
+}

@@ -275,7 +275,7 @@ pub async fn run_op(paths: &Paths, rsc: &Resource, action: Action, timeout: Dura
 
 /// A built-in agent's operation, in the daemon's runtime: no process, no pipes.
 async fn run_builtin(rsc: &Resource, action: Action, timeout: Duration, reassert: bool, started: Instant) -> RunResult {
-    use crate::vip::net::{Answer, Op};
+    use crate::builtin::{failed, Answer};
     let result = |outcome, reason| RunResult {
         outcome,
         reason,
@@ -283,28 +283,49 @@ async fn run_builtin(rsc: &Resource, action: Action, timeout: Duration, reassert
         stderr: String::new(),
         elapsed: started.elapsed(),
     };
-    let vip = match crate::vip::parse(&rsc.params) {
-        Ok(v) => v,
-        // config check refuses these; a config loaded otherwise still gets a reason.
-        Err(e) => {
-            let why = e.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join("; ");
-            return result(Outcome::Error(Severity::Fatal, 6), Some(why));
+    // config check refuses bad parameters; a config loaded otherwise still gets a reason.
+    let not_configured = |e: Vec<crate::builtin::ParamError>| {
+        failed(6, e.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join("; "))
+    };
+    if matches!(action, Action::Promote | Action::Demote) {
+        return result(
+            Outcome::Error(Severity::Hard, 3),
+            Some(format!("{} cannot {}", rsc.agent, action.name())),
+        );
+    }
+    let answer = match &rsc.agent {
+        AgentSpec::Builtin { name } if name == "filesystem" => {
+            use crate::filesystem::mount::{run, Op};
+            let op = match action {
+                Action::Start => Op::Start,
+                Action::Stop => Op::Stop,
+                Action::Monitor { check_level, .. } => Op::Monitor { depth: check_level },
+                _ => Op::Monitor { depth: 0 },
+            };
+            match crate::filesystem::parse(&rsc.params) {
+                // The operation keeps its own deadline (a blocking mount cannot be cancelled).
+                Ok(fs) => tokio::time::timeout(timeout + Duration::from_millis(500), run(&fs, op, timeout))
+                    .await
+                    .ok(),
+                Err(e) => Some(not_configured(e)),
+            }
+        }
+        _ => {
+            use crate::vip::net::{run, Op};
+            let op = match action {
+                Action::Start => Op::Start,
+                Action::Stop => Op::Stop,
+                Action::Monitor { .. } => Op::Monitor { announce: reassert },
+                _ => Op::Monitor { announce: false },
+            };
+            match crate::vip::parse(&rsc.params) {
+                Ok(vip) => tokio::time::timeout(timeout, run(&vip, op)).await.ok(),
+                Err(e) => Some(not_configured(e)),
+            }
         }
     };
-    let op = match action {
-        Action::Start => Op::Start,
-        Action::Stop => Op::Stop,
-        Action::Probe => Op::Monitor { announce: false },
-        Action::Monitor { .. } => Op::Monitor { announce: reassert },
-        Action::Promote | Action::Demote => {
-            return result(
-                Outcome::Error(Severity::Hard, 3),
-                Some(format!("builtin:vip cannot {}", action.name())),
-            )
-        }
-    };
-    match tokio::time::timeout(timeout, crate::vip::net::run(&vip, op)).await {
-        Err(_) => result(
+    match answer {
+        None => result(
             Outcome::TimedOut,
             Some(format!(
                 "{} did not finish within {} ms",
@@ -312,9 +333,9 @@ async fn run_builtin(rsc: &Resource, action: Action, timeout: Duration, reassert
                 timeout.as_millis()
             )),
         ),
-        Ok(Answer::Done | Answer::Running) => result(Outcome::Success, None),
-        Ok(Answer::NotRunning) => result(Outcome::NotRunning, None),
-        Ok(Answer::Failed { code, reason }) => result(Outcome::from_ocf(code), Some(reason)),
+        Some(Answer::Done | Answer::Running) => result(Outcome::Success, None),
+        Some(Answer::NotRunning) => result(Outcome::NotRunning, None),
+        Some(Answer::Failed { code, reason }) => result(Outcome::from_ocf(code), Some(reason)),
     }
 }
 

@@ -239,12 +239,13 @@ pub enum AgentSpec {
     Lsb { name: String },
     /// Heartbeat v1 resource script: /etc/ha.d/resource.d/NAME, then /etc/init.d/NAME
     Heartbeat { name: String },
-    /// Done inside pairbeatd, no process forked: `builtin:vip` (see `crate::vip`).
+    /// Done inside pairbeatd, no process forked: `builtin:vip` (see `crate::vip`),
+    /// `builtin:filesystem` (`crate::filesystem`).
     Builtin { name: String },
 }
 
 /// The agents pairbeatd runs itself.
-pub const BUILTINS: &[&str] = &["vip"];
+pub const BUILTINS: &[&str] = &["vip", "filesystem"];
 
 impl AgentSpec {
     /// Parses `ocf:PROVIDER:TYPE`, `lsb:NAME` or `heartbeat:NAME`; the error says what to write.
@@ -270,7 +271,7 @@ impl AgentSpec {
                     .join(", ")
             )),
             _ => {
-                Err("the agent class must be `ocf:PROVIDER:TYPE`, `lsb:NAME`, `heartbeat:NAME` or `builtin:vip`".into())
+                Err("the agent class must be `ocf:PROVIDER:TYPE`, `lsb:NAME`, `heartbeat:NAME` or `builtin:NAME` (vip, filesystem)".into())
             }
         }
     }

@@ -982,8 +982,9 @@ fn resource_params(
     params
 }
 
-/// `builtin:vip`'s parameters, each mistake at its line; unknown ones warned of
-/// (with a suggestion), as `config check` does for OCF agents from their meta-data.
+/// A built-in agent's parameters (`builtin:vip`, `builtin:filesystem`), each mistake
+/// at its line; unknown ones warned of (with a suggestion), as `config check` does
+/// for OCF agents from their meta-data.
 fn builtin_fits(
     cx: &mut Ctx,
     agent: &AgentSpec,
@@ -991,9 +992,13 @@ fn builtin_fits(
     params: &BTreeMap<String, String>,
     span: &Range<usize>,
 ) -> bool {
-    if !matches!(agent, AgentSpec::Builtin { name } if name == "vip") {
+    let AgentSpec::Builtin { name: builtin } = agent else {
         return true;
-    }
+    };
+    let (known, errors) = match builtin.as_str() {
+        "filesystem" => (crate::filesystem::PARAMS, crate::filesystem::parse(params).err()),
+        _ => (crate::vip::PARAMS, crate::vip::parse(params).err()),
+    };
     let at = |name: &str| {
         raw.params
             .as_ref()
@@ -1002,17 +1007,33 @@ fn builtin_fits(
             .or_else(|| raw.params.as_ref().map(|p| p.span()))
             .unwrap_or(span.clone())
     };
-    for name in params.keys().filter(|k| !crate::vip::PARAMS.contains(&k.as_str())) {
-        let help = closest(name, crate::vip::PARAMS.iter().copied())
+    let refused: Vec<&str> = errors.iter().flatten().map(|e| e.param.as_str()).collect();
+    for name in params
+        .keys()
+        .filter(|k| !known.contains(&k.as_str()) && !refused.contains(&k.as_str()))
+    {
+        let help = closest(name, known.iter().copied())
             .map(|c| format!("did you mean `{c}`?"))
-            .unwrap_or_else(|| format!("builtin:vip takes {}", crate::vip::PARAMS.join(", ")));
-        cx.warning(at(name), format!("builtin:vip has no parameter `{name}`"), help);
+            .unwrap_or_else(|| format!("{agent} takes {}", known.join(", ")));
+        cx.warning(at(name), format!("{agent} has no parameter `{name}`"), help);
     }
-    match crate::vip::parse(params) {
-        Ok(_) => true,
-        Err(errors) => {
+    match errors {
+        None => {
+            if builtin == "filesystem" {
+                let fstype = params.get("fstype").map(|s| s.trim()).unwrap_or("");
+                if !crate::filesystem::NO_FSCK.contains(&fstype) {
+                    cx.warning(
+                        at("fstype"),
+                        format!("builtin:filesystem runs no fsck, and {fstype} may need one after a crash"),
+                        "use a journalling filesystem (ext4, xfs), or ocf:heartbeat:Filesystem, which runs fsck for this type",
+                    );
+                }
+            }
+            true
+        }
+        Some(errors) => {
             for e in errors {
-                cx.error(at(&e.param), format!("builtin:vip: {}", e.message), e.help);
+                cx.error(at(&e.param), format!("{agent}: {}", e.message), e.help);
             }
             false
         }

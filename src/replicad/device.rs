@@ -328,16 +328,9 @@ pub fn attach(run_dir: &Path, name: &str, size: u64, submit: Submit) -> Result<D
 /// encoding (major << 20 | minor), read here from mountinfo rather than by a stat
 /// that would go through FUSE.
 fn fuse_connection(mountpoint: &Path) -> Option<u32> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let want = mountpoint.to_str()?;
-    info.lines().find_map(|line| {
-        let f: Vec<&str> = line.split(' ').collect();
-        if unescape(f.get(4)?) != want {
-            return None;
-        }
-        let (major, minor) = f.get(2)?.split_once(':')?;
-        Some((major.parse::<u32>().ok()? << 20) | minor.parse::<u32>().ok()?)
-    })
+    let mounts = crate::filesystem::own_mounts();
+    let (major, minor) = crate::filesystem::at(&mounts, mountpoint)?.dev;
+    Some((major << 20) | minor)
 }
 
 /// How often a loop device another process took between LOOP_CTL_GET_FREE and
@@ -470,19 +463,9 @@ pub fn private_mounts() -> Result<(), String> {
 /// its demotion would be refused forever. Such mounts are detached from this
 /// namespace at once; the host's stay as they are.
 fn drop_replica_mounts() {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return;
-    };
-    for line in info.lines() {
-        let fields: Vec<&str> = line.split(' ').collect();
-        let Some(dash) = fields.iter().position(|f| *f == "-") else {
-            continue;
-        };
-        let (Some(point), Some(source)) = (fields.get(4), fields.get(dash + 2)) else {
-            continue;
-        };
-        if source.starts_with("/dev/loop") && is_replica_loop(source) {
-            let _ = nix::mount::umount2(unescape(point).as_str(), nix::mount::MntFlags::MNT_DETACH);
+    for m in crate::filesystem::own_mounts() {
+        if m.source.starts_with("/dev/loop") && is_replica_loop(&m.source) {
+            let _ = nix::mount::umount2(&m.point, nix::mount::MntFlags::MNT_DETACH);
         }
     }
 }
@@ -499,36 +482,4 @@ fn is_replica_loop(dev: &str) -> bool {
     // SAFETY: LOOP_GET_STATUS64 writes a loop_info64 to the pointer.
     let rc = unsafe { libc::ioctl(f.as_raw_fd(), LOOP_GET_STATUS64, &mut info as *mut LoopInfo64) };
     rc == 0 && info.lo_file_name.starts_with(FILE_NAME_TAG.as_bytes())
-}
-
-/// mountinfo writes space, tab, newline and backslash as three-digit octal escapes.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let octal = b
-            .get(i + 1..i + 4)
-            .is_some_and(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        if b[i] == b'\\' && octal {
-            let v = u16::from(b[i + 1] - b'0') * 64 + u16::from(b[i + 2] - b'0') * 8 + u16::from(b[i + 3] - b'0');
-            out.push(v as u8);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn mountinfo_escapes_are_undone() {
-        assert_eq!(super::unescape("/mnt/a\\040b"), "/mnt/a b");
-        assert_eq!(super::unescape("/plain"), "/plain");
-        assert_eq!(super::unescape("/end\\04"), "/end\\04");
-        assert_eq!(super::unescape("\\777"), "\u{fffd}");
-    }
 }

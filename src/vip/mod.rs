@@ -49,21 +49,8 @@ pub struct Vip {
     pub arp_interval: Duration,
 }
 
-/// A parameter that is wrong: which, what is wrong, and how to fix it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParamError {
-    pub param: String,
-    pub message: String,
-    pub help: String,
-}
-
-fn err(param: &str, message: impl Into<String>, help: impl Into<String>) -> ParamError {
-    ParamError {
-        param: param.to_string(),
-        message: message.into(),
-        help: help.into(),
-    }
-}
+use crate::builtin::err;
+pub use crate::builtin::ParamError;
 
 /// Reads the parameters; every mistake found, not only the first.
 pub fn parse(params: &BTreeMap<String, String>) -> Result<Vip, Vec<ParamError>> {

@@ -15,18 +15,8 @@ use rtnetlink::Handle;
 
 use super::{arp_announcement, default_broadcast, in_subnet, neighbour_advertisement, Vip};
 
-/// What an operation found, in OCF's terms (the agent runner maps it).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Answer {
-    /// start or stop done.
-    Done,
-    /// monitor: the address is on its interface.
-    Running,
-    /// monitor: it is not.
-    NotRunning,
-    /// An OCF error code (5 not installed here, 6 not configured, 1 generic) and why.
-    Failed { code: i32, reason: String },
-}
+use crate::builtin::failed;
+pub use crate::builtin::Answer;
 
 /// What to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,13 +47,6 @@ fn bump(ip: IpAddr) -> u64 {
     let n = g.entry(ip).or_insert(0);
     *n += 1;
     *n
-}
-
-fn failed(code: i32, reason: impl Into<String>) -> Answer {
-    Answer::Failed {
-        code,
-        reason: reason.into(),
-    }
 }
 
 /// Runs one operation on the daemon's runtime (the caller bounds its time).
