@@ -108,17 +108,35 @@ down() {
 # live kernel tells the peer its daemon died: corosync's knet reacts to those at
 # once), then every process of the host is gone, its VIP and mounts with them.
 # `restart` brings the link back.
-crash() {
-    local h=$1 pid pids=""
-    ip -n "$(ns "$h")" link set eth0 down
-    for pid in $(ip netns pids "$(ns "$h")" 2>/dev/null); do
-        [ "$pid" = "$(holder "$h")" ] || pids="$pids $pid"
+# Every process in network namespace $1 but $2 (the namespace's holder) frozen,
+# pass after pass until a pass finds none left running (a process forked while the
+# list was read, an agent's daemon going into the background, is caught by the
+# next: one crash left an nginx behind that way, holding the port its successor
+# needed), then all killed at once: as a power cut, none sees another die.
+freeze_and_kill() {
+    local ns=$1 keep=$2 pid all="" new
+    while :; do
+        new=""
+        for pid in $(ip netns pids "$ns" 2>/dev/null); do
+            [ "$pid" = "$keep" ] && continue
+            case " $all " in *" $pid "*) ;; *) new="$new $pid" ;; esac
+        done
+        [ -z "$new" ] && break
+        # shellcheck disable=SC2086  # PIDs, one word each
+        kill -STOP $new 2>/dev/null
+        all="$all$new"
     done
+    # shellcheck disable=SC2086
+    [ -z "$all" ] || kill -KILL $all 2>/dev/null
+}
+
+crash() {
+    local h=$1
+    ip -n "$(ns "$h")" link set eth0 down
     # All frozen first, then all killed: a process killed while another still runs
     # could warn it (keepalived's VRRP child has PR_SET_PDEATHSIG, and on its parent's
     # death would send a priority-0 advert, a graceful handover no power cut gives).
-    # shellcheck disable=SC2086  # PIDs, one word each
-    [ -z "$pids" ] || { kill -STOP $pids 2>/dev/null; kill -KILL $pids 2>/dev/null; }
+    freeze_and_kill "$(ns "$h")" "$(holder "$h")"
     in_host "$h" sh -c "ip addr del $VIP/24 dev eth0 2>/dev/null; umount -l $(hdir "$h")/mnt 2>/dev/null; rm -f $(hdir "$h")/nginx.pid"
     echo "anchors/$SYSTEM: $h crashed"
 }
