@@ -1,7 +1,8 @@
 //! `pairbeatd`: the tokio shell around the pure node (`crate::node`).
 //!
 //! It owns everything that does I/O: the control socket, the link sockets, the
-//! state files, agent and fencing processes, signals, and the single timer. The
+//! state files, agent and fencing processes, signals, and the single timer (a
+//! timerfd armed at the node's next deadline: `loop_timer`). The
 //! node decides; the shell hands it each input with the monotonic clock (and the
 //! wall clock for timestamps only), then carries out every effect it queued, in
 //! order ([`Shell::drain`]). Keepalives go out from this one loop, which never
@@ -16,6 +17,7 @@
 
 mod control_server;
 mod error;
+mod loop_timer;
 mod persister;
 mod realtime;
 mod replicas;
@@ -257,8 +259,13 @@ impl Shell {
             .map(|f| tokio::time::interval(f.monitor_interval));
         let mut watchdog = self.notify.watchdog.map(tokio::time::interval);
         let mut leaving = false;
-        let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(self.node.poll_timeout()));
-        tokio::pin!(sleep);
+        let mut timer = match loop_timer::LoopTimer::new() {
+            Ok(t) => t,
+            Err(e) => {
+                log::error!("cannot create the loop's timer (timerfd): {e}");
+                return;
+            }
+        };
         let mut buf = vec![0u8; crate::wire::MAX_DATAGRAM + 1];
         loop {
             if self.node.finished() {
@@ -267,13 +274,10 @@ impl Shell {
                 }
                 break;
             }
-            let deadline = tokio::time::Instant::from_std(self.node.poll_timeout());
-            if sleep.deadline() != deadline {
-                sleep.as_mut().reset(deadline);
-            }
+            timer.set(self.node.poll_timeout());
             let wake = tokio::select! {
                 biased;
-                _ = &mut sleep => Wake::Timer,
+                _ = timer.wait() => Wake::Timer,
                 (link, n) = recv_any(&self.sockets, &mut buf) => Wake::Datagram(link, buf[..n].to_vec()),
                 Some(r) = self.reports.recv() => Wake::Report(r),
                 Some(c) = self.commands.recv() => Wake::Command(c),
@@ -331,7 +335,7 @@ impl Shell {
         for _ in 0..256 {
             let mut got = false;
             for i in 0..self.sockets.len() {
-                if let Ok((n, _)) = self.sockets[i].socket.try_recv_from(buf) {
+                if let Ok((n, _)) = self.sockets[i].try_recv_from(buf) {
                     got = true;
                     self.node.handle_datagram(Instant::now(), wall_secs(), i, &buf[..n]);
                 }
@@ -394,7 +398,7 @@ impl Shell {
         for i in 0..self.sockets.len() {
             let s = &self.sockets[i];
             // Never wait for a socket: a full buffer loses this keepalive, not the next.
-            if let Err(e) = s.socket.try_send_to(bytes, s.dest) {
+            if let Err(e) = s.try_send_to(bytes, s.dest) {
                 self.node.handle_send_error(Instant::now(), i, &e.to_string());
             }
         }
@@ -678,9 +682,8 @@ async fn recv_any(sockets: &[transport::LinkSocket], buf: &mut [u8]) -> (usize, 
             // A receive error (an ICMP unreachable reported on the socket) is not a
             // datagram: poll again, so the socket ends Pending with its waker set.
             loop {
-                let mut rb = tokio::io::ReadBuf::new(buf);
-                match s.socket.poll_recv_from(cx, &mut rb) {
-                    Poll::Ready(Ok(_)) => return Poll::Ready((i, rb.filled().len())),
+                match s.poll_recv(cx, buf) {
+                    Poll::Ready(Ok(n)) => return Poll::Ready((i, n)),
                     Poll::Ready(Err(e)) => log::debug!("link {i}: receive failed: {e}"),
                     Poll::Pending => break,
                 }

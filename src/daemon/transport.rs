@@ -7,15 +7,49 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use std::task::{Context, Poll};
+
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::UdpSocket;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 
 use crate::config::{Link, LinkKind};
 
+/// A link's socket, watched for reading only: a send never waits (a full buffer
+/// loses that keepalive, not the next), so write readiness would only wake the loop
+/// for nothing after every keepalive (tokio's UdpSocket watches both).
 pub struct LinkSocket {
-    pub socket: UdpSocket,
+    socket: AsyncFd<std::net::UdpSocket>,
     /// Where our keepalives go.
     pub dest: SocketAddr,
+}
+
+impl LinkSocket {
+    /// A datagram already queued, without waiting.
+    pub fn try_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.socket.get_ref().recv_from(buf)
+    }
+
+    /// Sends without waiting.
+    pub fn try_send_to(&self, bytes: &[u8], dest: SocketAddr) -> io::Result<usize> {
+        self.socket.get_ref().send_to(bytes, dest)
+    }
+
+    /// A datagram's length once one is there; `Pending` with the waker set until then.
+    pub fn poll_recv(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        loop {
+            let mut guard = match self.socket.poll_read_ready(cx) {
+                Poll::Ready(Ok(g)) => g,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            };
+            match guard.try_io(|s| s.get_ref().recv_from(buf)) {
+                Ok(r) => return Poll::Ready(r.map(|(n, _)| n)),
+                // Readiness was stale (cleared by try_io): poll again.
+                Err(_would_block) => continue,
+            }
+        }
+    }
 }
 
 /// Opens a link's socket; the error names the link and what failed.
@@ -90,7 +124,11 @@ pub fn open(link: &Link, local: usize) -> Result<LinkSocket, String> {
     let _ = s.set_recv_buffer_size(256 * 1024);
     s.bind(&bind.into()).map_err(|e| ctx(&format!("bind {bind}"), e))?;
     s.set_nonblocking(true).map_err(|e| ctx("non-blocking", e))?;
-    let socket = UdpSocket::from_std(s.into()).map_err(|e| ctx("tokio", e))?;
+    let std_socket: std::net::UdpSocket = s.into();
+    // SAFETY: the UdpSocket owns its descriptor and returns the same one for as long
+    // as it lives, which is as long as the AsyncFd that owns it.
+    let socket = unsafe { AsyncFd::register_with_interest(std_socket, Interest::READABLE) }
+        .map_err(|e| ctx("tokio", e.into_parts().1))?;
     Ok(LinkSocket { socket, dest })
 }
 
