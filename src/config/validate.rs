@@ -995,9 +995,12 @@ fn builtin_fits(
     let AgentSpec::Builtin { name: builtin } = agent else {
         return true;
     };
-    let (known, errors) = match builtin.as_str() {
-        "filesystem" => (crate::filesystem::PARAMS, crate::filesystem::parse(params).err()),
-        _ => (crate::vip::PARAMS, crate::vip::parse(params).err()),
+    let (known, errors, warning) = match builtin.as_str() {
+        "filesystem" => match crate::filesystem::parse(params) {
+            Ok(fs) => (crate::filesystem::PARAMS, None, crate::filesystem::fsck_warning(&fs)),
+            Err(e) => (crate::filesystem::PARAMS, Some(e), None),
+        },
+        _ => (crate::vip::PARAMS, crate::vip::parse(params).err(), None),
     };
     let at = |name: &str| {
         raw.params
@@ -1019,15 +1022,8 @@ fn builtin_fits(
     }
     match errors {
         None => {
-            if builtin == "filesystem" {
-                let fstype = params.get("fstype").map(|s| s.trim()).unwrap_or("");
-                if !crate::filesystem::NO_FSCK.contains(&fstype) {
-                    cx.warning(
-                        at("fstype"),
-                        format!("builtin:filesystem runs no fsck, and {fstype} may need one after a crash"),
-                        "use a journalling filesystem (ext4, xfs), or ocf:heartbeat:Filesystem, which runs fsck for this type",
-                    );
-                }
+            if let Some(w) = warning {
+                cx.warning(at(&w.param), w.message, w.help);
             }
             true
         }

@@ -323,6 +323,21 @@ pub fn parse(params: &BTreeMap<String, String>) -> Result<Fs, Vec<ParamError>> {
     }
 }
 
+/// What `config check` warns of for a filesystem that reads: a type that may need
+/// the fsck this agent never runs.
+pub fn fsck_warning(fs: &Fs) -> Option<ParamError> {
+    (!NO_FSCK.contains(&fs.fstype.as_str())).then(|| {
+        err(
+            "fstype",
+            format!(
+                "builtin:filesystem runs no fsck, and {} may need one after a crash",
+                fs.fstype
+            ),
+            "use a journalling filesystem (ext4, xfs), or ocf:heartbeat:Filesystem, which runs fsck for this type",
+        )
+    })
+}
+
 /// One line of /proc/self/mountinfo, the fields this agent reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mount {
