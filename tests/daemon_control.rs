@@ -422,14 +422,37 @@ fn socket_group_members_may_ask_and_others_may_not() {
     };
     let ok = as_user(nobody.uid.as_raw(), nobody.gid.as_raw());
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
-    // A user outside the group cannot even connect.
+    // A user outside the group cannot even connect, and is told who may and how.
     let refused = as_user(nobody.uid.as_raw(), 1);
     assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert!(err.contains("permission denied on "), "{err}");
     assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("Permission denied"),
-        "{}",
-        String::from_utf8_lossy(&refused.stderr)
+        err.contains(&format!("members of group `{}` ([daemon] socket_group)", group.name)),
+        "{err}"
     );
+    assert!(err.contains(&format!("usermod -aG {} USER", group.name)), "{err}");
+    assert!(!err.contains("is the daemon running"), "{err}");
+
+    // Without socket_group the socket is root's alone, and the refusal says so.
+    let mut root_only = Lab::new();
+    root_only.start();
+    assert_eq!(
+        std::fs::metadata(root_only.socket()).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let refused = Command::new(env!("CARGO_BIN_EXE_pairbeat"))
+        .arg("-s")
+        .arg(root_only.socket())
+        .args(["status"])
+        .uid(nobody.uid.as_raw())
+        .gid(nobody.gid.as_raw())
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert!(err.contains("pairbeatd lets only root talk to it"), "{err}");
+    assert!(err.contains("[daemon] socket_group"), "{err}");
 }
 
 #[test]

@@ -11,12 +11,36 @@ use super::{Request, Response};
 pub enum ClientError {
     #[error("no pairbeatd answers on {path} ({source}); is the daemon running?")]
     Connect { path: String, source: std::io::Error },
+    /// The socket is there, but its permissions keep this user out.
+    #[error("permission denied on {path}: {who}")]
+    Denied { path: String, who: String },
     #[error("lost the connection to pairbeatd on {path}: {source}")]
     Io { path: String, source: std::io::Error },
     #[error("pairbeatd on {path} sent an answer this pairbeat cannot read ({detail}); are the daemon and the CLI the same version?")]
     Garbled { path: String, detail: String },
     #[error("pairbeatd refused: {0}")]
     Refused(String),
+}
+
+/// Who the socket's owner and mode let in, and what this user can do about it:
+/// pairbeatd makes the socket 0600 (root only), or 0660 in `socket_group`.
+fn who_may(socket: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(socket) else {
+        return "its directory keeps this user out; run as root".into();
+    };
+    let group = nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(meta.gid()))
+        .ok()
+        .flatten()
+        .map(|g| g.name)
+        .unwrap_or_else(|| meta.gid().to_string());
+    if meta.mode() & 0o060 == 0o060 && meta.gid() != 0 {
+        format!(
+            "pairbeatd lets root and members of group `{group}` ([daemon] socket_group) talk to it; run as root, or add this user to `{group}` (usermod -aG {group} USER, then log in again)"
+        )
+    } else {
+        "pairbeatd lets only root talk to it; run as root, or name a group of yours in [daemon] socket_group of pairbeat.toml and restart pairbeatd".into()
+    }
 }
 
 /// How long the CLI waits for the daemon before giving up: status must never hang a shell.
@@ -35,9 +59,18 @@ pub fn request_within(socket: &Path, req: &Request, limit: Duration) -> Result<R
         path: path.clone(),
         source,
     };
-    let stream = UnixStream::connect(socket).map_err(|source| ClientError::Connect {
-        path: path.clone(),
-        source,
+    let stream = UnixStream::connect(socket).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::PermissionDenied {
+            ClientError::Denied {
+                path: path.clone(),
+                who: who_may(socket),
+            }
+        } else {
+            ClientError::Connect {
+                path: path.clone(),
+                source,
+            }
+        }
     })?;
     stream.set_read_timeout(Some(limit)).map_err(io)?;
     stream.set_write_timeout(Some(TIMEOUT)).map_err(io)?;

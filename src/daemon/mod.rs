@@ -130,7 +130,8 @@ struct Shell {
 /// One unit of work for the loop, from whichever source was ready first.
 enum Wake {
     Timer,
-    Datagram(usize, Vec<u8>),
+    /// A datagram of this many bytes on this link, in the loop's buffer.
+    Datagram(usize, usize),
     Report(Report),
     Command(control_server::Command),
     DeviceMonitor,
@@ -278,7 +279,7 @@ impl Shell {
             let wake = tokio::select! {
                 biased;
                 _ = timer.wait() => Wake::Timer,
-                (link, n) = recv_any(&self.sockets, &mut buf) => Wake::Datagram(link, buf[..n].to_vec()),
+                (link, n) = recv_any(&self.sockets, &mut buf) => Wake::Datagram(link, n),
                 Some(r) = self.reports.recv() => Wake::Report(r),
                 Some(c) = self.commands.recv() => Wake::Command(c),
                 _ = tick(&mut device_monitor) => Wake::DeviceMonitor,
@@ -292,7 +293,7 @@ impl Shell {
                     self.read_pending(&mut buf);
                     self.node.handle_timeout(Instant::now(), wall_secs());
                 }
-                Wake::Datagram(link, data) => self.node.handle_datagram(Instant::now(), wall_secs(), link, &data),
+                Wake::Datagram(link, n) => self.node.handle_datagram(Instant::now(), wall_secs(), link, &buf[..n]),
                 Wake::Report(r) => self.on_report(r),
                 Wake::Command(c) => self.on_command(c),
                 Wake::DeviceMonitor => self.check_device(),
