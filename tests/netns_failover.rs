@@ -287,3 +287,50 @@ fn a_paused_standby_takes_no_action_against_a_live_peer() {
         "a paused standby decided to take over:\n{log}"
     );
 }
+
+/// SimulStop (Heartbeat's and Pacemaker's CTS): SIGTERM to both daemons at once.
+/// The group stops once, where it runs, and never starts on the other node (it is
+/// leaving too, so it takes nothing the owner hands over); both exit 0, and nothing
+/// of the group is left: no VIP, no mount, no server answering.
+#[test]
+fn both_daemons_stopped_at_once_stop_the_group_once_and_start_nothing() {
+    let mut lab = lab(false);
+    lab.start(0);
+    lab.start(1);
+    lab.served_by("alpha", Duration::from_secs(20));
+    let pids = [lab.pids[0].take().unwrap(), lab.pids[1].take().unwrap()];
+    // The standby first: the owner's handover then finds it already leaving.
+    lab.net.signal(pids[1], nix::sys::signal::Signal::SIGTERM);
+    lab.net.signal(pids[0], nix::sys::signal::Signal::SIGTERM);
+    for (h, pid) in pids.into_iter().enumerate() {
+        assert!(
+            lab.net
+                .wait_exit(pid, Duration::from_secs(30))
+                .is_some_and(|s| s.success()),
+            "{}'s pairbeatd did not exit 0 within 30 s:\n{}",
+            NODES[h],
+            lab.logs()
+        );
+    }
+    let bravo_log = std::fs::read_to_string(lab.net.path("bravo.2.log")).unwrap_or_default();
+    assert!(
+        !bravo_log.contains("decision: run the group here"),
+        "bravo, leaving, took the group alpha handed over:\n{bravo_log}"
+    );
+    for (h, node) in NODES.iter().enumerate() {
+        let addrs = lab.net.exec(h, "ip -o addr show dev pb0");
+        assert!(
+            !String::from_utf8_lossy(&addrs.stdout).contains(&format!(" {}/", lab.vip)),
+            "the VIP is left on {node}:\n{}",
+            lab.logs()
+        );
+        let mnt = lab.net.path(&format!("{node}-mnt")).display().to_string();
+        let mounts = lab.net.exec(h, "cat /proc/self/mountinfo");
+        assert!(
+            !String::from_utf8_lossy(&mounts.stdout).contains(&format!(" {mnt} ")),
+            "{mnt} is left mounted on {node}:\n{}",
+            lab.logs()
+        );
+    }
+    assert_eq!(lab.client_reaches(), None, "a server still answers:\n{}", lab.logs());
+}
