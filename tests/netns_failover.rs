@@ -334,3 +334,60 @@ fn both_daemons_stopped_at_once_stop_the_group_once_and_start_nothing() {
     }
     assert_eq!(lab.client_reaches(), None, "a server still answers:\n{}", lab.logs());
 }
+
+/// Reattach (Pacemaker's CTS): both daemons leave with SIGINT, which leaves the
+/// resources as they are, and start again: the group never stopped serving, the
+/// owner's probes adopt what runs (the same server process), and neither node
+/// starts or stops anything.
+#[test]
+fn both_daemons_restarted_with_sigint_reattach_to_the_running_group() {
+    let mut lab = lab(false);
+    lab.start(0);
+    lab.start(1);
+    lab.served_by("alpha", Duration::from_secs(20));
+    let server = std::fs::read_to_string(lab.net.path("alpha-http.pid")).unwrap();
+    let pids = [lab.pids[0].take().unwrap(), lab.pids[1].take().unwrap()];
+    lab.net.signal(pids[1], nix::sys::signal::Signal::SIGINT);
+    lab.net.signal(pids[0], nix::sys::signal::Signal::SIGINT);
+    for (h, pid) in pids.into_iter().enumerate() {
+        assert!(
+            lab.net.wait_exit(pid, Duration::from_secs(10)).is_some(),
+            "{}'s pairbeatd did not exit on SIGINT:\n{}",
+            NODES[h],
+            lab.logs()
+        );
+    }
+    // No daemon runs, and the group still serves.
+    assert_eq!(lab.client_reaches().as_deref(), Some("alpha"), "{}", lab.logs());
+
+    lab.start(0);
+    lab.start(1);
+    lab.served_by("alpha", Duration::from_secs(20));
+    // Past the probes and a decision on both: nothing may have moved meanwhile.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(lab.client_reaches().as_deref(), Some("alpha"), "{}", lab.logs());
+    let alpha = std::fs::read_to_string(lab.net.path("alpha.3.log")).unwrap_or_default();
+    for rsc in ["fs", "vip", "http"] {
+        assert!(
+            alpha.contains(&format!("resource {rsc} found running (adopted, not restarted)")),
+            "alpha did not adopt {rsc}:\n{alpha}"
+        );
+    }
+    let bravo = std::fs::read_to_string(lab.net.path("bravo.4.log")).unwrap_or_default();
+    assert!(
+        !bravo.contains("decision: run the group here"),
+        "bravo took the group on its return:\n{bravo}"
+    );
+    for (node, log) in [("alpha", &alpha), ("bravo", &bravo)] {
+        assert!(
+            !log.contains("-> Started") && !log.contains("-> Stopped"),
+            "{node} started or stopped a resource on its return:\n{log}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(lab.net.path("alpha-http.pid")).unwrap(),
+        server,
+        "the server was restarted:\n{}",
+        lab.logs()
+    );
+}
