@@ -112,6 +112,16 @@ impl Lab {
         .unwrap_or_else(|| panic!("not served by {node} within {limit:?}:\n{}", self.logs()))
     }
 
+    /// Both daemons signalled, the standby's first (so the owner's handover finds
+    /// it already gone or leaving); waits up to `limit` for each to exit and returns
+    /// how each ended (`None`: still running).
+    fn signal_both(&mut self, sig: nix::sys::signal::Signal, limit: Duration) -> [Option<std::process::ExitStatus>; 2] {
+        let pids = [self.pids[0].take().unwrap(), self.pids[1].take().unwrap()];
+        self.net.signal(pids[1], sig);
+        self.net.signal(pids[0], sig);
+        pids.map(|pid| self.net.wait_exit(pid, limit))
+    }
+
     /// kill -9 of a host's pairbeatd and service, and its addresses gone, as a dead
     /// host's would be; its disk unmounted, as after the reboot that follows.
     fn crash(&mut self, h: usize) {
@@ -298,15 +308,10 @@ fn both_daemons_stopped_at_once_stop_the_group_once_and_start_nothing() {
     lab.start(0);
     lab.start(1);
     lab.served_by("alpha", Duration::from_secs(20));
-    let pids = [lab.pids[0].take().unwrap(), lab.pids[1].take().unwrap()];
-    // The standby first: the owner's handover then finds it already leaving.
-    lab.net.signal(pids[1], nix::sys::signal::Signal::SIGTERM);
-    lab.net.signal(pids[0], nix::sys::signal::Signal::SIGTERM);
-    for (h, pid) in pids.into_iter().enumerate() {
+    let exits = lab.signal_both(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(30));
+    for (h, exit) in exits.into_iter().enumerate() {
         assert!(
-            lab.net
-                .wait_exit(pid, Duration::from_secs(30))
-                .is_some_and(|s| s.success()),
+            exit.is_some_and(|s| s.success()),
             "{}'s pairbeatd did not exit 0 within 30 s:\n{}",
             NODES[h],
             lab.logs()
@@ -346,12 +351,10 @@ fn both_daemons_restarted_with_sigint_reattach_to_the_running_group() {
     lab.start(1);
     lab.served_by("alpha", Duration::from_secs(20));
     let server = std::fs::read_to_string(lab.net.path("alpha-http.pid")).unwrap();
-    let pids = [lab.pids[0].take().unwrap(), lab.pids[1].take().unwrap()];
-    lab.net.signal(pids[1], nix::sys::signal::Signal::SIGINT);
-    lab.net.signal(pids[0], nix::sys::signal::Signal::SIGINT);
-    for (h, pid) in pids.into_iter().enumerate() {
+    let exits = lab.signal_both(nix::sys::signal::Signal::SIGINT, Duration::from_secs(10));
+    for (h, exit) in exits.into_iter().enumerate() {
         assert!(
-            lab.net.wait_exit(pid, Duration::from_secs(10)).is_some(),
+            exit.is_some(),
             "{}'s pairbeatd did not exit on SIGINT:\n{}",
             NODES[h],
             lab.logs()
