@@ -31,6 +31,8 @@
 //!   replication link, control socket.
 //! - [`logging`]: the log backend chosen by `[daemon] log`.
 //! - [`memlock`]: keeping a daemon's memory resident (`realtime`, the replica's supervisor).
+//! - [`fuzzing`]: the fuzz targets' bodies (every decoder of outside input), shared by
+//!   cargo-fuzz and the stable smoke test.
 //! - [`crm`]: Pacemaker's `crm_attribute` / `crm_master` / `attrd_updater` / `crm_node`
 //!   as agents call them under pairbeat (the `pairbeat` executable run by those names).
 //!
@@ -47,6 +49,7 @@ pub mod crm;
 pub mod daemon;
 pub mod fence;
 pub mod filesystem;
+pub mod fuzzing;
 pub mod logging;
 pub mod membership;
 pub mod memlock;

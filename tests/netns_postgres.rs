@@ -406,6 +406,16 @@ struct Op {
     outcome: String,
     #[serde(default)]
     node: Option<String>,
+    /// When the outcome was known (wall seconds).
+    #[serde(default)]
+    t: f64,
+}
+
+fn wall() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 /// The fault of cycle `i` (of the kinds given, in turn), and what it did (for the
@@ -687,9 +697,13 @@ fn campaign(mut pair: Pair, cycles: usize, kinds: &[usize]) {
         &pair.net.path("workload.log"),
     );
     std::thread::sleep(Duration::from_secs(2));
+    // Each cycle's start and end (wall time), to place a lost commit among them.
+    let mut cycles_at: Vec<(f64, f64, String)> = Vec::new();
     for i in 0..cycles {
+        let start = wall();
         let what = fault(&mut pair, i, kinds);
         eprintln!("cycle {}/{cycles}: {what}", i + 1);
+        cycles_at.push((start, wall(), what));
         std::thread::sleep(Duration::from_secs(1));
     }
     std::fs::write(&stop, "").unwrap();
@@ -747,6 +761,25 @@ fn campaign(mut pair: Pair, cycles: usize, kinds: &[usize]) {
     // Every run of all six kinds moves the group at least once.
     if kinds.len() == 6 {
         assert!(per_node.len() == 2, "both nodes served: {per_node:?}");
+    }
+    for &(w, s) in &lost {
+        let o = ok.iter().find(|o| (o.worker, o.seq) == (w, s)).expect("an ok op");
+        let during = cycles_at
+            .iter()
+            .enumerate()
+            .filter(|(_, (a, b, _))| o.t >= a - 1.0 && o.t <= b + 1.0)
+            .map(|(i, (a, _, what))| format!("cycle {} ({:+.3} s after its start: {what})", i + 1, o.t - a))
+            .collect::<Vec<_>>();
+        eprintln!(
+            "LOST: worker {w} op {s}, acknowledged by {:?} at {:.3}; {}",
+            o.node,
+            o.t,
+            if during.is_empty() {
+                "between cycles".to_string()
+            } else {
+                during.join("; ")
+            }
+        );
     }
     assert_eq!(lost, Vec::<(u32, u32)>::new(), "acknowledged commits lost");
     assert!(unexpected.is_empty(), "failed operations present: {unexpected:?}");

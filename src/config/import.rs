@@ -45,7 +45,7 @@ pub struct Imported {
     pub placeholders: Vec<(String, String)>,
 }
 
-/// Reads the files and translates them; `Err` only when ha.cf itself cannot be read.
+/// Reads the files and translates them; `Err` only when a file cannot be read.
 pub fn import(input: &ImportInput) -> Result<Imported, Diagnostics> {
     let read = |p: &Path| -> Result<SourceFile, Diagnostics> {
         std::fs::read_to_string(p).map(|t| SourceFile::new(p, t)).map_err(|e| {
@@ -56,38 +56,60 @@ pub fn import(input: &ImportInput) -> Result<Imported, Diagnostics> {
     };
     let ha_cf = read(&input.ha_cf)?;
     let haresources = input.haresources.as_deref().map(read).transpose()?;
+    let drbd = input.drbd_conf.iter().map(|p| read(p)).collect::<Result<Vec<_>, _>>()?;
+    // authkeys: its permissions are checked on disk (it holds a secret); a file
+    // that cannot be read is reported there and translated as absent.
+    let mut perms = Diagnostics::default();
+    let authkeys = input.authkeys.as_deref().map(|p| {
+        let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        authkeys::check_private(&abs, "the authkeys file", &mut perms);
+        let text = std::fs::read_to_string(&abs).ok();
+        (abs.clone(), text.map(|t| SourceFile::new(&abs, t)))
+    });
+    let mut out = translate(input, &ha_cf, haresources.as_ref(), authkeys, &drbd);
+    out.notes.extend(perms);
+    out.notes = out.notes.sorted();
+    Ok(out)
+}
+
+/// Translates files already read (`import` reads them; the fuzz target makes them
+/// up): pure, whatever the text. `authkeys`: its path, and its text if it could be read.
+pub fn translate(
+    input: &ImportInput,
+    ha_cf: &SourceFile,
+    haresources: Option<&SourceFile>,
+    authkeys: Option<(PathBuf, Option<SourceFile>)>,
+    drbd_files: &[SourceFile],
+) -> Imported {
     let mut notes = Diagnostics::default();
-    let hacf = parse_ha_cf(&ha_cf, &mut notes);
+    let hacf = parse_ha_cf(ha_cf, &mut notes);
     let mut drbd = Vec::new();
-    for p in &input.drbd_conf {
-        let f = read(p)?;
-        let stmts = drbdconf::parse(&f, &mut notes);
-        for r in drbdconf::read(&f, &stmts, &mut notes) {
+    for f in drbd_files {
+        let stmts = drbdconf::parse(f, &mut notes);
+        for r in drbdconf::read(f, &stmts, &mut notes) {
             drbd.push(Drbd { file: f.clone(), r });
         }
     }
-    let mut group = haresources
-        .as_ref()
-        .map(|f| parse_haresources(f, &hacf.nodes, &mut notes));
-    if let (Some(g), Some(f)) = (group.as_mut(), haresources.as_ref()) {
+    let mut group = haresources.map(|f| parse_haresources(f, &hacf.nodes, &mut notes));
+    if let (Some(g), Some(f)) = (group.as_mut(), haresources) {
         if !drbd.is_empty() {
             replace_drbd(g, &drbd, f, &mut notes);
         }
     }
-    let auth = input.authkeys.as_deref().map(|p| {
-        let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    // An authkeys file that could not be read was reported by `import`: no keys.
+    let auth = authkeys.map(|(path, file)| {
         let mut sub = Diagnostics::default();
-        let keys = authkeys::load(&abs, &mut sub);
+        let keys = file.and_then(|f| authkeys::parse(&f, &mut sub));
         notes.extend(sub);
-        (abs, keys)
+        (path, keys)
     });
     let mut out = Emitter::default();
     out.emit(input, &hacf, group.as_ref(), auth.as_ref(), &drbd, &mut notes);
-    Ok(Imported {
+    Imported {
         toml: out.text,
         notes: notes.sorted(),
         placeholders: out.placeholders,
-    })
+    }
 }
 
 // ---------------------------------------------------------------------------------
@@ -239,7 +261,21 @@ fn parse_ha_cf(file: &SourceFile, notes: &mut Diagnostics) -> HaCf {
         match d.name {
             "keepalive" | "deadtime" | "warntime" | "initdead" => r.timer(&d, notes),
             "udpport" | "bcast" | "ucast" | "mcast" => r.medium(&d, notes),
-            "node" => r.cf.nodes.extend(d.values.iter().map(|v| v.to_string())),
+            "node" => {
+                for v in &d.values {
+                    // Heartbeat keeps one entry per name; a repeated one (once
+                    // written twice into the translation, found by fuzzing) is noted.
+                    if r.cf.nodes.iter().any(|n| n == v) {
+                        notes.warning(
+                            d.here.clone(),
+                            format!("node `{v}` is listed again; it counts once"),
+                            Some("remove the repeated name".into()),
+                        );
+                    } else {
+                        r.cf.nodes.push(v.to_string());
+                    }
+                }
+            }
             "cluster" => r.cf.cluster = d.values.first().map(|v| v.to_string()),
             "auto_failback" | "nice_failback" => r.failback(&d, notes),
             "logfile" | "logfacility" | "use_logd" | "debugfile" | "debug" => r.logging(&d, notes),
@@ -860,7 +896,21 @@ fn q(s: &str) -> String {
 
 impl Emitter {
     fn line(&mut self, s: impl AsRef<str>) {
-        self.text.push_str(s.as_ref());
+        let s = s.as_ref();
+        if s.starts_with('#') {
+            // A comment quotes the Heartbeat files, which may hold control
+            // characters TOML forbids in comments (found by fuzzing): written as
+            // `\xNN` they stay visible and the file still parses.
+            for c in s.chars() {
+                if c.is_control() && c != '\t' {
+                    self.text.push_str(&format!("\\x{:02x}", u32::from(c)));
+                } else {
+                    self.text.push(c);
+                }
+            }
+        } else {
+            self.text.push_str(s);
+        }
         self.text.push('\n');
     }
 
@@ -1479,6 +1529,24 @@ mod tests {
                 .contains("ha.cf:1:1: warning: pairbeat logs to syslog with facility daemon, not local0"),
             "{d}"
         );
+    }
+
+    /// Found by fuzzing: a node named twice became two `address.NAME` keys (TOML
+    /// that does not parse), and a control character quoted in a comment too.
+    #[test]
+    fn a_repeated_node_counts_once_and_comments_escape_control_characters() {
+        let f = SourceFile::new("ha.cf", "node alpha bravo\nnode bravo\n");
+        let mut d = Diagnostics::default();
+        assert_eq!(parse_ha_cf(&f, &mut d).nodes, vec!["alpha", "bravo"]);
+        assert!(
+            d.to_string()
+                .contains("ha.cf:2:1: warning: node `bravo` is listed again"),
+            "{d}"
+        );
+        let mut e = Emitter::default();
+        e.line("# haresources line 2: ext\u{7f}3");
+        assert_eq!(e.text, "# haresources line 2: ext\\x7f3\n");
+        assert!(e.text.parse::<toml::Table>().is_ok());
     }
 
     #[test]

@@ -77,7 +77,9 @@ pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Option<Parsed> {
 
 /// Is this string a `<...>` placeholder written by `pairbeat config import`?
 pub fn is_placeholder(s: &str) -> bool {
-    s.len() > 2 && s.starts_with('<') && s.ends_with('>') && s[1..2].chars().all(|c| c.is_ascii_uppercase())
+    // By chars, not bytes: a multi-byte character after `<` once panicked here
+    // (found by fuzzing).
+    s.len() > 2 && s.starts_with('<') && s.ends_with('>') && s.chars().nth(1).is_some_and(|c| c.is_ascii_uppercase())
 }
 
 /// Reports and removes every placeholder string, so an unfinished import cannot pass
@@ -308,6 +310,15 @@ mod tests {
             cut: Vec::new(),
         });
         (p, d)
+    }
+
+    /// Found by fuzzing: a multi-byte character after `<` panicked (a byte slice).
+    #[test]
+    fn a_placeholder_check_reads_characters_not_bytes() {
+        assert!(is_placeholder("<VIRTUAL IP>"));
+        assert!(!is_placeholder("<\u{c1}DDRESS>"));
+        assert!(!is_placeholder("<é>"));
+        assert!(!is_placeholder("<>"));
     }
 
     #[test]

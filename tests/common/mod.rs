@@ -265,8 +265,43 @@ impl Net {
     }
 }
 
+/// Copies what a failed test's lab leaves (logs, state files, the client's records;
+/// not disk images) to `target/tmp/failed-labs/`, so that a failure seen once in CI
+/// can still be read after the lab's directory is removed. The path is printed.
+fn keep_for_the_record(dir: &Path) {
+    fn copy(from: &Path, to: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(to)?;
+        for e in std::fs::read_dir(from)? {
+            let e = e?;
+            let (p, t) = (e.path(), e.file_type()?);
+            let big = e.metadata().map(|m| m.len() > 64 << 20).unwrap_or(true);
+            if t.is_dir() {
+                copy(&p, &to.join(e.file_name()))?;
+            } else if t.is_file() && !big && p.extension().is_none_or(|x| x != "img") {
+                let _ = std::fs::copy(&p, to.join(e.file_name()));
+            }
+        }
+        Ok(())
+    }
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let name = std::thread::current().name().unwrap_or("test").replace("::", "-");
+    let to = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("failed-labs")
+        .join(format!("{name}-{stamp}-{}", std::process::id()));
+    match copy(dir, &to) {
+        Ok(()) => eprintln!("the failed lab's logs and state files are kept in {}", to.display()),
+        Err(e) => eprintln!("could not keep the failed lab's files in {}: {e}", to.display()),
+    }
+}
+
 impl Drop for Net {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            keep_for_the_record(self.dir.path());
+        }
         for c in self.procs.iter_mut().chain(self.holders.iter_mut()) {
             let _ = c.kill();
             let _ = c.wait();

@@ -8,7 +8,8 @@ to OUT as one JSON line, written before the next operation starts:
   failed   an error before COMMIT was sent: must not be there
   unknown  the connection broke during COMMIT: may or may not be there
 
-with the node that served it (`SHOW cluster_name`, set by the agent) for ok.
+with the node that served it (`SHOW cluster_name`, set by the agent) for ok, and
+`t`, the wall time (seconds) the outcome was known, to place it among the faults.
 Runs until the file STOP exists. Usage: pg_workload.py HOST OUT STOP WORKERS
 """
 import json
@@ -25,6 +26,7 @@ out = open(OUT, "a", buffering=1)
 
 
 def record(**entry):
+    entry["t"] = round(time.time(), 3)
     with lock:
         out.write(json.dumps(entry) + "\n")
         out.flush()
