@@ -18,7 +18,7 @@
 mod control_server;
 mod error;
 mod loop_timer;
-mod persister;
+pub mod persister;
 mod realtime;
 mod replicas;
 mod state_files;
@@ -363,6 +363,13 @@ impl Shell {
             match e {
                 Effect::Transmit(bytes) => self.transmit(&bytes),
                 Effect::RunAgent(req) => {
+                    if let Err(why) = self.node.admit(&req) {
+                        log::warn!("{why}");
+                        let refused = crate::resources::Outcome::Error(crate::resources::Severity::Soft, 1);
+                        self.node
+                            .handle_agent_result(Instant::now(), wall_secs(), req.id, refused, Some(why));
+                        continue;
+                    }
                     let r = self.config.group.resources[req.rsc].clone();
                     let (paths, tx) = (self.paths.clone(), self.reports_tx.clone());
                     tokio::spawn(async move {

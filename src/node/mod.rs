@@ -230,6 +230,22 @@ impl Node {
         }
     }
 
+    /// Whether the shell may still run `req`, emitted earlier: a promotion waits
+    /// behind the ownership epoch's write (a barrier), and a slow disk can hold it
+    /// for seconds, during which the promotion gate may close (the peer outdated
+    /// this node's data, a split brain was found). Such a promotion is refused with
+    /// the reason, which the shell hands back as the operation's failure. Found by
+    /// the cluster simulation with a slow disk under the state files (seed 678).
+    pub fn admit(&self, req: &crate::resources::Request) -> Result<(), String> {
+        if req.action == crate::resources::Action::Promote && self.role.data() == DataGate::Closed {
+            return Err(format!(
+                "not promoted: the promotion gate closed while the promotion waited for the state directory's disk ({})",
+                self.names.resources.get(req.rsc).map_or("?", String::as_str)
+            ));
+        }
+        Ok(())
+    }
+
     /// Timeouts an OCF agent's meta-data advertises (read by the shell before start).
     pub fn set_metadata_timeouts(&mut self, rsc: usize, timeouts: Vec<(OpName, Duration)>) {
         self.engine.set_metadata_timeouts(rsc, timeouts);
