@@ -707,3 +707,162 @@ fn agents_set_node_attributes_through_pairbeats_crm_tools() {
     assert!(text(&no_rsc).contains("OCF_RESOURCE_INSTANCE"), "{}", text(&no_rsc));
     assert_eq!(lab.status_json().unwrap()["attributes"][0]["name"], "pingd");
 }
+
+/// Broken state files. Those that protect against replays (`generation`, `uuid`)
+/// stop the start, naming the file and the fix: guessing would reuse a generation
+/// the peer has heard. A state directory that cannot be written (read-only, full)
+/// stops it too, saying why. The records (`epoch`, `peer`, `split-brains.json`)
+/// are said, kept aside as `NAME.damaged`, and the daemon runs. Never a panic.
+#[test]
+fn broken_state_files_are_named_with_the_fix_and_never_panic() {
+    for (file, text) in [("generation", "garbage\n"), ("generation", ""), ("uuid", "0123\n")] {
+        let lab = Lab::new();
+        std::fs::create_dir_all(lab.path("state")).unwrap();
+        std::fs::write(lab.path("state").join(file), text).unwrap();
+        let out = lab.pairbeatd().output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(71), "{file} {text:?}: {err}");
+        assert!(
+            err.contains(&format!("{file} is corrupt")) && err.contains("move it aside"),
+            "{file} {text:?}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!lab.socket().exists(), "nothing started: {err}");
+    }
+    // A read-only state directory and a full one, each in a mount namespace of
+    // the daemon's own (nothing outside sees the mounts).
+    for (what, mount, expect) in [
+        ("read-only", "mount --bind -o ro \"$S\" \"$S\"", "Read-only file system"),
+        (
+            "full",
+            "mount -t tmpfs -o size=4k none \"$S\"; cat /dev/zero > \"$S/fill\" 2>/dev/null || true",
+            "No space left on device",
+        ),
+    ] {
+        let lab = Lab::new();
+        let state = lab.path("state");
+        std::fs::create_dir_all(&state).unwrap();
+        let script = format!(
+            "set -e; S={s}; {mount}; exec {bin} -c {conf} --node alpha",
+            s = state.display(),
+            bin = env!("CARGO_BIN_EXE_pairbeatd"),
+            conf = lab.path("pairbeat.toml").display()
+        );
+        let out = Command::new("unshare")
+            .args(["-m", "sh", "-c", &script])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(71), "{what}: {err}");
+        assert!(err.contains("cannot write") && err.contains(expect), "{what}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    // Records: said, kept aside, and the daemon runs.
+    let mut lab = Lab::new();
+    let state = lab.path("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("epoch"), "not a number\n").unwrap();
+    std::fs::write(state.join("peer"), "12 x\n").unwrap();
+    std::fs::write(state.join("split-brains.json"), "{\"records\": [tru").unwrap();
+    lab.start();
+    assert!(lab.status_json().is_ok());
+    lab.signal(nix::sys::signal::Signal::SIGTERM);
+    let out = lab.daemon.take().unwrap().wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    for (file, says) in [
+        ("epoch", "the ownership epoch starts again from 0"),
+        ("peer", "the peer's sequence floor is lost"),
+        ("split-brains.json", "starting a new log"),
+    ] {
+        assert!(log.contains(says), "{file}: {log}");
+        assert!(
+            state.join(format!("{file}.damaged")).exists(),
+            "{file} kept aside: {log}"
+        );
+    }
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+/// Keys and fence passwords never leave where they belong: the authkeys secret and
+/// a fence password appear in no log line (at debug level, through a fence), in no
+/// status form (text, JSON, XML), on no command line or environment of pairbeatd
+/// or the fence agent it runs; the agent gets its password on stdin only. And an
+/// authkeys file others can read is refused, naming the fix.
+#[test]
+fn secrets_never_reach_logs_status_or_the_process_list() {
+    const KEY: &str = "HB-KEY-0815-secret";
+    const PASSWD: &str = "FENCE-PW-4711-secret";
+    let mut lab = Lab::new();
+    std::fs::write(lab.path("authkeys"), format!("auth 1\n1 sha1 {KEY}\n")).unwrap();
+    // A fence agent that records how it was called, and says the peer is off.
+    let agent = lab.path("fence_record");
+    std::fs::write(
+        &agent,
+        format!(
+            "#!/bin/sh\nd={}\ncat >> \"$d/fence.stdin\"\necho \"$0 $*\" >> \"$d/fence.argv\"\nenv >> \"$d/fence.env\"\nexit 0\n",
+            lab.dir.path().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = CONFIG.replace(
+        "[daemon]\n",
+        &format!(
+            "[fence]\nagent = \"{}\"\nparams = {{ login = \"admin\", passwd = \"{PASSWD}\" }}\n\n[daemon]\nlog_level = \"debug\"\n",
+            agent.display()
+        ),
+    );
+    lab.write_config(&config);
+    std::fs::set_permissions(lab.path("pairbeat.toml"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    lab.start();
+    // The peer never comes: after initdead it is fenced before the group starts.
+    assert!(
+        wait_until(|| std::fs::read_to_string(lab.path("fence.stdin")).is_ok_and(|s| s.contains("action=off"))),
+        "the peer was fenced"
+    );
+    let stdin = std::fs::read_to_string(lab.path("fence.stdin")).unwrap();
+    assert!(
+        stdin.contains(&format!("passwd={PASSWD}")),
+        "the agent gets its password on stdin: {stdin}"
+    );
+    let mut seen = Vec::new();
+    for form in ["text", "json", "xml"] {
+        let out = lab.pairbeat(&["status", &format!("--output-as={form}")]);
+        assert!(out.status.success());
+        seen.push((
+            format!("status {form}"),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        ));
+    }
+    let pid = lab.daemon.as_ref().unwrap().id();
+    for f in ["cmdline", "environ"] {
+        let b = std::fs::read(format!("/proc/{pid}/{f}")).unwrap();
+        seen.push((
+            format!("pairbeatd's {f}"),
+            String::from_utf8_lossy(&b).replace('\0', " "),
+        ));
+    }
+    for f in ["fence.argv", "fence.env"] {
+        seen.push((f.to_string(), std::fs::read_to_string(lab.path(f)).unwrap()));
+    }
+    lab.signal(nix::sys::signal::Signal::SIGTERM);
+    let out = lab.daemon.take().unwrap().wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(log.contains("fenc"), "the log speaks of the fence: {log}");
+    seen.push(("the log".into(), log));
+    for (what, text) in &seen {
+        for secret in [KEY, PASSWD] {
+            assert!(!text.contains(secret), "{secret} in {what}:\n{text}");
+        }
+    }
+    // An authkeys file others can read: refused, with the fix.
+    std::fs::set_permissions(lab.path("authkeys"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = lab.pairbeatd().output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(
+        err.contains("readable by group or others") && err.contains("chmod 600"),
+        "{err}"
+    );
+}

@@ -298,6 +298,58 @@ fn a_paused_standby_takes_no_action_against_a_live_peer() {
     );
 }
 
+/// SIGSTOP of the active node's pairbeatd for six deadtimes: to its peer that is a
+/// dead node, and bravo takes the group over (alpha's resources, not its daemon,
+/// run on: a split brain, as after a partition). After SIGCONT, alpha reads what
+/// queued up, finds bravo running the group, and the split brain ends by the
+/// policy: one node runs the group, both say so, the client is served by it, and
+/// the VIP is on that node only.
+#[test]
+fn a_paused_active_node_is_taken_over_and_the_split_brain_ends_by_policy() {
+    let mut lab = lab(false);
+    lab.start(0);
+    lab.start(1);
+    lab.served_by("alpha", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(1));
+    let alpha = lab.pids[0].unwrap();
+    lab.net.signal(alpha, nix::sys::signal::Signal::SIGSTOP);
+    let t = Instant::now();
+    let took = wait_for(Duration::from_secs(20), || lab.owner(1).as_deref() == Some("bravo"))
+        .unwrap_or_else(|| panic!("bravo did not take over from a paused alpha:\n{}", lab.logs()));
+    std::thread::sleep(Duration::from_secs(3).saturating_sub(t.elapsed()));
+    lab.net.signal(alpha, nix::sys::signal::Signal::SIGCONT);
+    let resumed = Instant::now();
+    let vip_on = |h: usize| {
+        let out = lab.net.exec(h, "ip -o addr show dev pb0");
+        String::from_utf8_lossy(&out.stdout).contains(&format!(" {}/", lab.vip))
+    };
+    let mut keeper = None;
+    let ended = wait_for(Duration::from_secs(30), || {
+        let owners = [lab.owner(0), lab.owner(1)];
+        let Some(k) = owners[0].clone().filter(|o| owners[1].as_ref() == Some(o)) else {
+            return false;
+        };
+        let h = NODES.iter().position(|n| *n == k).unwrap();
+        keeper = Some(k.clone());
+        vip_on(h) && !vip_on(1 - h) && lab.client_reaches().as_deref() == Some(k.as_str())
+    });
+    assert!(
+        ended.is_some(),
+        "the split brain did not end with one owner (owners {:?} / {:?}):\n{}",
+        lab.owner(0),
+        lab.owner(1),
+        lab.logs()
+    );
+    let logs = lab.logs();
+    assert!(logs.contains("SPLIT BRAIN"), "the split brain is said:\n{logs}");
+    println!(
+        "paused active: bravo took over {} ms after alpha's SIGSTOP; resumed after 3 s, the split brain ended {} ms later with {} running the group",
+        took.as_millis(),
+        resumed.elapsed().as_millis(),
+        keeper.unwrap()
+    );
+}
+
 /// SimulStop (Heartbeat's and Pacemaker's CTS): SIGTERM to both daemons at once.
 /// The group stops once, where it runs, and never starts on the other node (it is
 /// leaving too, so it takes nothing the owner hands over); both exit 0, and nothing

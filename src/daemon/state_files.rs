@@ -92,11 +92,24 @@ fn parse_hex16(s: &str) -> Option<[u8; 16]> {
     Some(u)
 }
 
-/// The peer floor saved by `save_peer`, if any (a damaged file is ignored: it only narrows replay protection).
+/// The peer floor saved by `save_peer`, if any. A damaged file is said and set
+/// aside: without it the peer's packets from before this restart are refused only
+/// from its next generation on (its current one is taken as heard first), so the
+/// daemon goes on, as Heartbeat does without its floor.
 pub fn load_peer(dir: &Path) -> Option<(u64, u64)> {
-    let text = fs::read_to_string(dir.join("peer")).ok()?;
+    let path = dir.join("peer");
+    let text = fs::read_to_string(&path).ok()?;
     let mut w = text.split_whitespace();
-    Some((w.next()?.parse().ok()?, w.next()?.parse().ok()?))
+    let floor = (|| Some((w.next()?.parse().ok()?, w.next()?.parse().ok()?)))();
+    if floor.is_none() {
+        log::error!(
+            "{} is damaged ({:?}): the peer's sequence floor is lost, so a packet recorded in the peer's current generation before this restart is no longer refused; kept as peer.damaged, a new one is written",
+            path.display(),
+            text.trim()
+        );
+        let _ = fs::rename(&path, dir.join("peer.damaged"));
+    }
+    floor
 }
 
 pub fn save_peer(dir: &Path, generation: u64, seq: u64) -> Result<(), String> {
@@ -118,12 +131,26 @@ pub fn load_saved(dir: &Path) -> crate::role::Saved {
     };
     crate::role::Saved {
         standby: dir.join("standby").exists(),
-        epoch: fs::read_to_string(dir.join("epoch"))
-            .ok()
-            .and_then(|t| t.trim().parse().ok())
-            .unwrap_or(0),
+        epoch: load_epoch(dir),
         log,
     }
+}
+
+/// The ownership epoch; 0 without one. A damaged file is said and set aside: 0 only
+/// makes this node's claim the weaker one (keep-last-writer keeps the peer's
+/// newer run), and its next start of the group takes an epoch past the peer's.
+fn load_epoch(dir: &Path) -> u64 {
+    let path = dir.join("epoch");
+    let Ok(text) = fs::read_to_string(&path) else { return 0 };
+    text.trim().parse().unwrap_or_else(|_| {
+        log::error!(
+            "{} is damaged ({:?}): the ownership epoch starts again from 0 (after a split brain, keep-last-writer keeps the peer's run until this node runs the group again); kept as epoch.damaged",
+            path.display(),
+            text.trim()
+        );
+        let _ = fs::rename(&path, dir.join("epoch.damaged"));
+        0
+    })
 }
 
 /// Writes what the role asked to keep; a failure is logged (the daemon goes on:
