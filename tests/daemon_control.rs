@@ -866,3 +866,150 @@ fn secrets_never_reach_logs_status_or_the_process_list() {
         "{err}"
     );
 }
+
+/// The daemon's size from /proc: resident KiB, open descriptors, threads.
+fn footprint(pid: u32) -> (u64, usize, usize) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in /proc/{pid}/status"))
+    };
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
+    (field("VmRSS:"), fds, field("Threads:") as usize)
+}
+
+/// PartialStart (CTS): SIGTERM while pairbeatd is still starting — during initdead,
+/// and with the group's start in flight (www's start takes 3 s). Each time it
+/// exits 0 within a bound and leaves nothing of the group running.
+#[test]
+fn sigterm_while_starting_exits_in_bounded_time_and_leaves_nothing() {
+    let mut lab = Lab::new();
+    lab.start();
+    let t = Instant::now();
+    lab.signal(nix::sys::signal::Signal::SIGTERM);
+    let out = lab.daemon.take().unwrap().wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(t.elapsed() < Duration::from_secs(5), "took {:?}:\n{log}", t.elapsed());
+    assert!(
+        !lab.path("vip.running").exists() && !lab.path("www.running").exists(),
+        "{log}"
+    );
+
+    let mut lab = Lab::new();
+    lab.write_config(&CONFIG.replace(
+        "params = { state = \"@DIR@/www.running\" }",
+        "params = { state = \"@DIR@/www.running\", sleep_start = \"3\", record = \"@DIR@/www.record\" }",
+    ));
+    lab.start();
+    assert!(
+        wait_until(|| std::fs::read_to_string(lab.path("www.record")).is_ok_and(|r| r.contains("ACTION start"))),
+        "www's start began"
+    );
+    let t = Instant::now();
+    lab.signal(nix::sys::signal::Signal::SIGTERM);
+    let out = lab.daemon.take().unwrap().wait_with_output().unwrap();
+    let took = t.elapsed();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    // At most the start's own time, then the stops: not its 7 s timeout and more.
+    assert!(took < Duration::from_secs(6), "took {took:?}:\n{log}");
+    assert!(
+        !lab.path("vip.running").exists() && !lab.path("www.running").exists(),
+        "the group is left running:\n{log}"
+    );
+    println!(
+        "SIGTERM with a 3 s start in flight: exited 0 after {} ms, nothing left",
+        took.as_millis()
+    );
+}
+
+/// Standby alone (Heartbeat's StandbyTest with no peer): the group leaves this
+/// node and, with no peer to take it, runs nowhere; status says standby. Standby
+/// survives a restart (the state dir), the group staying stopped past initdead;
+/// `online` brings it back.
+#[test]
+fn standby_alone_stops_the_group_and_survives_a_restart() {
+    let mut lab = Lab::new();
+    lab.start();
+    assert!(wait_until(|| lab.status_json().unwrap()["group"]["owner"] == "alpha"));
+    let out = lab.pairbeat(&["standby"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stopped = |lab: &Lab| {
+        let s = lab.status_json().unwrap();
+        s["group"]["owner"].is_null()
+            && s["nodes"][0]["state"] == "standby"
+            && !lab.path("vip.running").exists()
+            && !lab.path("www.running").exists()
+    };
+    assert!(wait_until(|| stopped(&lab)), "{}", lab.status_json().unwrap());
+    lab.signal(nix::sys::signal::Signal::SIGTERM);
+    lab.daemon.take().unwrap().wait().unwrap();
+    lab.start();
+    std::thread::sleep(Duration::from_secs(2)); // past initdead (1 s)
+    assert!(
+        stopped(&lab),
+        "standby lost across a restart: {}",
+        lab.status_json().unwrap()
+    );
+    let out = lab.pairbeat(&["online"]);
+    assert!(out.status.success());
+    assert!(
+        wait_until(|| lab.status_json().unwrap()["group"]["owner"] == "alpha" && lab.path("www.running").exists()),
+        "{}",
+        lab.status_json().unwrap()
+    );
+}
+
+/// MemoryTest (Heartbeat's CTS): resource recoveries over and over (www's marker
+/// removed behind the daemon's back, found by a 100 ms monitor, www restarted)
+/// while pairbeatd's resident memory, descriptors and threads are sampled: after
+/// the first recoveries, no growth. MEMORY_RECOVERIES sets how many (default 100).
+#[test]
+fn resource_recoveries_leave_memory_descriptors_and_threads_flat() {
+    let n: u64 = std::env::var("MEMORY_RECOVERIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let mut lab = Lab::new();
+    lab.write_config(&CONFIG.replace(
+        "params = { state = \"@DIR@/www.running\" }",
+        "params = { state = \"@DIR@/www.running\" }\nmigration_threshold = 1000000\nop = [{ name = \"monitor\", interval = \"100ms\", timeout = \"5s\" }]",
+    ));
+    lab.start();
+    assert!(wait_until(|| lab.status_json().unwrap()["group"]["owner"] == "alpha"));
+    let pid = lab.daemon.as_ref().unwrap().id();
+    let fails = |lab: &Lab| {
+        lab.status_json().unwrap()["group"]["resources"][1]["fail_count"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let mut base = None;
+    let t = Instant::now();
+    for i in 1..=n {
+        std::fs::remove_file(lab.path("www.running")).unwrap();
+        assert!(
+            wait_until(|| fails(&lab) >= i && lab.path("www.running").exists()),
+            "recovery {i}: {}",
+            lab.status_json().unwrap()
+        );
+        if i == 10 {
+            std::thread::sleep(Duration::from_millis(300));
+            base = Some(footprint(pid));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (rss0, fds0, threads0) = base.unwrap();
+    let (rss, fds, threads) = footprint(pid);
+    println!(
+        "{n} recoveries in {} ms: after 10 {rss0} KiB, {fds0} fds, {threads0} threads; after {n} {rss} KiB, {fds} fds, {threads} threads",
+        t.elapsed().as_millis()
+    );
+    assert!(rss <= rss0 + 1024, "resident memory grew from {rss0} to {rss} KiB");
+    assert!(fds <= fds0 + 2, "descriptors grew from {fds0} to {fds}");
+    assert!(threads <= threads0 + 4, "threads grew from {threads0} to {threads}");
+}
