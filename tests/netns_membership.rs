@@ -252,3 +252,56 @@ fn a_bcast_link_without_a_broadcast_address_is_refused_clearly() {
         "{log}"
     );
 }
+
+/// BandwidthTest (Heartbeat's CTS): what heartbeating costs on the wire. Counted
+/// by iptables in alpha's namespace over 5 s of steady state with both nodes up:
+/// per link, one signed keepalive per `keepalive` (100 ms here) and nothing else;
+/// the figures (packets and bits per second per link, bytes per packet) printed.
+#[test]
+fn heartbeat_traffic_is_one_packet_per_keepalive_per_link() {
+    let mut net = Net::new(2);
+    let (_a, sock_a) = start(&mut net, 0);
+    let (_b, sock_b) = start(&mut net, 1);
+    assert!(
+        wait_for(Duration::from_secs(5), || peer_state(&sock_a) == "online"
+            && peer_state(&sock_b) == "online")
+        .is_some(),
+        "the nodes did not see each other"
+    );
+    std::thread::sleep(Duration::from_secs(1)); // past the first adverts
+    for l in 0..2 {
+        common::sh(&format!(
+            "ip netns exec {} iptables -I OUTPUT -o pb{l} -p udp",
+            net.ns[0]
+        ));
+    }
+    let t = std::time::Instant::now();
+    std::thread::sleep(Duration::from_secs(5));
+    let out = common::sh(&format!("ip netns exec {} iptables -nvxL OUTPUT", net.ns[0]));
+    let secs = t.elapsed().as_secs_f64();
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    for l in 0..2 {
+        let w: Vec<&str> = table
+            .lines()
+            .find(|line| line.split_whitespace().any(|w| w == format!("pb{l}")))
+            .unwrap_or_else(|| panic!("no counter for pb{l}:\n{table}"))
+            .split_whitespace()
+            .collect();
+        let (packets, bytes): (f64, f64) = (w[0].parse().unwrap(), w[1].parse().unwrap());
+        let rate = packets / secs;
+        println!(
+            "link pb{l}: {rate:.1} packets/s, {:.0} bit/s, {:.0} bytes per packet (IP and UDP headers included)",
+            bytes * 8.0 / secs,
+            bytes / packets.max(1.0)
+        );
+        assert!(
+            (8.0..=12.5).contains(&rate),
+            "pb{l}: {rate:.1} packets/s where the keepalive makes 10:\n{table}"
+        );
+        assert!(
+            bytes / packets.max(1.0) < 600.0,
+            "a keepalive of {} bytes",
+            bytes / packets
+        );
+    }
+}
