@@ -1013,3 +1013,86 @@ fn resource_recoveries_leave_memory_descriptors_and_threads_flat() {
     assert!(fds <= fds0 + 2, "descriptors grew from {fds0} to {fds}");
     assert!(threads <= threads0 + 4, "threads grew from {threads0} to {threads}");
 }
+
+/// LoggingTest (Heartbeat's CTS; Pacemaker's LogAudit): each `[daemon] log` target
+/// carries the daemon's lines. A file: timestamped lines, nothing on stderr. Syslog:
+/// RFC 3164 datagrams with facility daemon and the program's name, to a /dev/log
+/// that is this test's socket (pairbeatd runs in a mount namespace of its own whose
+/// /dev is a copy with that one entry added); with no /dev/log at all, the start is
+/// refused (exit 71) naming it.
+#[test]
+fn each_log_target_carries_the_daemons_lines() {
+    let mut lab = Lab::new();
+    let file = lab.path("pairbeatd.log");
+    lab.write_config(&CONFIG.replace("[daemon]\n", &format!("[daemon]\nlog = \"{}\"\n", file.display())));
+    lab.start();
+    assert!(wait_until(|| lab.status_json().unwrap()["group"]["owner"] == "alpha"));
+    lab.signal(nix::sys::signal::Signal::SIGTERM);
+    let out = lab.daemon.take().unwrap().wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("decision: run the group here"), "{text}");
+    assert!(text.contains("SIGTERM"), "{text}");
+    // Every line starts with a date (digits), unlike the stderr form.
+    assert!(
+        text.lines().all(|l| l.starts_with(|c: char| c.is_ascii_digit())),
+        "{text}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("decision"),
+        "the file target writes nothing to stderr"
+    );
+
+    // Syslog, in a mount namespace whose /dev has our socket as /dev/log (or none).
+    let run_with_dev_log = |lab: &Lab, sock: Option<&Path>| -> Child {
+        let save = lab.path("devsave");
+        std::fs::create_dir_all(&save).unwrap();
+        let script = format!(
+            "set -e; mount --rbind /dev {save}; mount -t tmpfs none /dev; \
+             for f in null zero urandom random; do touch /dev/$f; mount --bind {save}/$f /dev/$f; done; \
+             {link} exec {bin} -c {conf} --node alpha",
+            save = save.display(),
+            link = sock
+                .map(|s| format!("ln -s {} /dev/log;", s.display()))
+                .unwrap_or_default(),
+            bin = env!("CARGO_BIN_EXE_pairbeatd"),
+            conf = lab.path("pairbeat.toml").display()
+        );
+        Command::new("unshare")
+            .args(["-m", "sh", "-c", &script])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut lab = Lab::new();
+    lab.write_config(&CONFIG.replace("[daemon]\n", "[daemon]\nlog = \"syslog\"\n"));
+    let out = run_with_dev_log(&lab, None).wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(71), "{err}");
+    assert!(err.contains("cannot reach syslog (/dev/log)"), "{err}");
+
+    let sock_path = lab.path("log.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    lab.daemon = Some(run_with_dev_log(&lab, Some(&sock_path)));
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = vec![0u8; 65536];
+    while Instant::now() < deadline
+        && !lines
+            .iter()
+            .any(|l: &String| l.contains("decision: run the group here"))
+    {
+        if let Ok(n) = sock.recv(&mut buf) {
+            lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    let all = lines.join("\n");
+    assert!(all.contains("decision: run the group here"), "syslog got:\n{all}");
+    // <30> is facility daemon (3) at info (6); the tag is the program and its pid.
+    assert!(
+        lines.iter().any(|l| l.starts_with("<30>") && l.contains("pairbeatd[")),
+        "syslog got:\n{all}"
+    );
+}
