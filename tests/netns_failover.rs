@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{pairbeat_config, status, wait_for, Net};
+use common::{pairbeat_config_with, status, wait_for, Net};
 
 const TIMING: &str = "keepalive = \"100ms\"\nwarntime = \"250ms\"\ndeadtime = \"500ms\"\ninitdead = \"2s\"";
 const NODES: [&str; 2] = ["alpha", "bravo"];
@@ -21,7 +21,15 @@ struct Lab {
 }
 
 fn lab(auto_failback: bool) -> Lab {
+    lab_with(auto_failback, 1)
+}
+
+/// With `links` heartbeat links: the LAN (pb0), then direct veth pairs (pb1, ...).
+fn lab_with(auto_failback: bool, links: usize) -> Lab {
     let mut net = Net::lan(3);
+    for i in 1..links {
+        net.veth(0, 1, i);
+    }
     let vip = format!("10.200.{}.100", net.id);
     let root = common::ocf_root(net.dir.path()).display().to_string();
     for (h, node) in NODES.iter().enumerate() {
@@ -46,7 +54,7 @@ auto_failback = {auto_failback}
 {group}"#,
             group = common::web_group(&dev, &mnt, &vip, &pidfile)
         );
-        pairbeat_config(&net, h, TIMING, &extra);
+        pairbeat_config_with(&net, h, &vec!["ucast"; links], TIMING, &extra);
     }
     Lab {
         net,
@@ -348,6 +356,63 @@ fn a_paused_active_node_is_taken_over_and_the_split_brain_ends_by_policy() {
         resumed.elapsed().as_millis(),
         keeper.unwrap()
     );
+}
+
+/// RedundantpathTest (Heartbeat's CTS): two heartbeat links, the group running on
+/// alpha; the direct link (pb1) is lost on alpha for eight deadtimes. Both nodes
+/// report that link dead and each other online through the LAN, the client is
+/// served by alpha throughout, and nobody decides anything; the link comes back.
+#[test]
+fn one_of_two_links_lost_with_the_group_running_moves_nothing() {
+    let mut lab = lab_with(false, 2);
+    lab.start(0);
+    lab.start(1);
+    lab.served_by("alpha", Duration::from_secs(20));
+    let link = |lab: &Lab, h: usize, i: usize| {
+        status(&lab.sock(h)).and_then(|s| s["links"][i]["state"].as_str().map(str::to_string))
+    };
+    assert!(
+        wait_for(Duration::from_secs(3), || (0..2)
+            .all(|h| link(&lab, h, 1).as_deref() == Some("up")))
+        .is_some(),
+        "both links up first:\n{}",
+        lab.logs()
+    );
+    assert!(lab.net.exec(0, "ip link set pb1 down").status.success());
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(4) {
+        assert_eq!(
+            lab.client_reaches().as_deref(),
+            Some("alpha"),
+            "the client must stay on alpha:\n{}",
+            lab.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for h in 0..2 {
+        assert_eq!(
+            link(&lab, h, 1).as_deref(),
+            Some("dead"),
+            "{}:\n{}",
+            NODES[h],
+            lab.logs()
+        );
+        assert_eq!(link(&lab, h, 0).as_deref(), Some("up"));
+        assert_eq!(lab.owner(h).as_deref(), Some("alpha"), "{}", lab.logs());
+    }
+    assert!(lab.net.exec(0, "ip link set pb1 up").status.success());
+    assert!(
+        wait_for(Duration::from_secs(5), || (0..2)
+            .all(|h| link(&lab, h, 1).as_deref() == Some("up")))
+        .is_some(),
+        "the link came back:\n{}",
+        lab.logs()
+    );
+    let logs = lab.logs();
+    assert!(!logs.contains("is dead: silent on every link"), "{logs}");
+    assert!(!logs.contains("SPLIT BRAIN"), "{logs}");
+    let bravo = std::fs::read_to_string(lab.net.path("bravo.2.log")).unwrap_or_default();
+    assert!(!bravo.contains("decision: run the group here"), "{bravo}");
 }
 
 /// SimulStop (Heartbeat's and Pacemaker's CTS): SIGTERM to both daemons at once.
