@@ -389,14 +389,8 @@ fn one_of_two_links_lost_with_the_group_running_moves_nothing() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    for h in 0..2 {
-        assert_eq!(
-            link(&lab, h, 1).as_deref(),
-            Some("dead"),
-            "{}:\n{}",
-            NODES[h],
-            lab.logs()
-        );
+    for (h, node) in NODES.iter().enumerate() {
+        assert_eq!(link(&lab, h, 1).as_deref(), Some("dead"), "{node}:\n{}", lab.logs());
         assert_eq!(link(&lab, h, 0).as_deref(), Some("up"));
         assert_eq!(lab.owner(h).as_deref(), Some("alpha"), "{}", lab.logs());
     }

@@ -305,3 +305,227 @@ fn heartbeat_traffic_is_one_packet_per_keepalive_per_link() {
         );
     }
 }
+
+/// Run time (ns, all threads) and resident KiB of a process.
+fn cpu_and_rss(pid: u32) -> (u64, u64) {
+    let mut ns = 0;
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let s = std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
+        ns += s
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    (ns, rss)
+}
+
+/// Floods (the reliability campaign): forged packets — a captured keepalive of
+/// bravo's with its digest changed, and garbage — sent from bravo's address to
+/// alpha's port as fast as one thread in bravo's namespace can, for FLOOD_SECS
+/// (default 10; `scripts/flood` runs 60), while the two daemons keepalive as
+/// usual. No false failover (alpha never calls bravo dead), no late keepalive on
+/// bravo's side (alpha's keepalives go out on time), alpha's status answers
+/// throughout, every forged packet counted and none believed, alpha's memory
+/// bounded; its CPU and the rate printed.
+#[test]
+fn a_flood_of_forged_packets_changes_nothing_and_costs_bounded_cpu() {
+    let secs: u64 = std::env::var("FLOOD_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let mut net = Net::new(1);
+    let (a, sock_a) = start(&mut net, 0);
+    let (_b, _) = start(&mut net, 1);
+    assert!(wait_for(Duration::from_secs(3), || peer_state(&sock_a) == "online").is_some());
+    let capture = net.exec(0, &format!(
+        "timeout 2 python3 -c \"import socket; s=socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP); \
+         import sys; \
+         [sys.stdout.write(p[28:].hex()+'\\n') and sys.exit(0) for p in iter(lambda: s.recv(65535), b'') if p[22:24]==(694).to_bytes(2,'big') and p[12:16]==bytes([10,200,{id},2])]\"",
+        id = net.id
+    ));
+    let hex = String::from_utf8_lossy(&capture.stdout)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    assert!(
+        !hex.is_empty(),
+        "no packet captured: {}",
+        String::from_utf8_lossy(&capture.stderr)
+    );
+    let mut forged: Vec<u8> = (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    let at = forged.len() - 2; // the digest's last hex digit, before the closing ','
+    forged[at] = if forged[at] == b'0' { b'1' } else { b'0' };
+    let garbage: Vec<u8> = (0..300u32).map(|i| (i * 7 + 3) as u8).collect();
+    let (src, dst) = (net.addr(1, 0), net.addr(0, 0));
+    let netns = format!("/proc/{}/ns/net", net.holder_pid(1));
+    std::thread::sleep(Duration::from_secs(1));
+    let before = status(&sock_a).unwrap()["packets"]["forged"].as_u64().unwrap();
+    let (cpu0, rss0) = cpu_and_rss(a);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flooder = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            // This thread alone enters bravo's network namespace.
+            let f = std::fs::File::open(&netns).unwrap();
+            nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let s = std::net::UdpSocket::bind((src.as_str(), 0)).unwrap();
+            s.connect((dst.as_str(), 694)).unwrap();
+            let mut sent = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for _ in 0..64 {
+                    let p = if sent % 4 == 3 { &garbage } else { &forged };
+                    if s.send(p).is_ok() {
+                        sent += 1;
+                    }
+                }
+            }
+            sent
+        })
+    };
+    let t = std::time::Instant::now();
+    let mut slowest = Duration::ZERO;
+    while t.elapsed() < Duration::from_secs(secs) {
+        let asked = std::time::Instant::now();
+        assert_eq!(peer_state(&sock_a), "online", "a false failover under the flood");
+        slowest = slowest.max(asked.elapsed());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = flooder.join().unwrap();
+    let took = t.elapsed().as_secs_f64();
+    let (cpu1, rss1) = cpu_and_rss(a);
+    std::thread::sleep(Duration::from_millis(500));
+    let p = status(&sock_a).unwrap()["packets"].clone();
+    let counted = p["forged"].as_u64().unwrap() - before;
+    let alpha_log = std::fs::read_to_string(net.path("alpha.log")).unwrap_or_default();
+    let bravo_log = std::fs::read_to_string(net.path("bravo.log")).unwrap_or_default();
+    println!(
+        "flood: {sent} packets in {took:.1} s ({:.0}/s) from one thread; alpha counted {counted} forged ({p}); alpha used {:.1} % of a core; RSS {rss0} -> {rss1} KiB; slowest status answer {} ms",
+        sent as f64 / took,
+        (cpu1 - cpu0) as f64 / 1e7 / took,
+        slowest.as_millis()
+    );
+    assert!(sent > 10_000, "the flood was no flood: {sent} packets");
+    assert!(counted > 0, "forged packets counted: {p}");
+    assert_eq!(peer_state(&sock_a), "online");
+    assert!(!alpha_log.contains("Node bravo is dead"), "{alpha_log}");
+    assert!(
+        !bravo_log.contains("Late heartbeat"),
+        "alpha's keepalives were late:\n{bravo_log}"
+    );
+    assert!(rss1 <= rss0 + 2048, "alpha's memory grew from {rss0} to {rss1} KiB");
+    assert!(
+        slowest < Duration::from_secs(1),
+        "status took {slowest:?} under the flood"
+    );
+}
+
+/// Floods of the control socket (the reliability campaign): 200 clients that
+/// connect and say nothing, one that sends a 100 MiB line, and eight that ask for
+/// status as fast as they can for FLOOD_SECS (default 10; `scripts/flood` runs
+/// 60), while the two daemons keepalive. Every status request is answered (the
+/// silent clients give their slots up to newcomers), the long line is refused
+/// after the limit without being read whole, alpha's keepalives stay on time (no
+/// late keepalive on bravo's side, no false failover) and its memory bounded.
+#[test]
+fn a_control_socket_flood_leaves_keepalives_on_time() {
+    use std::io::{BufRead, Read, Write};
+    use std::os::unix::net::UnixStream;
+    let secs: u64 = std::env::var("FLOOD_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let mut net = Net::new(1);
+    let (a, sock_a) = start(&mut net, 0);
+    let (_b, _) = start(&mut net, 1);
+    assert!(wait_for(Duration::from_secs(3), || peer_state(&sock_a) == "online").is_some());
+    let (cpu0, rss0) = cpu_and_rss(a);
+    let silent: Vec<UnixStream> = (0..200).map(|_| UnixStream::connect(&sock_a).unwrap()).collect();
+    let long = {
+        let sock = sock_a.clone();
+        std::thread::spawn(move || {
+            let mut s = UnixStream::connect(&sock).unwrap();
+            let chunk = vec![b'x'; 1 << 20];
+            let mut written = 0usize;
+            while written < 100 << 20 {
+                match s.write(&chunk) {
+                    Ok(n) => written += n,
+                    Err(_) => break,
+                }
+            }
+            let mut answer = String::new();
+            let _ = s.read_to_string(&mut answer);
+            (written, answer)
+        })
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let askers: Vec<_> = (0..8)
+        .map(|_| {
+            let (sock, stop) = (sock_a.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let (mut ok, mut failed) = (0u64, Vec::new());
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let answer = UnixStream::connect(&sock).and_then(|mut s| {
+                        s.write_all(b"{\"command\":\"status\"}\n")?;
+                        let mut line = String::new();
+                        std::io::BufReader::new(s).read_line(&mut line)?;
+                        Ok(line)
+                    });
+                    match answer {
+                        Ok(l) if l.starts_with("{\"ok\":true") => ok += 1,
+                        other => failed.push(format!("{other:?}").chars().take(200).collect::<String>()),
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    let t = std::time::Instant::now();
+    std::thread::sleep(Duration::from_secs(secs));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut failed) = (0, Vec::new());
+    for h in askers {
+        let (o, f) = h.join().unwrap();
+        ok += o;
+        failed.extend(f);
+    }
+    let took = t.elapsed().as_secs_f64();
+    let (written, answer) = long.join().unwrap();
+    drop(silent);
+    let (cpu1, rss1) = cpu_and_rss(a);
+    let bravo_log = std::fs::read_to_string(net.path("bravo.log")).unwrap_or_default();
+    let alpha_log = std::fs::read_to_string(net.path("alpha.log")).unwrap_or_default();
+    println!(
+        "control flood: {ok} status answers in {took:.1} s ({:.0}/s) beside 200 silent clients; the long line cut after {} KiB; alpha used {:.1} % of a core; RSS {rss0} -> {rss1} KiB",
+        ok as f64 / took,
+        written >> 10,
+        (cpu1 - cpu0) as f64 / 1e7 / took
+    );
+    assert!(
+        failed.is_empty(),
+        "{} requests failed, e.g. {:?}",
+        failed.len(),
+        &failed[..failed.len().min(3)]
+    );
+    assert!(ok > 100, "only {ok} answers");
+    assert!(written < 100 << 20, "the daemon read the whole 100 MiB line");
+    assert!(answer.contains("longer than"), "the long line's answer: {answer:?}");
+    assert!(
+        !bravo_log.contains("Late heartbeat"),
+        "alpha's keepalives were late:\n{bravo_log}"
+    );
+    assert!(!alpha_log.contains("Node bravo is dead"), "{alpha_log}");
+    assert_eq!(peer_state(&sock_a), "online");
+    assert!(rss1 <= rss0 + 4096, "alpha's memory grew from {rss0} to {rss1} KiB");
+}

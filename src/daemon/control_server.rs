@@ -14,10 +14,57 @@ use tokio::sync::Semaphore;
 use crate::config::DaemonSettings;
 use crate::control::{parse_request, Request, Response, MAX_REQUEST_BYTES};
 
-/// Concurrent CLI connections; more wait, so a runaway script cannot exhaust fds.
+/// Concurrent CLI connections, so a runaway script cannot exhaust fds. When all
+/// are taken, the one that has waited longest for a request is dropped for the
+/// newcomer: clients that connect and say nothing never lock the others out.
 const MAX_CLIENTS: usize = 32;
 /// A client that sends nothing for this long is dropped.
 const IDLE: Duration = Duration::from_secs(30);
+
+/// The clients waiting for their next request line, oldest first: who gives up
+/// its slot when all are taken.
+#[derive(Default)]
+struct Idle {
+    next: u64,
+    waiting: std::collections::VecDeque<(u64, tokio::sync::oneshot::Sender<()>)>,
+}
+
+impl Idle {
+    fn enter(&mut self) -> (u64, tokio::sync::oneshot::Receiver<()>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.next += 1;
+        self.waiting.push_back((self.next, tx));
+        (self.next, rx)
+    }
+
+    fn leave(&mut self, id: u64) {
+        self.waiting.retain(|(i, _)| *i != id);
+    }
+
+    /// Drops the client idle the longest; false if none is idle.
+    fn evict_oldest(&mut self) -> bool {
+        while let Some((_, tx)) = self.waiting.pop_front() {
+            if tx.send(()).is_ok() {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+#[derive(Default)]
+struct IdleShared {
+    idle: std::sync::Mutex<Idle>,
+    /// A client began to wait for a request: the acceptor, waiting for a slot,
+    /// may take that one's.
+    became_idle: tokio::sync::Notify,
+}
+
+type IdleClients = Arc<IdleShared>;
+
+fn idle_lock(idle: &IdleClients) -> std::sync::MutexGuard<'_, Idle> {
+    idle.idle.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
@@ -94,6 +141,7 @@ pub struct Command {
 
 pub async fn serve(listener: Listener, commands: tokio::sync::mpsc::Sender<Command>) {
     let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
+    let idle = IdleClients::default();
     loop {
         let (stream, _) = match listener.inner.accept().await {
             Ok(s) => s,
@@ -103,21 +151,43 @@ pub async fn serve(listener: Listener, commands: tokio::sync::mpsc::Sender<Comma
                 continue;
             }
         };
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
+        // Full: the longest-idle client makes room; with none idle yet (clients
+        // just accepted have not read yet), wait for a slot or for one to idle.
+        // (Found by the flood test: waiting for a slot alone, 32 silent clients
+        // held the socket for their whole idle timeout.)
+        let permit = loop {
+            if let Ok(p) = slots.clone().try_acquire_owned() {
+                break p;
+            }
+            if idle_lock(&idle).evict_oldest() {
+                log::debug!("control socket: {MAX_CLIENTS} clients connected; dropped the one idle longest");
+            }
+            tokio::select! {
+                p = slots.clone().acquire_owned() => match p {
+                    Ok(p) => break p,
+                    Err(_) => return,
+                },
+                _ = idle.became_idle.notified() => {}
+            }
         };
         let allowed = listener.allowed;
         let commands = commands.clone();
+        let idle = idle.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            if let Err(e) = client(stream, allowed, commands).await {
+            if let Err(e) = client(stream, allowed, commands, idle).await {
                 log::debug!("control client: {e}");
             }
         });
     }
 }
 
-async fn client(stream: UnixStream, allowed: Allowed, commands: tokio::sync::mpsc::Sender<Command>) -> io::Result<()> {
+async fn client(
+    stream: UnixStream,
+    allowed: Allowed,
+    commands: tokio::sync::mpsc::Sender<Command>,
+    idle: IdleClients,
+) -> io::Result<()> {
     let cred = stream.peer_cred()?;
     let (read, mut write) = stream.into_split();
     if let Err(why) = authorize(Uid::from_raw(cred.uid()), Gid::from_raw(cred.gid()), allowed) {
@@ -128,17 +198,19 @@ async fn client(stream: UnixStream, allowed: Allowed, commands: tokio::sync::mps
     let mut line = Vec::new();
     loop {
         line.clear();
-        let n = match tokio::time::timeout(
-            IDLE,
-            (&mut reader)
-                .take(MAX_REQUEST_BYTES as u64 + 1)
-                .read_until(b'\n', &mut line),
-        )
-        .await
-        {
-            Ok(r) => r?,
-            Err(_) => return Ok(()), // idle
+        let (id, evicted) = idle_lock(&idle).enter();
+        idle.became_idle.notify_one();
+        let mut limited = (&mut reader).take(MAX_REQUEST_BYTES as u64 + 1);
+        let read = tokio::time::timeout(IDLE, limited.read_until(b'\n', &mut line));
+        let n = tokio::select! {
+            r = read => match r {
+                Ok(r) => r,
+                Err(_) => Ok(0), // idle
+            },
+            _ = evicted => Ok(0), // its slot went to a newcomer
         };
+        idle_lock(&idle).leave(id);
+        let n = n?;
         if n == 0 {
             return Ok(());
         }
