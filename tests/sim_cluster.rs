@@ -14,7 +14,9 @@
 //! and wall-clock steps. A quarter of the schedules also run on a slow disk under
 //! the state files: each write takes up to 2 s, and the node's effects after a
 //! barrier (the ownership epoch, standby) wait for it as in the daemon's loop
-//! (`daemon::persister`); a crash loses what was not yet written.
+//! (`daemon::persister`); a crash loses what was not yet written. A third get the
+//! operator's commands as well: `standby` (ended by `online`), `takeover`, and
+//! SIGTERM (the daemon hands the group over, exits, and is started again).
 //!
 //! Checked at every 5 ms step, against what really runs on each simulated host:
 //! - with a fencing device: never any resource running on both hosts at once;
@@ -359,6 +361,8 @@ struct Host {
     disturbed_at: u64,
     /// Its replica, when the group runs one.
     data: Option<Data>,
+    /// Told to leave (SIGTERM): started again this long after its daemon exits.
+    back_after_leave: Option<u64>,
 }
 
 struct World {
@@ -1167,6 +1171,9 @@ struct Checks {
     /// node's effects behind them (barriers).
     slow_writes: u64,
     held_barriers: u64,
+    /// Operator commands given: standby (each later ended by online), takeover,
+    /// SIGTERM (each daemon later started again).
+    commands: [u64; 3],
 }
 
 impl Checks {
@@ -1193,6 +1200,14 @@ enum Fault {
     Pause(usize),
     /// The replication link alone (the heartbeat links work).
     ReplicationCut,
+    /// The operator: `pairbeat standby` on the node for the fault's length, then
+    /// `online`.
+    Standby(usize),
+    /// The operator: `pairbeat takeover` on the node.
+    Takeover(usize),
+    /// SIGTERM to the node's daemon (it hands the group over and exits), started
+    /// again after the fault's length.
+    Leave(usize),
 }
 
 /// Faults at given times (ms), each with its length (ms).
@@ -1204,11 +1219,27 @@ type Schedule = BTreeMap<u64, Vec<(Fault, u64)>>;
 fn run(seed: u64) -> Checks {
     let mut r = Rng(seed ^ 0x5107_d15c);
     let slow = r.chance(250).then(|| (200 + r.below(1800), r));
-    run_full(seed, None, None, slow)
+    // A third of the schedules also get the operator's commands (standby and
+    // online, takeover, SIGTERM and a start), drawn apart as well.
+    let mut o = Rng(seed ^ 0x0be7_a70e);
+    let mut operator = Vec::new();
+    if o.chance(333) {
+        for _ in 0..1 + o.below(3) {
+            let at = 3000 + o.below(20_000) / STEP * STEP;
+            let h = o.below(2) as usize;
+            let f = match o.below(3) {
+                0 => Fault::Standby(h),
+                1 => Fault::Takeover(h),
+                _ => Fault::Leave(h),
+            };
+            operator.push((at, f, 500 + o.below(5000)));
+        }
+    }
+    run_full(seed, None, None, slow, operator)
 }
 
 fn run_with(seed: u64, given: Option<(Protect, Schedule)>, replica: Option<Option<Replica>>) -> Checks {
-    run_full(seed, given, replica, None)
+    run_full(seed, given, replica, None, Vec::new())
 }
 
 /// One schedule: random from the seed, or the faults given (the seed still draws
@@ -1223,6 +1254,7 @@ fn run_full(
     given: Option<(Protect, Schedule)>,
     replica: Option<Option<Replica>>,
     slow_disk: Option<(u64, Rng)>,
+    operator: Vec<(u64, Fault, u64)>,
 ) -> Checks {
     let mut rng = Rng(seed);
     let with_replica = replica.map_or_else(|| Rng(seed ^ 0xda7a_da7a).chance(500), |r| r.is_some());
@@ -1294,6 +1326,9 @@ fn run_full(
         }
         None => tiebreak_only,
     };
+    for (at, f, len) in operator {
+        schedule.entry(at).or_default().push((f, len));
+    }
     let quiet_from = 26_000;
     let end = 40_000;
     let host = |name: &'static str, config: Config| Host {
@@ -1311,6 +1346,7 @@ fn run_full(
         fencing: None,
         disturbed_at: 0,
         data: replica.map(|_| Data::new(0)),
+        back_after_leave: None,
     };
     let trace = std::env::var_os("SIM_TRACE").is_some();
     let mut w = World {
@@ -1445,6 +1481,38 @@ fn run_full(
                     Fault::ClockStep(h) => {
                         w.hosts[h].wall_offset += if rng.chance(500) { 3_600_000 } else { -3_600_000 };
                     }
+                    Fault::Standby(h) | Fault::Takeover(h) | Fault::Leave(h) => {
+                        // The CLI waits for a paused daemon; the operator gives up.
+                        if w.hosts[h].daemon.is_none() || w.paused(h) {
+                            continue;
+                        }
+                        let command = match f {
+                            Fault::Standby(_) => Command::Standby,
+                            Fault::Takeover(_) => Command::Takeover,
+                            _ => Command::Leave,
+                        };
+                        checks.commands[match command {
+                            Command::Standby => 0,
+                            Command::Takeover => 1,
+                            _ => 2,
+                        }] += 1;
+                        let (at, wall) = (w.at(w.now), w.wall(h));
+                        let _ = w.daemon(h).node.handle_command(at, wall, command);
+                        w.drain(h, &mut checks);
+                        match f {
+                            Fault::Standby(_) => undo.push((
+                                w.now + len,
+                                Box::new(move |w| {
+                                    if w.hosts[h].daemon.is_some() && !w.paused(h) {
+                                        let (at, wall) = (w.at(w.now), w.wall(h));
+                                        let _ = w.daemon(h).node.handle_command(at, wall, Command::Online);
+                                    }
+                                }),
+                            )),
+                            Fault::Leave(_) => w.hosts[h].back_after_leave = Some(len),
+                            _ => {}
+                        }
+                    }
                     Fault::Pause(h) => {
                         let until = w.now + len;
                         let runs = w.hosts[h].running.iter().any(|r| *r);
@@ -1472,6 +1540,22 @@ fn run_full(
                 i += 1;
             }
         }
+        // A daemon told to leave exits once the node says it is finished.
+        for h in 0..2 {
+            let done = w.hosts[h].daemon.as_ref().is_some_and(|d| d.node.finished());
+            if done {
+                w.hosts[h].daemon = None;
+                w.daemon_gone(h);
+                w.hosts[h].fencing = None;
+                let back = w.hosts[h].back_after_leave.take().unwrap_or(1000);
+                w.hosts[h].restart_at = Some(now + back);
+                // A blocked group (a stop that hung) is left running: orphaned, as
+                // after a crash, which only fencing covers.
+                if w.hosts[h].running.iter().any(|r| *r) && !matches!(protect, Protect::Fencing | Protect::Both) {
+                    strict = false;
+                }
+            }
+        }
         for h in 0..2 {
             if w.hosts[h].restart_at.is_some_and(|t| t <= now) {
                 w.hosts[h].restart_at = None;
@@ -1489,6 +1573,14 @@ fn run_full(
                 w.hosts[h].uplink = true;
                 w.hosts[h].start_fails = 0;
                 w.hosts[h].stop_hangs = 0;
+                // Standby the operator left on ends (its undo was dropped above).
+                let (at, wall) = (w.at(now), w.wall(h));
+                if let Some(d) = w.hosts[h].daemon.as_mut() {
+                    if d.node.role().mode(d.node.engine()) == pairbeat::model::Mode::Standby {
+                        let _ = d.node.handle_command(at, wall, Command::Online);
+                        w.drain(h, &mut checks);
+                    }
+                }
                 if w.hosts[h].daemon.is_none() && w.hosts[h].restart_at.is_none() {
                     w.hosts[h].restart_at = Some(now);
                 }
@@ -1665,6 +1757,7 @@ fn cluster_schedules_keep_the_invariants() {
     let (mut fences, mut dual, mut sbs) = (0, 0, 0);
     let (mut acked, mut lost, mut data_sbs, mut stale, mut strict_data) = (0, 0, 0, 0, 0);
     let (mut slow_schedules, mut slow_writes, mut barriers) = (0, 0, 0);
+    let mut commands = [0u64; 3];
     for &seed in &seeds {
         let c = run(seed);
         fences += c.fences;
@@ -1678,13 +1771,19 @@ fn cluster_schedules_keep_the_invariants() {
         slow_schedules += u64::from(c.slow_writes > 0);
         slow_writes += c.slow_writes;
         barriers += c.held_barriers;
+        for (sum, n) in commands.iter_mut().zip(c.commands) {
+            *sum += n;
+        }
         if !c.failures.is_empty() {
             failed.push(format!("seed {seed}: {}", c.failures.join("; ")));
         }
     }
     println!(
-        "{} schedules: {fences} fence operations, {sbs} split-brain records, {dual} ms of dual-active in total (without fencing or a deciding tie-break); replicated disk: {acked} writes acknowledged, {data_sbs} data split brains ended, {lost} acknowledged generations discarded and {stale} stale-data events, all without resource-and-stonith ({strict_data} schedules ran it with a fencing device, where a loss fails the run); a slow state-file disk in {slow_schedules} schedules: {slow_writes} writes of up to 2 s, {barriers} of them holding the node's next steps",
-        seeds.len()
+        "{} schedules: {fences} fence operations, {sbs} split-brain records, {dual} ms of dual-active in total (without fencing or a deciding tie-break); replicated disk: {acked} writes acknowledged, {data_sbs} data split brains ended, {lost} acknowledged generations discarded and {stale} stale-data events, all without resource-and-stonith ({strict_data} schedules ran it with a fencing device, where a loss fails the run); a slow state-file disk in {slow_schedules} schedules: {slow_writes} writes of up to 2 s, {barriers} of them holding the node's next steps; the operator: {} standby (then online), {} takeover, {} SIGTERM (then a start)",
+        seeds.len(),
+        commands[0],
+        commands[1],
+        commands[2],
     );
     assert!(
         failed.is_empty(),
