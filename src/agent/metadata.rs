@@ -77,19 +77,36 @@ fn ocf_duration(s: &str) -> Option<Duration> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (n, unit) = s.split_at(split);
     let n: u64 = n.parse().ok()?;
-    Some(match unit.trim() {
-        "" | "s" => Duration::from_secs(n),
-        "ms" => Duration::from_millis(n),
-        "m" | "min" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        "d" => Duration::from_secs(n * 86400),
+    let ms = match unit.trim() {
+        "" | "s" => n.checked_mul(1000)?,
+        "ms" => n,
+        "m" | "min" => n.checked_mul(60_000)?,
+        "h" => n.checked_mul(3_600_000)?,
+        "d" => n.checked_mul(86_400_000)?,
         _ => return None,
-    })
+    };
+    // A time past a week is no agent's real timeout: ignored as unreadable, so
+    // that the configured or default one applies (found by fuzzing: "7777…s"
+    // overflowed here, and an Instant plus such a timeout would panic).
+    (ms <= MAX_TIMEOUT_MS).then(|| Duration::from_millis(ms))
 }
+
+/// The longest operation timeout taken from an agent's meta-data: a week.
+const MAX_TIMEOUT_MS: u64 = 7 * 86_400_000;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by fuzzing: "7777…s" overflowed; a time past a week is ignored.
+    #[test]
+    fn huge_timeouts_are_unreadable_not_an_overflow() {
+        assert_eq!(ocf_duration("20s"), Some(Duration::from_secs(20)));
+        assert_eq!(ocf_duration("2d"), Some(Duration::from_secs(2 * 86400)));
+        assert_eq!(ocf_duration("7777777777777777777s"), None);
+        assert_eq!(ocf_duration("18446744073709551615h"), None);
+        assert_eq!(ocf_duration("8d"), None);
+    }
 
     const SAMPLE: &str = r#"<?xml version="1.0"?>
 <!DOCTYPE resource-agent SYSTEM "ra-api-1.dtd">

@@ -1436,7 +1436,20 @@ fn key(name: &str) -> String {
     if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
         name.to_string()
     } else {
-        q(name)
+        // Always a one-line basic string: `q` may pick a multi-line or literal
+        // form for a value, which TOML refuses as a key (found by fuzzing: a node
+        // name with quotes in ha.cf).
+        let mut k = String::from("\"");
+        for c in name.chars() {
+            match c {
+                '"' => k.push_str("\\\""),
+                '\\' => k.push_str("\\\\"),
+                c if c.is_control() => k.push_str(&format!("\\u{:04X}", u32::from(c))),
+                c => k.push(c),
+            }
+        }
+        k.push('"');
+        k
     }
 }
 
@@ -1529,6 +1542,24 @@ mod tests {
                 .contains("ha.cf:1:1: warning: pairbeat logs to syslog with facility daemon, not local0"),
             "{d}"
         );
+    }
+
+    /// Found by fuzzing: a key from a node name with quotes was written as a
+    /// multi-line string, which TOML refuses as a key.
+    #[test]
+    fn keys_from_odd_names_are_one_line_basic_strings() {
+        for name in [
+            "alpha",
+            "a.b",
+            "'ser\"on\"x",
+            "back\\slash",
+            "tab\there",
+            "以\"on\"开头",
+        ] {
+            let line = format!("{} = 1\n", key(name));
+            let t: toml::Table = line.parse().unwrap_or_else(|e| panic!("{line}: {e}"));
+            assert_eq!(t.keys().next().map(String::as_str), Some(name), "{line}");
+        }
     }
 
     /// Found by fuzzing: a node named twice became two `address.NAME` keys (TOML

@@ -775,7 +775,13 @@ impl Replica {
                     self.disk_op(DiskOp::Write { offset, data }, Io::PeerResync { offset, len });
                 }
             }
-            Frame::RsAck { offset, len } => self.on_rs_ack(now, offset, len),
+            // Checked like the data frames (found by fuzzing: an ack's length
+            // past the device overflowed the resync counters).
+            Frame::RsAck { offset, len } => {
+                if self.check_range(now, offset, len) {
+                    self.on_rs_ack(now, offset, len);
+                }
+            }
             Frame::RsDone { gi } => {
                 let new_data =
                     self.conn == Conn::Connected && self.meta.gi.current == gi::UUID_JUST_CREATED && !self.primary;
