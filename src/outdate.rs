@@ -241,7 +241,20 @@ impl Relay {
     pub fn poll(&mut self, now: Instant, peer_dead: bool, fence: Fence, fences: u64, out: &mut Vec<Out>) {
         let mut i = 0;
         while i < self.asks.len() {
+            let timeout = self.timeout(&self.asks[i].replica).unwrap_or(self.resend);
             let a = &mut self.asks[i];
+            if a.fencing && fence == Fence::Idle {
+                // The fence this ask waited for is off: the peer was heard again
+                // (the role then resets its fencing and ignores a late result).
+                // Found by the cluster simulation (seed 12579): the ask waited
+                // for ever, and the promotion behind it. A live peer is asked
+                // again, with a new deadline; a dead one is fenced again below.
+                a.fencing = false;
+                if !peer_dead {
+                    a.deadline = now + timeout;
+                    a.next_send = now;
+                }
+            }
             let before = *a.fences_before.get_or_insert(fences);
             let fresh = fences > before;
             let expired = peer_dead || now >= a.deadline;
@@ -254,10 +267,14 @@ impl Relay {
                 }
                 _ if expired && !a.fencing => {
                     a.fencing = true;
-                    // Dead and not yet fenced, the role fences the peer anyway (it
-                    // must before any takeover); alive but silent, or fenced before
-                    // this ask, the relay asks for a fence of its own.
-                    if fence == Fence::Fenced || (!peer_dead && fence == Fence::Idle) {
+                    // A fence the role runs (it fences a dead peer that may hold the
+                    // group before any takeover) is in progress by now: the relay
+                    // polls after the role. Otherwise — alive but silent, fenced
+                    // before this ask, or dead without the role fencing it (it left
+                    // cleanly: found by the cluster simulation, seed 6481, where the
+                    // ask then waited for ever and the promotion with it) — the
+                    // relay asks for a fence of its own.
+                    if matches!(fence, Fence::Fenced | Fence::Idle) {
                         out.push(Out::FencePeer);
                     }
                     None
