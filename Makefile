@@ -57,6 +57,7 @@ bench: build
 	./scripts/bench-anchors
 	./scripts/bench-breakdown
 	./scripts/bench-postgres
+	./scripts/bench-idle
 
 install: build
 	install -D -m 0755 target/release/pairbeatd $(DESTDIR)$(SBINDIR)/pairbeatd

@@ -8,6 +8,7 @@
 //!   (`send_arp`, `ssh`, `ipmitool` below an agent);
 //! - a parent-death signal and every inherited descriptor above 2 closed, so a
 //!   crashed daemon leaves no orphan holding its sockets or state files;
+//! - started without copying the daemon (`spawn`: vfork semantics, not fork);
 //! - stdout and stderr read at once (an agent that fills one pipe while we wait on
 //!   the other would hang), each kept as its first and last `OUTPUT_CAP / 2` bytes;
 //! - the result counts the moment the program exits: what it wrote is in the pipes
@@ -18,9 +19,7 @@
 
 use std::ffi::OsString;
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,6 +27,8 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
+
+use crate::spawn;
 
 /// How much of each output stream is kept; the rest is read and dropped.
 pub const OUTPUT_CAP: usize = 64 * 1024;
@@ -96,37 +97,17 @@ impl ChildOutcome {
 /// Runs `spec` to its end or its time limit. An `Err` means it could not be started.
 pub async fn run(spec: &ChildSpec) -> std::io::Result<ChildOutcome> {
     let started = Instant::now();
-    let mut cmd = tokio::process::Command::new(&spec.program);
-    cmd.args(&spec.args)
-        .env_clear()
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(if spec.stdin.is_some() {
-            Stdio::piped()
+    let mut child = spawn::spawn(
+        spec.program.as_os_str(),
+        &spec.args,
+        &spec.env,
+        if spec.stdin.is_some() {
+            spawn::Stdin::Piped
         } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(false);
-    cmd.as_std_mut().process_group(0);
-    // SAFETY: only async-signal-safe calls (prctl, close_range/fcntl) between fork and exec.
-    unsafe {
-        cmd.as_std_mut().pre_exec(|| {
-            // Die with us rather than outlive a crashed daemon as an orphan.
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            // Nothing of ours leaks into the child (sockets, state files). Marked
-            // close-on-exec rather than closed: std reports a failed exec through
-            // a close-on-exec pipe of its own, which must stay open until exec.
-            if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) != 0 {
-                for fd in 3..1024 {
-                    libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
-                }
-            }
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn()?;
-    let group = child.id().map(|p| Pid::from_raw(p as i32));
+            spawn::Stdin::Null
+        },
+    )?;
+    let group = Some(Pid::from_raw(child.id()));
     if let (Some(mut pipe), Some(bytes)) = (child.stdin.take(), spec.stdin.clone()) {
         // Written beside the wait: a program that exits without reading is judged
         // by its exit status alone, and one that never reads cannot block us.

@@ -123,6 +123,7 @@ pub fn import(data: &[u8]) {
         authkeys: authkeys.as_ref().map(|(p, _)| p.clone()),
         from_node: None,
         drbd_conf: drbd.iter().map(|f| f.path.clone()).collect(),
+        local_addresses: Vec::new(),
     };
     let out = translate(&input, &ha_cf, haresources.as_ref(), authkeys, &drbd);
     if let Err(e) = out.toml.parse::<toml::Table>() {

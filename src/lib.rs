@@ -62,6 +62,7 @@ pub mod replica;
 pub mod replicad;
 pub mod resources;
 pub mod role;
+pub mod spawn;
 pub mod split_brain;
 pub mod vip;
 pub mod wire;

@@ -18,7 +18,10 @@ fn fixtures() -> PathBuf {
 fn scratch_copy(seed: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for f in ["ha.cf", "haresources", "authkeys", "drbd.conf"] {
-        std::fs::copy(fixtures().join(seed).join(f), dir.path().join(f)).unwrap();
+        let from = fixtures().join(seed).join(f);
+        if f != "drbd.conf" || from.exists() {
+            std::fs::copy(from, dir.path().join(f)).unwrap();
+        }
     }
     std::fs::set_permissions(dir.path().join("authkeys"), std::fs::Permissions::from_mode(0o600)).unwrap();
     dir
@@ -218,6 +221,113 @@ fn unknown_origin_leaves_both_ucast_addresses_to_fill_and_says_why() {
     assert!(
         notes.contains("which node owns which address is not in ha.cf"),
         "{notes}"
+    );
+}
+
+#[test]
+fn ping_nodes_ipfail_dopd_and_ipmi_fencing_become_tiebreak_and_fence_and_check_once_filled() {
+    round_trip("heartbeat-ipfail", "alpha");
+    let (_dir, toml, notes, _) = import("heartbeat-ipfail", "alpha");
+    for want in [
+        "targets = [\"icmp:192.168.10.1\", \"icmp:192.168.10.2\", \"icmp:192.168.10.3\", \"icmp:<ADDRESS OF gw.example.net>\"]",
+        "timeout = \"8s\"  # deadping, line 17",
+        "agent = \"fence_ipmilan\"",
+        "[fence.node.bravo]\nparams = { ip = \"192.168.30.12\", username = \"admin\", password = \"s3cret\", lanplus = \"1\" }  # line 24",
+    ] {
+        assert!(toml.contains(want), "{want} not in:\n{toml}");
+    }
+    for want in [
+        "ha.cf:15:1: warning: ping_group uplinks: its 2 addresses become [tiebreak] targets one by one",
+        "ha.cf:16:1: warning: ping node `gw.example.net` is a name",
+        "ha.cf:18:1: warning: `respawn` of ipfail is not needed: [tiebreak] does its job",
+        "ha.cf:21:1: warning: `respawn` of dopd is not needed",
+        "ha.cf:26:1: warning: stonith plugin `meatware` is not translated",
+    ] {
+        assert!(notes.contains(want), "{want} not in:\n{notes}");
+    }
+    assert!(!notes.contains("does not respawn ipfail"), "{notes}");
+}
+
+#[test]
+fn a_power_switch_asks_for_each_nodes_outlet_and_bad_lines_are_named() {
+    let dir = scratch_copy("heartbeat-ipfail");
+    let cf = dir.path().join("ha.cf");
+    let text = std::fs::read_to_string(&cf).unwrap();
+    let text: String = text
+        .lines()
+        .filter(|l| !l.starts_with("stonith_host") && !l.starts_with("respawn"))
+        .map(|l| format!("{l}\n"))
+        .collect::<String>()
+        + "stonith_host * apcmaster 192.168.30.5 apc apcpw\nstonith_host * apcmaster 192.168.30.5 apc\n";
+    std::fs::write(&cf, text).unwrap();
+    let out = pairbeat(&["config", "import", "--ha-cf", cf.to_str().unwrap(), "--node", "alpha"]);
+    let (toml, notes) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(toml.contains("agent = \"fence_apc\""), "{toml}");
+    assert!(
+        toml.contains("params = { ip = \"192.168.30.5\", username = \"apc\", password = \"apcpw\" }"),
+        "{toml}"
+    );
+    assert!(
+        toml.contains("[fence.node.alpha]\nparams = { plug = \"<OUTLET OF alpha>\" }"),
+        "{toml}"
+    );
+    assert!(
+        notes.contains("apcmaster takes 3 parameters (ip username password), this line has 2"),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("does not respawn ipfail: Heartbeat only watched them"),
+        "{notes}"
+    );
+}
+
+#[test]
+fn run_on_the_node_itself_its_own_ucast_address_is_read_from_the_interface() {
+    // A host named server1 (its own UTS namespace) whose eth1 (a veth: this kernel has no dummy links) carries an address in
+    // the peer's subnet (ha.cf: `ucast eth1 10.0.0.203`) and one in another.
+    let net = common::Net::new(1);
+    let up = net.exec(
+        0,
+        "ip link add eth1 type veth peer name eth1p && ip addr add 192.168.5.1/24 dev eth1 && \
+         ip addr add 10.0.0.201/24 dev eth1 && ip link set eth1 up",
+    );
+    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    let dir = scratch_copy("seed-003");
+    let d = dir.path().display();
+    let bin = env!("CARGO_BIN_EXE_pairbeat");
+    let out = net.exec(
+        0,
+        &format!(
+            "unshare --uts sh -c 'hostname server1 && exec {bin} config import --ha-cf {d}/ha.cf \
+             --haresources {d}/haresources --authkeys {d}/authkeys > {d}/pairbeat.toml'"
+        ),
+    );
+    let (toml, notes) = (
+        std::fs::read_to_string(dir.path().join("pairbeat.toml")).unwrap(),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{notes}");
+    assert!(
+        toml.contains("address.server1 = \"10.0.0.201\"  # eth1's address on this host, in the peer's subnet"),
+        "{toml}"
+    );
+    // The seed's one placeholder was that address: none is left, and check passes.
+    assert!(!notes.contains("fill in these values"), "{notes}");
+    let check = net.exec(0, &format!("{bin} config check {d}/pairbeat.toml --node server1"));
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+
+    // With --node naming another host, this host's interfaces are not that node's.
+    let out = net.exec(
+        0,
+        &format!("unshare --uts sh -c 'hostname server1 && exec {bin} config import --ha-cf {d}/ha.cf --node server3'"),
+    );
+    let toml = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        toml.contains("address.server3 = \"<ADDRESS OF server3 ON eth1>\""),
+        "{toml}"
     );
 }
 

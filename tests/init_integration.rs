@@ -144,6 +144,10 @@ fn the_systemd_unit_says_what_the_daemon_does() {
         "ExecReload=/bin/kill -HUP $MAINPID",
         "KillMode=process",
         "ExecStart=/usr/sbin/pairbeatd -c /etc/pairbeat/pairbeat.toml",
+        // ComponentFail: a daemon killed outright is started again (it adopts the
+        // running group), but not one whose configuration can never work (78).
+        "Restart=on-failure",
+        "RestartPreventExitStatus=78",
     ] {
         assert!(
             unit.lines().any(|l| l.starts_with(line)),
@@ -158,6 +162,7 @@ fn the_replicad_template_unit_runs_one_daemon_per_replica() {
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/pairbeat-replicad@.service")).unwrap();
     for line in [
         "ExecStart=/usr/sbin/pairbeat-replicad -c /etc/pairbeat/pairbeat.toml %i",
+        "Restart=on-failure",
         "RestartPreventExitStatus=78",
         "Before=pairbeatd.service",
         "KillMode=process",

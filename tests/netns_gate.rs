@@ -232,6 +232,100 @@ fn stale_data_never_takes_the_group_alone_or_after_a_partition_until_the_operato
     });
 }
 
+/// ComponentFail for the replica (TESTING.md's catalogue): kill -9 the Primary's
+/// worker, then the whole pairbeat-replicad of the node then running the group.
+/// Each time the monitor finds it (a failed Primary; then no daemon at all) and
+/// pairbeatd recovers the group — in place, or on the peer when the failed node's
+/// gate closed first (both happen, by timing) — with the data written before on the
+/// new Primary's device, the failed node's fail count up, never two healthy
+/// Primaries at once, and both copies equal in the end.
+#[test]
+fn a_primarys_replicad_killed_is_recovered_with_its_data() {
+    let (net, hosts) = running_pair("keep-preferred");
+    let dev = |h: usize| net.path(node(h)).join("replica").join("r0.dev");
+    let published =
+        |h: usize| replica(&hosts[h]).is_some_and(|s| s.device.is_some()) && std::fs::read_link(dev(h)).is_ok();
+    let device_sum = |h: usize| {
+        let out = net.exec(
+            h,
+            &format!(
+                "dd if={} bs=1M skip=1 count=1 iflag=direct 2>/dev/null | sha256sum",
+                dev(h).display()
+            ),
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let fail_count = |h: usize| pb(&hosts[h]).and_then(|s| s["group"]["resources"][0]["fail_count"].as_u64());
+    // Its device published (a write to the path before would create a plain file).
+    until(&net, "alpha's device published", Duration::from_secs(10), || {
+        published(0)
+    });
+    write_extent(&net, 0, 1);
+    let written = device_sum(0);
+
+    let mut owner_now = 0;
+    for (round, what) in [(1, "worker"), (2, "pairbeat-replicad")] {
+        let failed = owner_now;
+        let before = fail_count(failed).unwrap();
+        let old_worker = replica(&hosts[failed]).unwrap().pid;
+        // The supervisor is the worker's parent: the one the test started, or one
+        // the agent started when round 1 recovered by a stop and a start.
+        let supervisor = || {
+            let stat = std::fs::read_to_string(format!("/proc/{old_worker}/stat")).unwrap();
+            let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+            after_name.split_whitespace().nth(1).unwrap().parse::<u32>().unwrap()
+        };
+        let victim = if round == 1 { old_worker } else { supervisor() };
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(victim as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        let mut new_owner = None;
+        until(
+            &net,
+            &format!("the group running again after kill -9 of {}'s {what}", node(failed)),
+            Duration::from_secs(30),
+            || {
+                let both = [replica(&hosts[0]), replica(&hosts[1])];
+                assert!(
+                    !both
+                        .iter()
+                        .all(|s| s.as_ref().is_some_and(|s| s.role == "Primary" && s.failed.is_none())),
+                    "two healthy Primaries after kill -9 of {}'s {what}: {both:?}\n{}",
+                    node(failed),
+                    net.logs()
+                );
+                new_owner = (0..2).find(|&h| {
+                    owner(&hosts[h]).as_deref() == Some(node(h))
+                        && both[h]
+                            .as_ref()
+                            .is_some_and(|s| s.role == "Primary" && s.failed.is_none() && s.pid != old_worker)
+                        && published(h)
+                });
+                new_owner.is_some() && fail_count(failed).is_some_and(|n| n > before)
+            },
+        );
+        owner_now = new_owner.unwrap();
+        eprintln!(
+            "round {round}: kill -9 of {}'s {what}: the group runs on {}",
+            node(failed),
+            node(owner_now)
+        );
+        assert_eq!(
+            device_sum(owner_now),
+            written,
+            "round {round}: the data written before the kill"
+        );
+    }
+    until(&net, "both UpToDate and Connected", Duration::from_secs(20), || {
+        hosts.iter().all(|h| {
+            replica(h).is_some_and(|s| s.disk == "UpToDate" && s.connection == "Connected" && s.out_of_sync_bytes == 0)
+        })
+    });
+    common::assert_images_equal(&net);
+}
+
 /// 4 KiB of random data into 1 MiB extent `e` of host h's device, synchronously.
 fn write_extent(net: &Net, h: usize, e: u64) {
     let dev = net.path(node(h)).join("replica").join("r0.dev");

@@ -227,13 +227,22 @@ fn main() -> ExitCode {
                     node,
                 },
         } => {
-            let from_node = node.or_else(|| Some(config::hostname()));
+            // Run on the node itself (no --node, or --node naming this host), its
+            // interfaces give the addresses ha.cf leaves out.
+            let here = config::hostname();
+            let local_addresses = if node.as_ref().is_none_or(|n| *n == here) {
+                import::local_addresses()
+            } else {
+                Vec::new()
+            };
+            let from_node = node.or(Some(here));
             run_import(import::ImportInput {
                 ha_cf,
                 haresources,
                 authkeys,
                 from_node,
                 drbd_conf,
+                local_addresses,
             })
         }
     }

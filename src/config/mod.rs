@@ -18,6 +18,7 @@ mod parse;
 mod protect;
 pub mod raw;
 pub mod replica;
+pub mod stonith;
 mod validate;
 
 use std::collections::BTreeMap;
