@@ -148,6 +148,8 @@ pub enum Reason {
     DataNeedsFencing,
     BetterData,
     PeerBetterData,
+    /// Back from a pause, still reading what the links hold (nothing starts).
+    CatchingUp,
 }
 
 impl Reason {
@@ -201,6 +203,7 @@ impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = match self {
             Reason::WaitingForPeer => "waiting for the peer (initdead) before starting anything",
+            Reason::CatchingUp => "this node was not scheduled for a while: reading what its links hold before starting anything",
             Reason::NotEligible(Mode::Standby) => "this node is in standby (pairbeat online ends it)",
             Reason::NotEligible(Mode::Leaving) => "this node is shutting down",
             Reason::NotEligible(Mode::Banned) => "failures make this node ineligible (pairbeat cleanup ends it)",

@@ -46,6 +46,9 @@ pub struct PeerFacts {
     pub ran_ms: Option<u64>,
     /// Up, but silent for warntime on every link.
     pub late: bool,
+    /// This node was not scheduled for a while and is still reading what its links
+    /// hold: the advert it has may be one from before its pause.
+    pub catching_up: bool,
 }
 
 /// The settings the role needs, narrowed from the configuration.
@@ -521,6 +524,20 @@ impl Role {
             // node whose stop had hung ran the group on the data it was to discard).
             d.target = Target::Passive;
             d.reason = policy::Reason::DataNotUpToDate;
+        } else if facts.catching_up && d.target == Target::Active && engine.target() != Some(Target::Active) {
+            // Back from a pause, the adverts that arrived meanwhile are read the
+            // oldest first: the first may say the peer was leaving, the next that
+            // it has since restarted and taken the group over. Nothing is started
+            // on them until they are all read (found by the cluster simulation, seed
+            // 51310: paused 5 s, a node started the group on the peer's "leaving"
+            // from before its pause; the peer had rebooted and run it since).
+            d = policy::Decision {
+                target: Target::Passive,
+                reason: policy::Reason::CatchingUp,
+                fence_peer: false,
+                heal: None,
+                claim: false,
+            };
         }
         self.track_split_brain(&d, &local, view, wall_secs);
         if d.fence_peer && self.fence == FenceState::NotFenced {

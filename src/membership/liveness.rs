@@ -97,7 +97,8 @@ impl Liveness {
         self.hold = Some(self.hold.map_or(until, |h| h.max(until)));
     }
 
-    fn held(&self, now: Instant) -> bool {
+    /// Within a hold set by `hold_until`: what the sockets hold is still being read.
+    pub fn held(&self, now: Instant) -> bool {
         self.hold.is_some_and(|h| now < h)
     }
 

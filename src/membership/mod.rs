@@ -244,6 +244,11 @@ impl Membership {
         self.liveness.hold_until(until);
     }
 
+    /// After a stall, still reading what the links hold (see `hold_deadlines`).
+    pub fn catching_up(&self, now: Instant) -> bool {
+        self.liveness.held(now)
+    }
+
     /// New keys (authkeys reloaded); effective for the next packet either way.
     pub fn set_auth(&mut self, auth: Auth) {
         self.auth = auth;

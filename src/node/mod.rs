@@ -529,6 +529,7 @@ impl Node {
             advert: self.membership.peer_advert(),
             ran_ms: self.membership.peer_ran_ms(now),
             late: self.membership.peer_late(),
+            catching_up: self.membership.catching_up(now),
         };
         let act = self.role.reconsider(facts, &self.engine, now, wall);
         self.effects.extend(act.notes.into_iter().map(Effect::Log));
