@@ -326,6 +326,98 @@ fn a_primarys_replicad_killed_is_recovered_with_its_data() {
     common::assert_images_equal(&net);
 }
 
+/// Host h's replica device is published (a write to the path before would create
+/// a plain file).
+fn published(net: &Net, host: &Host, h: usize) -> bool {
+    replica(host).is_some_and(|s| s.device.is_some())
+        && std::fs::read_link(net.path(node(h)).join("replica").join("r0.dev")).is_ok()
+}
+
+/// SIGTERM to host h's pairbeatd, and its exit.
+fn stop_pairbeatd(net: &mut Net, host: &mut Host, h: usize) {
+    let pid = host.pairbeatd.take().unwrap();
+    net.signal(pid, nix::sys::signal::Signal::SIGTERM);
+    assert!(
+        net.wait_exit(pid, Duration::from_secs(20)).is_some(),
+        "{}'s pairbeatd did not stop:\n{}",
+        node(h),
+        net.logs()
+    );
+}
+
+/// SpecialTest1 for two nodes (TESTING.md's catalogue): both stopped cleanly, one
+/// after the other, then the first one back alone. alpha is stopped first: the
+/// group moves to bravo, which writes on; then bravo is stopped. alpha back alone
+/// must not start the group on the copy it left with (bravo wrote after: PAF #26),
+/// and says why; once bravo is back the copies meet, alpha resyncs, and the group
+/// runs again with both nodes' writes.
+#[test]
+fn both_stopped_cleanly_the_first_back_alone_waits_for_the_newer_copy() {
+    let (mut net, mut hosts) = running_pair("keep-preferred");
+    until(&net, "alpha's device published", Duration::from_secs(10), || {
+        published(&net, &hosts[0], 0)
+    });
+    write_extent(&net, 0, 4);
+
+    // alpha stopped cleanly: the group goes to bravo, which writes on.
+    stop_pairbeatd(&mut net, &mut hosts[0], 0);
+    until(&net, "the group on bravo", Duration::from_secs(20), || {
+        owner(&hosts[1]).as_deref() == Some("bravo") && published(&net, &hosts[1], 1)
+    });
+    write_extent(&net, 1, 5);
+    let newest = [4, 5].map(|e| extent_sum(&net.path("bravo").join("r0.img"), e));
+    stop_pairbeatd(&mut net, &mut hosts[1], 1);
+    until(&net, "both replicas down", Duration::from_secs(10), || {
+        hosts.iter().all(|h| replica(h).is_none())
+    });
+
+    // alpha back alone: past initdead (3 s) and more, it starts nothing, says why.
+    start_pairbeatd(&mut net, &mut hosts[0], 0, 2);
+    std::thread::sleep(Duration::from_secs(6));
+    let a = pb(&hosts[0]).expect("alpha's pairbeatd answers");
+    assert_eq!(
+        a["group"]["owner"],
+        serde_json::Value::Null,
+        "alpha started alone on its old copy: {a}"
+    );
+    // Outdated when bravo's promotion outdated it before it left (the copies still
+    // connected), else Consistent: not connected since it started, so not provably
+    // current (DRBD's attach under resource-only). Both keep it out; both occur.
+    let r = replica(&hosts[0]).expect("alpha's replica runs (Secondary)");
+    let why = a["decision_reason"].as_str().unwrap_or_default();
+    assert!(
+        matches!(
+            (r.disk.as_str(), why),
+            ("Outdated", "data_not_up_to_date") | ("Consistent", "data_needs_fencing")
+        ) && r.role == "Secondary",
+        "{r:?}\n{a}"
+    );
+    eprintln!("alpha alone: {} ({why})", r.disk);
+
+    // bravo back: alpha resyncs from it; the group runs again with both writes.
+    start_pairbeatd(&mut net, &mut hosts[1], 1, 2);
+    let mut at = None;
+    until(
+        &net,
+        "the group running again, both copies UpToDate",
+        Duration::from_secs(30),
+        || {
+            at = (0..2).find(|&h| owner(&hosts[h]).as_deref() == Some(node(h)));
+            at.is_some()
+                && hosts.iter().all(|h| {
+                    replica(h).is_some_and(|s| {
+                        s.disk == "UpToDate" && s.connection == "Connected" && s.out_of_sync_bytes == 0
+                    })
+                })
+        },
+    );
+    for h in 0..2 {
+        let image = net.path(node(h)).join("r0.img");
+        assert_eq!([4, 5].map(|e| extent_sum(&image, e)), newest, "{}'s copy", node(h));
+    }
+    eprintln!("the group runs on {} after both came back", node(at.unwrap()));
+}
+
 /// 4 KiB of random data into 1 MiB extent `e` of host h's device, synchronously.
 fn write_extent(net: &Net, h: usize, e: u64) {
     let dev = net.path(node(h)).join("replica").join("r0.dev");

@@ -147,7 +147,7 @@ enum ConfigCommand {
         /// A drbd.conf (or drbd.d/*.res) whose resources become pairbeat replicas; haresources' drbddisk::NAME then runs the replica. Repeat for several files.
         #[arg(long = "drbd-conf", value_name = "FILE")]
         drbd_conf: Vec<PathBuf>,
-        /// The node these files come from (default: the hostname); places ucast addresses.
+        /// The node these files come from (default: this host's name); places ucast addresses. Run on that node itself, its own ucast address is read from the interface.
         #[arg(long)]
         node: Option<String>,
     },
