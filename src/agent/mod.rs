@@ -151,7 +151,7 @@ fn command(
             if rsc.promotable {
                 // What Pacemaker tells a promotable clone's instances: one instance per
                 // node on two nodes, one of them promoted. pairbeat sends no clone
-                // notifications (see README, "Real DRBD").
+                // notifications (see docs/operator-guide.md, "Real DRBD").
                 for (k, v) in [
                     ("clone_max", "2"),
                     ("clone_node_max", "1"),

@@ -279,7 +279,7 @@ const NOT_YET: &[(&str, &str)] = &[
     ("failfast", "pairbeat does not run helper processes"),
     (
         "stonith",
-        "its parameters are in a file import does not read: write them as a fence-agents [fence] section (README: \"From Heartbeat\" lists each plugin's fence agent)",
+        "its parameters are in a file import does not read: write them as a fence-agents [fence] section (docs/operator-guide.md, \"Coming from Heartbeat\", lists each plugin's fence agent)",
     ),
     (
         "watchdog",

@@ -1,6 +1,6 @@
 //! Heartbeat's STONITH plugins as fence-agents devices, for `config import`: which
 //! fence agent does a plugin's job, and what its positional `stonith_host`
-//! parameters are called there. The table is also in README ("From Heartbeat").
+//! parameters are called there. The table is also in docs/operator-guide.md ("Coming from Heartbeat").
 //!
 //! `stonith_host HOSTFROM TYPE PARAMS...` names a device and the node that can
 //! reach it (`*`: either). Two kinds of device: one per node to be fenced (IPMI,

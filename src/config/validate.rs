@@ -1124,7 +1124,7 @@ fn linbit_drbd_fits(
         cx.error(
             at,
             "ocf:linbit:drbd refuses to start without clone notifications, which pairbeat does not send",
-            "add ignore_missing_notifications = \"true\" to its params (pairbeat starts, promotes, demotes and monitors it and reads its promotion score; it sends no notify actions: see README, Real DRBD)",
+            "add ignore_missing_notifications = \"true\" to its params (pairbeat starts, promotes, demotes and monitors it and reads its promotion score; it sends no notify actions: see docs/operator-guide.md, \"Real DRBD\")",
         );
         ok = false;
     }
