@@ -308,28 +308,39 @@ pub fn spawn(
         // SAFETY: a new descriptor, ours alone.
         unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) }
     };
-    let receiver = |fd: OwnedFd| -> io::Result<pipe::Receiver> {
-        set_nonblocking(&fd)?;
-        pipe::Receiver::from_owned_fd_unchecked(fd)
-    };
-    let stdin = match in_ours {
-        Some(fd) => {
+    // The program runs from here on: if wrapping its pipes or pidfd fails, it is
+    // killed and reaped rather than left running unwatched.
+    let wrap = || -> io::Result<Spawned> {
+        let receiver = |fd: OwnedFd| -> io::Result<pipe::Receiver> {
             set_nonblocking(&fd)?;
-            Some(pipe::Sender::from_owned_fd_unchecked(fd)?)
-        }
-        None => None,
+            pipe::Receiver::from_owned_fd_unchecked(fd)
+        };
+        let stdin = match in_ours {
+            Some(fd) => {
+                set_nonblocking(&fd)?;
+                Some(pipe::Sender::from_owned_fd_unchecked(fd)?)
+            }
+            None => None,
+        };
+        Ok(Spawned {
+            pid,
+            // SAFETY: the OwnedFd keeps its one descriptor for as long as it lives,
+            // which is as long as the AsyncFd that owns it.
+            pidfd: Some(
+                unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) }
+                    .map_err(|e| e.into_parts().1)?,
+            ),
+            stdin,
+            stdout: Some(receiver(out_ours)?),
+            stderr: Some(receiver(err_ours)?),
+        })
     };
-    Ok(Spawned {
-        pid,
-        // SAFETY: the OwnedFd keeps its one descriptor for as long as it lives,
-        // which is as long as the AsyncFd that owns it.
-        pidfd: Some(
-            unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) }
-                .map_err(|e| e.into_parts().1)?,
-        ),
-        stdin,
-        stdout: Some(receiver(out_ours)?),
-        stderr: Some(receiver(err_ours)?),
+    wrap().inspect_err(|_| {
+        // SAFETY: our own child and its process group; reaped so no zombie stays.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
     })
 }
 
