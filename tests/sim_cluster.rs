@@ -1776,7 +1776,19 @@ fn cluster_schedules_keep_the_invariants() {
     let (mut slow_schedules, mut slow_writes, mut barriers) = (0, 0, 0);
     let mut commands = [0u64; 3];
     for &seed in &seeds {
-        let c = run(seed);
+        // A panic in the code under test names its seed and ends the run there
+        // (without this, a long run's panic said neither).
+        let c = match std::panic::catch_unwind(|| run(seed)) {
+            Ok(c) => c,
+            Err(e) => {
+                let what = e
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                panic!("seed {seed} panicked: {what}\nreplay: SIM_CLUSTER_SEED={seed} SIM_TRACE=1 cargo test --release --test sim_cluster cluster_schedules -- --nocapture");
+            }
+        };
         fences += c.fences;
         dual += c.dual_ms;
         sbs += c.split_brains;
