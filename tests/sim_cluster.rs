@@ -1610,12 +1610,22 @@ fn run_full(
                 .any(|h| h.daemon.as_ref().is_some_and(|d| d.node.role().awaiting_operator()))
             {
                 let keep = ["a", "b"][rng.below(2) as usize].to_string();
-                let wall = w.wall(0);
-                let reply = w.daemon(0).node.handle_command(at, wall, Command::Resolve { keep });
+                // On a node that waits for it (either may be down meanwhile: seed
+                // 33941 had the harness ask a crashed host's daemon).
+                let h = (0..2)
+                    .find(|&h| {
+                        w.hosts[h]
+                            .daemon
+                            .as_ref()
+                            .is_some_and(|d| d.node.role().awaiting_operator())
+                    })
+                    .unwrap_or(0);
+                let wall = w.wall(h);
+                let reply = w.daemon(h).node.handle_command(at, wall, Command::Resolve { keep });
                 if let Err(e) = reply {
                     checks.fail(format!("{now} ms: resolve refused: {e}"));
                 }
-                w.drain(0, &mut checks);
+                w.drain(h, &mut checks);
             }
         }
         w.note_disturbances();
@@ -1853,6 +1863,10 @@ fn slow_disk_regression_seeds() {
 #[test]
 fn regression_seeds() {
     let seeds = [
+        (
+            33941,
+            "the harness's operator resolved a stop-both split brain on host a while a's daemon was down (a panic of the harness, which hid the rest of that shard's run)",
+        ),
         (
             51310,
             "back from a 5 s pause, a node read the peer's \"leaving\" advert from before it and started the group at once; the next adverts said the peer had rebooted and run it since (fixed: nothing starts while a node catches up after a pause)",
