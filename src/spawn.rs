@@ -90,38 +90,34 @@ fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
     Ok(())
 }
 
-/// Blocks every signal in the calling thread, glibc's internal ones included (the
-/// raw system call; `pthread_sigmask` would leave those open), and gives back the
-/// mask to restore.
-fn block_all_signals() -> libc::sigset_t {
-    // SAFETY: sigset_t is plain data; the syscall reads `all` and writes `old`, both
-    // valid, with the kernel's set size (8 bytes on Linux).
+/// Sets the calling thread's signal mask by the raw system call (glibc's own two
+/// signals included, which `pthread_sigmask` would leave open) and gives back the
+/// one before. Async-signal-safe: the child uses it too.
+fn set_signal_mask(mask: &libc::sigset_t) -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; the syscall reads `mask` and writes `old`,
+    // both valid, with the kernel's set size (8 bytes on Linux).
     unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
         let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
         libc::syscall(
             libc::SYS_rt_sigprocmask,
             libc::SIG_SETMASK,
-            &all as *const _,
-            &mut old as *mut _,
+            mask as *const libc::sigset_t,
+            &mut old as *mut libc::sigset_t,
             8usize,
         );
         old
     }
 }
 
-fn restore_signals(old: &libc::sigset_t) {
-    // SAFETY: as in block_all_signals.
-    unsafe {
-        libc::syscall(
-            libc::SYS_rt_sigprocmask,
-            libc::SIG_SETMASK,
-            old as *const _,
-            std::ptr::null_mut::<libc::sigset_t>(),
-            8usize,
-        );
-    }
+/// Blocks every signal in the calling thread and gives back the mask to restore.
+fn block_all_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data, filled by sigfillset.
+    let all = unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        all
+    };
+    set_signal_mask(&all)
 }
 
 /// The kernel's `struct sigaction` (not libc's, which differs), to set a signal's
@@ -208,13 +204,7 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         // An empty mask for the program (a blocked mask survives exec).
         let mut none: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut none);
-        libc::syscall(
-            libc::SYS_rt_sigprocmask,
-            libc::SIG_SETMASK,
-            &none as *const _,
-            std::ptr::null_mut::<libc::sigset_t>(),
-            8usize,
-        );
+        set_signal_mask(&none);
         libc::execve(args.program, args.argv, args.envp);
         fail(args)
     }
@@ -278,7 +268,7 @@ pub fn spawn(
         )
     };
     let clone_err = io::Error::last_os_error();
-    restore_signals(&mask);
+    set_signal_mask(&mask);
     drop(stack);
     if pid < 0 {
         return Err(clone_err);

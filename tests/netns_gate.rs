@@ -243,8 +243,7 @@ fn stale_data_never_takes_the_group_alone_or_after_a_partition_until_the_operato
 fn a_primarys_replicad_killed_is_recovered_with_its_data() {
     let (net, hosts) = running_pair("keep-preferred");
     let dev = |h: usize| net.path(node(h)).join("replica").join("r0.dev");
-    let published =
-        |h: usize| replica(&hosts[h]).is_some_and(|s| s.device.is_some()) && std::fs::read_link(dev(h)).is_ok();
+    let published = |h: usize| published(&net, &hosts[h], h);
     let device_sum = |h: usize| {
         let out = net.exec(
             h,
